@@ -61,7 +61,7 @@ public static class PolicyLoader
 
     private static PolicyDocument ParseDocument(YNode root)
     {
-        root.CheckKeys(["apiVersion", "kind", "metadata", "spec", "specs", "status"]);
+        root.CheckKeys(["apiVersion", "kind", "metadata", "spec", "specs", "status", "description"]);
         string apiVersion = root["apiVersion"].String();
         string kind = root["kind"].String();
         var meta = root["metadata"];
