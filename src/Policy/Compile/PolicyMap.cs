@@ -61,6 +61,9 @@ internal sealed class PortTable
 
     public int RangeCount => _starts.Length;
 
+    internal ushort[] Starts => _starts;
+    internal Verdict[] Values => _values;
+
     public IEnumerable<(ushort Low, ushort High, Verdict Verdict)> Ranges()
     {
         for (int i = 0; i < _starts.Length; i++)
@@ -135,16 +138,70 @@ internal sealed class PeerEntry
 /// </summary>
 public sealed class PolicyMap
 {
+    /// <summary>
+    /// One packed hash slot per peer identity: the port ranges of all five L4 protocols live in
+    /// one <see cref="Segment"/> array ([tcp.. | udp.. | sctp.. | icmp.. | icmpv6..]) with offsets
+    /// in the slot, so a verdict touches the slot array and one segment array, nothing else.
+    /// </summary>
+    private struct Slot
+    {
+        public uint Key;
+        public bool Used;
+        public Segment[] Segments;
+        public ushort Udp, Sctp, Icmp, Icmpv6, End;
+        public Verdict Other;
+    }
+
+    private readonly struct Segment(ushort start, Verdict verdict)
+    {
+        public readonly ushort Start = start;
+        public readonly Verdict Verdict = verdict;
+    }
+
     private readonly Dictionary<uint, PeerEntry> _peers;
-    private readonly PeerEntry? _wildcard;
+    private readonly Slot[] _slots;
+    private readonly int _shift;
+    private readonly int _wildcardSlot;
     private readonly Verdict _default;
 
     internal PolicyMap(bool enforced, Dictionary<uint, PeerEntry> peers)
     {
         Enforced = enforced;
         _peers = peers;
-        peers.TryGetValue(0, out _wildcard);
         _default = enforced ? Verdict.DefaultDenied : Verdict.Unrestricted;
+        int size = (int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(2, peers.Count * 2));
+        _slots = new Slot[size];
+        _shift = 32 - System.Numerics.BitOperations.Log2((uint)size);
+        _wildcardSlot = -1;
+        foreach (var (id, e) in peers)
+        {
+            var segs = new List<Segment>();
+            var offsets = new ushort[5];
+            int t = 0;
+            foreach (var (_, table) in e.Tables())
+            {
+                offsets[t++] = (ushort)segs.Count;
+                for (int i = 0; i < table.Starts.Length; i++)
+                {
+                    segs.Add(new Segment(table.Starts[i], table.Values[i]));
+                }
+            }
+            int slot = Home(id);
+            while (_slots[slot].Used)
+            {
+                slot = (slot + 1) & (size - 1);
+            }
+            _slots[slot] = new Slot
+            {
+                Key = id, Used = true, Segments = segs.ToArray(),
+                Udp = offsets[1], Sctp = offsets[2], Icmp = offsets[3], Icmpv6 = offsets[4], End = (ushort)segs.Count,
+                Other = e.Other,
+            };
+            if (id == 0)
+            {
+                _wildcardSlot = slot;
+            }
+        }
         foreach (var (_, e) in peers)
         {
             foreach (var (_, t) in e.Tables())
@@ -156,7 +213,7 @@ public sealed class PolicyMap
     }
 
     /// <summary>A map for a direction no policy touches: everything is allowed.</summary>
-    public static readonly PolicyMap Unrestricted = new(false, new Dictionary<uint, PeerEntry>());
+    public static readonly PolicyMap Unrestricted = new(false, []);
 
     /// <summary>True if this direction is default deny (a selecting policy has a section for it).</summary>
     public bool Enforced { get; }
@@ -171,12 +228,66 @@ public sealed class PolicyMap
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public Verdict Lookup(uint peerIdentity, byte protocol, ushort port)
     {
-        if (_peers.TryGetValue(peerIdentity, out var entry) || (entry = _wildcard) is not null)
+        int slot = Find(peerIdentity);          // hash lookup 1: the exact identity
+        if (slot < 0 && (slot = _wildcardSlot) < 0) // lookup 2: the wildcard entry (kept by index)
         {
-            var v = entry.Lookup(protocol, port);
-            return v.Kind == VerdictKind.Unrestricted ? _default : v;
+            return _default;
         }
-        return _default;
+        var v = Decide(ref _slots[slot], protocol, port);
+        return v.Kind == VerdictKind.Unrestricted ? _default : v;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int Home(uint key) => (int)((key * 0x9E3779B9u) >> _shift);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int Find(uint key)
+    {
+        var slots = _slots;
+        int mask = slots.Length - 1;
+        for (int i = Home(key); ; i = (i + 1) & mask)
+        {
+            ref var s = ref slots[i];
+            if (!s.Used)
+            {
+                return -1;
+            }
+            if (s.Key == key)
+            {
+                return i;
+            }
+        }
+    }
+
+    /// <summary>The range step: binary search for the last segment starting at or below the port.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Verdict Decide(ref Slot s, byte protocol, ushort port)
+    {
+        int lo, hi;
+        switch (protocol)
+        {
+            case IpProtocol.Tcp: lo = 0; hi = s.Udp; break;
+            case IpProtocol.Udp: lo = s.Udp; hi = s.Sctp; break;
+            case IpProtocol.Sctp: lo = s.Sctp; hi = s.Icmp; break;
+            case IpProtocol.Icmp: lo = s.Icmp; hi = s.Icmpv6; break;
+            case IpProtocol.Icmpv6: lo = s.Icmpv6; hi = s.End; break;
+            default: return s.Other;
+        }
+        var segs = s.Segments;
+        hi--; // segs[lo].Start is always 0, so the answer lies in [lo, hi]
+        while (lo < hi)
+        {
+            int mid = (lo + hi + 1) >> 1;
+            if (segs[mid].Start <= port)
+            {
+                lo = mid;
+            }
+            else
+            {
+                hi = mid - 1;
+            }
+        }
+        return segs[lo].Verdict;
     }
 
     /// <summary>The entries for display: (identity, protocol or 0 for other protocols, low, high, verdict).</summary>
