@@ -274,18 +274,14 @@ public sealed class PolicyMap
             default: return s.Other;
         }
         var segs = s.Segments;
-        hi--; // segs[lo].Start is always 0, so the answer lies in [lo, hi]
-        while (lo < hi)
+        // segs[lo].Start is always 0. Halving with a conditional move instead of a branch: the
+        // outcome of each comparison is random per packet, so a branch would mispredict often.
+        int n = hi - lo;
+        while (n > 1)
         {
-            int mid = (lo + hi + 1) >> 1;
-            if (segs[mid].Start <= port)
-            {
-                lo = mid;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
+            int half = n >> 1;
+            lo = segs[lo + half].Start <= port ? lo + half : lo;
+            n -= half;
         }
         return segs[lo].Verdict;
     }
