@@ -104,6 +104,13 @@ public class PolicyLookupBenchmarks
     [Params(10, 1_000, 10_000, 100_000)]
     public int Rules { get; set; }
 
+    /// <summary>
+    /// Peers looked up per batch: 16 "hot" peers (a node's busy flows; isolates the algorithm) or
+    /// every client identity at random (adds the cache misses of a large working set).
+    /// </summary>
+    [Params(16, int.MaxValue)]
+    public int ActivePeers { get; set; }
+
     [GlobalSetup]
     public void Setup()
     {
@@ -113,6 +120,7 @@ public class PolicyLookupBenchmarks
         _scan = new LinearRuleScan(policies, snapshot);
         var clients = endpoints.All.Where(e => e.Name.StartsWith("client-", StringComparison.Ordinal)).Select(e => e.Identity.Id).ToArray();
         var rng = new Random(42);
+        clients = clients.OrderBy(_ => rng.Next()).Take(ActivePeers).ToArray();
         _peers = new uint[Batch];
         _ports = new ushort[Batch];
         int maxPort = 4 * (Rules / Math.Min(Rules, PolicyWorkload.Clients)) + 8;
