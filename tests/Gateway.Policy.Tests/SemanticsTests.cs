@@ -321,3 +321,50 @@ public class SemanticsTests
         }
     }
 }
+
+public class LargeTableTests
+{
+    /// <summary>Tables with many segments use the 256-port block index: check it port by port against the rules.</summary>
+    [Fact]
+    public void IndexedRangeStepMatchesTheRulesOnEveryPort()
+    {
+        var rng = new Random(99);
+        var rules = new List<(int Lo, int Hi, bool Deny)>();
+        var sb = new System.Text.StringBuilder("""
+            apiVersion: cilium.io/v2
+            kind: CiliumNetworkPolicy
+            metadata: {name: many}
+            spec:
+              endpointSelector: {matchLabels: {app: b}}
+              ingress:
+
+            """);
+        var deny = new System.Text.StringBuilder("  ingressDeny:\n");
+        for (int i = 0; i < 60; i++)
+        {
+            int lo = rng.Next(1, 65000), hi = Math.Min(65535, lo + rng.Next(0, i % 3 == 0 ? 3000 : 5));
+            bool isDeny = i % 7 == 0;
+            rules.Add((lo, hi, isDeny));
+            (isDeny ? deny : sb).Append($"  - {{fromEndpoints: [{{matchLabels: {{app: a}}}}], toPorts: [{{ports: [{{port: \"{lo}\", endPort: {hi}, protocol: TCP}}]}}]}}\n");
+        }
+        var s = Helpers.Compile(sb.ToString() + deny);
+        var map = s.GetPolicy(s.Id("b"))!.Ingress;
+        uint a = s.Id("a");
+        for (int port = 0; port <= 65535; port++)
+        {
+            bool denied = rules.Any(r => r.Deny && port >= r.Lo && port <= r.Hi);
+            bool allowed = rules.Any(r => !r.Deny && port >= r.Lo && port <= r.Hi);
+            var expected = denied ? VerdictKind.Denied : allowed ? VerdictKind.Allowed : VerdictKind.DefaultDenied;
+            Assert.Equal(expected, map.Lookup(a, Datapath.IpProtocol.Tcp, (ushort)port).Kind);
+        }
+    }
+
+    [Fact]
+    public void TwoReservedLabelsOnOneEndpointAreRejected()
+    {
+        var e = Assert.Throws<PolicyLoadException>(() => EndpointFile.Parse("""
+            endpoints: [{name: n, ips: [1.1.1.1], labels: {"reserved:host": "", "reserved:remote-node": ""}}]
+            """, "e.yaml", new IdentityAllocator()));
+        Assert.Contains("more than one reserved", e.Message);
+    }
+}

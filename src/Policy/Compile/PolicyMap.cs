@@ -150,7 +150,15 @@ public sealed class PolicyMap
         public Segment[] Segments;
         public ushort Udp, Sctp, Icmp, Icmpv6, End;
         public Verdict Other;
+        /// <summary>
+        /// Per protocol, only for tables of more than <see cref="IndexThreshold"/> segments: for each
+        /// 256-port block b, the segment holding port b*256 (entry 256: the table's last segment).
+        /// The range step then scans the few segments of one block instead of a binary search.
+        /// </summary>
+        public ushort[]?[]? Index;
     }
+
+    private const int IndexThreshold = 16;
 
     private readonly struct Segment(ushort start, Verdict verdict)
     {
@@ -186,6 +194,27 @@ public sealed class PolicyMap
                     segs.Add(new Segment(table.Starts[i], table.Values[i]));
                 }
             }
+            ushort[]?[]? index = null;
+            for (int pi = 0; pi < 5; pi++)
+            {
+                int start = offsets[pi], end = pi < 4 ? offsets[pi + 1] : segs.Count;
+                if (end - start <= IndexThreshold)
+                {
+                    continue;
+                }
+                var blocks = new ushort[257];
+                int k = start;
+                for (int b = 0; b < 256; b++)
+                {
+                    while (k + 1 < end && segs[k + 1].Start <= b << 8)
+                    {
+                        k++;
+                    }
+                    blocks[b] = (ushort)k;
+                }
+                blocks[256] = (ushort)(end - 1);
+                (index ??= new ushort[]?[5])[pi] = blocks;
+            }
             int slot = Home(id);
             while (_slots[slot].Used)
             {
@@ -196,6 +225,7 @@ public sealed class PolicyMap
                 Key = id, Used = true, Segments = segs.ToArray(),
                 Udp = offsets[1], Sctp = offsets[2], Icmp = offsets[3], Icmpv6 = offsets[4], End = (ushort)segs.Count,
                 Other = e.Other,
+                Index = index,
             };
             if (id == 0)
             {
@@ -263,17 +293,29 @@ public sealed class PolicyMap
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static Verdict Decide(ref Slot s, byte protocol, ushort port)
     {
-        int lo, hi;
+        int lo, hi, p;
         switch (protocol)
         {
-            case IpProtocol.Tcp: lo = 0; hi = s.Udp; break;
-            case IpProtocol.Udp: lo = s.Udp; hi = s.Sctp; break;
-            case IpProtocol.Sctp: lo = s.Sctp; hi = s.Icmp; break;
-            case IpProtocol.Icmp: lo = s.Icmp; hi = s.Icmpv6; break;
-            case IpProtocol.Icmpv6: lo = s.Icmpv6; hi = s.End; break;
+            case IpProtocol.Tcp: lo = 0; hi = s.Udp; p = 0; break;
+            case IpProtocol.Udp: lo = s.Udp; hi = s.Sctp; p = 1; break;
+            case IpProtocol.Sctp: lo = s.Sctp; hi = s.Icmp; p = 2; break;
+            case IpProtocol.Icmp: lo = s.Icmp; hi = s.Icmpv6; p = 3; break;
+            case IpProtocol.Icmpv6: lo = s.Icmpv6; hi = s.End; p = 4; break;
             default: return s.Other;
         }
         var segs = s.Segments;
+        if (s.Index?[p] is { } blocks)
+        {
+            // Large table: jump to the 256-port block, then step over the segments starting in it.
+            int b = port >> 8;
+            lo = blocks[b];
+            int last = blocks[b + 1];
+            while (lo < last && segs[lo + 1].Start <= port)
+            {
+                lo++;
+            }
+            return segs[lo].Verdict;
+        }
         // segs[lo].Start is always 0. Halving with a conditional move instead of a branch: the
         // outcome of each comparison is random per packet, so a branch would mispredict often.
         int n = hi - lo;

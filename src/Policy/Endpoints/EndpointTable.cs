@@ -28,7 +28,12 @@ public sealed class EndpointTable
     public Endpoint Add(string name, string? ns, IEnumerable<IpAddress> ips, IEnumerable<Label> labels)
     {
         ArgumentNullException.ThrowIfNull(name);
-        var labelSet = Endpoint.BuildLabels(labels, ns, ns is null ? null : NamespaceLabels.GetValueOrDefault(ns));
+        var labelList = labels.ToList();
+        if (labelList.Count(l => l.Source == LabelSources.Reserved) > 1)
+        {
+            throw new ArgumentException($"endpoint {name} has more than one reserved: label; a reserved peer is exactly one of host, remote-node, ...", nameof(labels));
+        }
+        var labelSet = Endpoint.BuildLabels(labelList, ns, NamespaceLabels.GetValueOrDefault(ns ?? "default"));
         bool reserved = labelSet.Any(l => l.Source == LabelSources.Reserved);
         if (!reserved)
         {
