@@ -145,7 +145,7 @@ public sealed class WireGuardEngine : IDisposable
             {
                 lock (peer.Sync)
                 {
-                    peer.Handshake.Precompute(identity is null ? ReadOnlySpan<byte>.Empty : identity.Private);
+                    peer.Handshake.InvalidateStaticStatic();
                     ExpireCurrentKeypairsLocked(peer, now);
                 }
             }
@@ -165,7 +165,6 @@ public sealed class WireGuardEngine : IDisposable
             if (_identity is { } id && new PublicKey(id.Public) == publicKey)
                 throw new ArgumentException("A peer cannot have the interface's own public key.", nameof(publicKey));
             var peer = new Peer(this, publicKey);
-            if (_identity is { } identity) peer.Handshake.Precompute(identity.Private);
             _peers[publicKey] = peer;
             return peer;
         }
@@ -527,7 +526,7 @@ public sealed class WireGuardEngine : IDisposable
             lock (peer.Sync)
             {
                 var hs = peer.Handshake;
-                if (peer.Removed || !hs.StaticStaticValid) return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
+                if (peer.Removed || !hs.EnsureStaticStatic(identity.Private)) return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
                 if (!InitiationReader.TryDecryptTimestamp(message, hs.StaticStatic, hash, chainKey, timestamp))
                     return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
                 if (Tai64N.Compare(timestamp, hs.LastTimestamp) <= 0)
@@ -608,6 +607,7 @@ public sealed class WireGuardEngine : IDisposable
         if (now - hs.LastSentHandshake < WireGuardConstants.RekeyTimeout) return;
         var identity = _identity;
         if (identity is null || peer.Removed) return;
+        if (!hs.EnsureStaticStatic(identity.Private)) return; // low-order peer key: never send
         hs.LastSentHandshake = now;
 
         Span<byte> message = stackalloc byte[Messages.InitiationSize];
