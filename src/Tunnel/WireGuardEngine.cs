@@ -69,6 +69,7 @@ public sealed class WireGuardEngine : IDisposable
     private long _underLoadUntil = long.MinValue / 2;
     private volatile int _reportedBacklog;
     private bool _disposed;
+    private long _peerSequence;
 
     [ThreadStatic] private static byte[]? t_scratch;
 
@@ -103,7 +104,8 @@ public sealed class WireGuardEngine : IDisposable
 
     public int PeerCount => _peers.Count;
 
-    public IReadOnlyList<Peer> Peers => _peers.Values.ToArray();
+    /// <summary>All peers in creation order.</summary>
+    public IReadOnlyList<Peer> Peers => _peers.Values.OrderBy(p => p.Sequence).ToArray();
 
     /// <summary>Copies the private key into <paramref name="destination"/> (32 bytes); false when none is set.</summary>
     public bool TryCopyPrivateKey(Span<byte> destination)
@@ -164,7 +166,7 @@ public sealed class WireGuardEngine : IDisposable
             if (_peers.TryGetValue(publicKey, out var existing)) return existing;
             if (_identity is { } id && new PublicKey(id.Public) == publicKey)
                 throw new ArgumentException("A peer cannot have the interface's own public key.", nameof(publicKey));
-            var peer = new Peer(this, publicKey);
+            var peer = new Peer(this, publicKey) { Sequence = ++_peerSequence };
             _peers[publicKey] = peer;
             return peer;
         }
