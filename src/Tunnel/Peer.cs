@@ -30,6 +30,7 @@ public sealed class Peer
     internal readonly Queue<byte[]> Staged = new();
     internal readonly List<IpPrefix> AllowedIpList = new();
     internal bool Removed;
+    internal long Sequence; // creation order, for stable UAPI listings
 
     // Timers (whitepaper 6; wireguard-go device/timers.go): absolute monotonic deadlines in ns,
     // Disarmed when not pending. Fired by WireGuardEngine.Tick.

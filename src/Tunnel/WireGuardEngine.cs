@@ -69,6 +69,7 @@ public sealed class WireGuardEngine : IDisposable
     private long _underLoadUntil = long.MinValue / 2;
     private volatile int _reportedBacklog;
     private bool _disposed;
+    private long _peerSequence;
 
     [ThreadStatic] private static byte[]? t_scratch;
 
@@ -103,7 +104,8 @@ public sealed class WireGuardEngine : IDisposable
 
     public int PeerCount => _peers.Count;
 
-    public IReadOnlyList<Peer> Peers => _peers.Values.ToArray();
+    /// <summary>All peers in creation order.</summary>
+    public IReadOnlyList<Peer> Peers => _peers.Values.OrderBy(p => p.Sequence).ToArray();
 
     /// <summary>Copies the private key into <paramref name="destination"/> (32 bytes); false when none is set.</summary>
     public bool TryCopyPrivateKey(Span<byte> destination)
@@ -145,7 +147,7 @@ public sealed class WireGuardEngine : IDisposable
             {
                 lock (peer.Sync)
                 {
-                    peer.Handshake.Precompute(identity is null ? ReadOnlySpan<byte>.Empty : identity.Private);
+                    peer.Handshake.InvalidateStaticStatic();
                     ExpireCurrentKeypairsLocked(peer, now);
                 }
             }
@@ -164,8 +166,7 @@ public sealed class WireGuardEngine : IDisposable
             if (_peers.TryGetValue(publicKey, out var existing)) return existing;
             if (_identity is { } id && new PublicKey(id.Public) == publicKey)
                 throw new ArgumentException("A peer cannot have the interface's own public key.", nameof(publicKey));
-            var peer = new Peer(this, publicKey);
-            if (_identity is { } identity) peer.Handshake.Precompute(identity.Private);
+            var peer = new Peer(this, publicKey) { Sequence = ++_peerSequence };
             _peers[publicKey] = peer;
             return peer;
         }
@@ -527,7 +528,7 @@ public sealed class WireGuardEngine : IDisposable
             lock (peer.Sync)
             {
                 var hs = peer.Handshake;
-                if (peer.Removed || !hs.StaticStaticValid) return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
+                if (peer.Removed || !hs.EnsureStaticStatic(identity.Private)) return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
                 if (!InitiationReader.TryDecryptTimestamp(message, hs.StaticStatic, hash, chainKey, timestamp))
                     return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
                 if (Tai64N.Compare(timestamp, hs.LastTimestamp) <= 0)
@@ -608,6 +609,7 @@ public sealed class WireGuardEngine : IDisposable
         if (now - hs.LastSentHandshake < WireGuardConstants.RekeyTimeout) return;
         var identity = _identity;
         if (identity is null || peer.Removed) return;
+        if (!hs.EnsureStaticStatic(identity.Private)) return; // low-order peer key: never send
         hs.LastSentHandshake = now;
 
         Span<byte> message = stackalloc byte[Messages.InitiationSize];

@@ -27,9 +27,12 @@ internal sealed class Handshake
     public readonly byte[] RemoteEphemeral = new byte[32];
     public readonly byte[] RemoteStatic = new byte[32];
     public readonly byte[] PresharedKey = new byte[32];
-    /// <summary>DH(our static, their static): constant per key pair, computed once.</summary>
+    /// <summary>DH(our static, their static): constant per key pair, computed on first use and
+    /// cached (an X25519 agreement is far too slow to redo per handshake, and too slow to do
+    /// eagerly for 10,000 peers at configuration time).</summary>
     public readonly byte[] StaticStatic = new byte[32];
     public bool StaticStaticValid;
+    public bool StaticStaticComputed;
     /// <summary>Greatest TAI64N timestamp accepted from this peer (replay protection of initiations).</summary>
     public readonly byte[] LastTimestamp = new byte[Tai64N.Size];
     public long LastInitiationConsumed = long.MinValue / 2;
@@ -56,12 +59,27 @@ internal sealed class Handshake
         CryptographicOperations.ZeroMemory(PresharedKey);
         CryptographicOperations.ZeroMemory(StaticStatic);
         StaticStaticValid = false;
+        StaticStaticComputed = false;
     }
 
-    public void Precompute(ReadOnlySpan<byte> localPrivate)
+    /// <summary>Forgets the cached static-static secret (the private key changed).</summary>
+    public void InvalidateStaticStatic()
     {
-        StaticStaticValid = !localPrivate.IsEmpty && X25519.TryAgree(localPrivate, RemoteStatic, StaticStatic);
-        if (!StaticStaticValid) CryptographicOperations.ZeroMemory(StaticStatic);
+        CryptographicOperations.ZeroMemory(StaticStatic);
+        StaticStaticValid = false;
+        StaticStaticComputed = false;
+    }
+
+    /// <summary>Computes DH(our static, their static) once; false for a low-order peer key.</summary>
+    public bool EnsureStaticStatic(ReadOnlySpan<byte> localPrivate)
+    {
+        if (!StaticStaticComputed)
+        {
+            StaticStaticValid = !localPrivate.IsEmpty && X25519.TryAgree(localPrivate, RemoteStatic, StaticStatic);
+            if (!StaticStaticValid) CryptographicOperations.ZeroMemory(StaticStatic);
+            StaticStaticComputed = true;
+        }
+        return StaticStaticValid;
     }
 
     /// <summary>
