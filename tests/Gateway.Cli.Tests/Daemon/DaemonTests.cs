@@ -162,3 +162,84 @@ public class DaemonTests
         Assert.False(File.Exists(t.A.UapiSocket));
     }
 }
+
+[Collection("daemon")]
+public class DaemonOperationsTests
+{
+    private static void SkipUnlessPossible() => Skip.If(Sh.SkipReason() is not null, Sh.SkipReason());
+
+    private static long LatestHandshake(Topology.Side side, string peer)
+    {
+        foreach (var line in side.Exec($"wg show {side.Interface} latest-handshakes").Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = line.Split('\t');
+            if (parts[0] == peer)
+            {
+                return long.Parse(parts[1]);
+            }
+        }
+        return -1;
+    }
+
+    private static void WaitForLog(Topology.Side side, string text)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        // Waiting for another process to act on a signal, not for protocol time.
+        while (!side.Log.Contains(text, StringComparison.Ordinal))
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"'{text}' never appeared in the log:\n{side.Log}");
+            Thread.Sleep(20);
+        }
+    }
+
+    [SkippableFact]
+    public void SighupReloadsTheFileWithoutDroppingSessionsAndABrokenFileChangesNothing()
+    {
+        SkipUnlessPossible();
+        using var t = new Topology();
+        string confA = t.A.StartGateway(t.B);
+        t.B.StartGateway(t.A);
+        Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
+        long handshake = LatestHandshake(t.A, t.B.PublicKey.ToBase64());
+        Assert.True(handshake > 0);
+
+        using var extra = Gateway.Crypto.WireGuardKey.GeneratePrivate();
+        using var extraPublic = extra.DerivePublic();
+        File.AppendAllText(confA, $"\n[Peer]\nPublicKey = {extraPublic.ToBase64()}\nAllowedIPs = 10.241.0.99/32\n");
+        Sh.Run($"kill -HUP {t.A.Process!.Id}");
+        WaitForLog(t.A, "reloaded from");
+        string show = t.A.Exec($"wg show {t.A.Interface}");
+        Assert.Contains($"peer: {extraPublic.ToBase64()}", show);
+        Assert.Contains("10.241.0.99", t.A.Exec("ip route"));
+        // The established session survived: same handshake, traffic flows at once.
+        Assert.Equal(handshake, LatestHandshake(t.A, t.B.PublicKey.ToBase64()));
+        Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
+
+        File.AppendAllText(confA, "\nThisIsNotAKey = 1\n");
+        Sh.Run($"kill -HUP {t.A.Process!.Id}");
+        WaitForLog(t.A, "reload failed, previous configuration stays in force");
+        Assert.Contains("unknown key 'ThisIsNotAKey'", t.A.Log);
+        Assert.Contains($"peer: {extraPublic.ToBase64()}", t.A.Exec($"wg show {t.A.Interface}"));
+        Assert.False(t.A.Process!.HasExited);
+    }
+
+    [SkippableFact]
+    public void ServesPrometheusMetricsAndWgShowconf()
+    {
+        SkipUnlessPossible();
+        using var t = new Topology();
+        t.A.StartGateway(t.B, metrics: "127.0.0.1:9962");
+        t.B.StartWireguardGo(t.A);
+        Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
+        string metrics = t.A.Exec("bash -c 'exec 3<>/dev/tcp/127.0.0.1/9962; printf \"GET /metrics HTTP/1.0\\r\\n\\r\\n\" >&3; cat <&3'");
+        Assert.Contains("HTTP/1.1 200 OK", metrics);
+        Assert.Matches($"gateway_peer_tx_bytes_total{{interface=\"{t.A.Interface}\",peer=\"[^\"]+\"}} [1-9][0-9]*", metrics);
+        Assert.Matches($"gateway_peer_last_handshake_seconds{{interface=\"{t.A.Interface}\",peer=\"[^\"]+\"}} [0-9.]+", metrics);
+        Assert.Contains("gateway_drop_count_total{", metrics);
+
+        string conf = t.A.Exec($"wg showconf {t.A.Interface}");
+        Assert.Contains($"PrivateKey = {t.A.PrivateKey.ToBase64()}", conf);
+        Assert.Contains($"PublicKey = {t.B.PublicKey.ToBase64()}", conf);
+        Assert.Contains($"AllowedIPs = {t.B.TunnelAddress}/32", conf);
+    }
+}

@@ -152,11 +152,12 @@ internal sealed class Topology : IDisposable
             """;
 
         /// <summary>Runs `gateway up` here with a config naming <paramref name="peer"/>.</summary>
-        public void StartGateway(Side peer, bool endpoint = true, string extraInterface = "", string extraPeer = "")
+        public string StartGateway(Side peer, bool endpoint = true, string extraInterface = "", string extraPeer = "", string metrics = "off")
         {
             string conf = _topology.TempFile($"{Interface}.conf", Config(peer, endpoint, extraInterface, extraPeer));
-            Process = _topology.StartProcess(Ns, $"dotnet {GatewayDll} up {conf} --interface {Interface} --metrics off");
+            Process = _topology.StartProcess(Ns, $"dotnet {GatewayDll} up {conf} --interface {Interface} --metrics {metrics}");
             WaitForSocket();
+            return conf;
         }
 
         /// <summary>Runs stock wireguard-go here, configured with `wg`.</summary>
