@@ -7,6 +7,9 @@ internal static class CommandCatalog
 {
     public static IEnumerable<Command> All()
     {
-        yield break;
+        yield return GenKeyCommand.Create();
+        yield return PubKeyCommand.Create();
+        yield return GenPskCommand.Create();
+        yield return DemoCommand.Create();
     }
 }

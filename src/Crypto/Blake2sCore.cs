@@ -72,6 +72,10 @@ internal static class Blake2sCore
     /// message bytes (key block included) processed up to and including this block;
     /// <paramref name="isFinal"/> sets the last-block flag f0 = 0xFFFFFFFF.
     /// </summary>
+    // AggressiveOptimization: compiled fully optimised on first use instead of starting at
+    // tier 0, where this straight-line function runs several times slower (handshakes and short runs
+    // such as `gateway demo` would otherwise see the slow version).
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     internal static void Compress(ref Blake2sState state, ref byte block, ulong counter, bool isFinal)
     {
         ref uint h = ref Unsafe.As<Blake2sState, uint>(ref state);
