@@ -28,8 +28,6 @@ internal struct Blake2sBlock
 /// every message word is a named local and no table lookup sits in the hot loop. Within a
 /// round the four column (then four diagonal) G functions are interleaved step by step:
 /// they are independent, which gives the CPU four dependency chains to overlap.
-/// A Vector128 row-wise variant was not used: the per-round message permutation needs
-/// scalar inserts on x64 without AVX-512 and measured no faster than this form here.
 /// </remarks>
 [SkipLocalsInit]
 internal static class Blake2sCore
