@@ -74,8 +74,9 @@ internal static class Blake2sCore
     /// </summary>
     /// <summary>
     /// Compresses one 64-byte block into h, with the Vector128 row-parallel form where the
-    /// hardware accelerates it (about 1.8x the scalar form on the x64 development machine)
-    /// and the scalar form otherwise. The branch folds away at JIT time.
+    /// hardware accelerates it (1.5-1.7x faster than the scalar form on the x64 development
+    /// machine, CryptoBlake2sCompressBenchmarks) and the scalar form otherwise. The branch
+    /// folds away at JIT time.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static void Compress(ref Blake2sState state, ref byte block, ulong counter, bool isFinal)
