@@ -9,5 +9,9 @@ internal static class CommandCatalog
     {
         yield return Commands.UpCommand.Create();
         yield return Commands.ShowCommand.Create();
+        yield return GenKeyCommand.Create();
+        yield return PubKeyCommand.Create();
+        yield return GenPskCommand.Create();
+        yield return DemoCommand.Create();
     }
 }
