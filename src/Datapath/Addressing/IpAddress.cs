@@ -1,0 +1,205 @@
+using System.Buffers.Binary;
+using System.Diagnostics.CodeAnalysis;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.CompilerServices;
+
+namespace Gateway.Datapath;
+
+/// <summary>
+/// An IPv4 or IPv6 address as a value type. Unlike <see cref="IPAddress"/> it never allocates,
+/// so the datapath can carry it in flow keys and use it for table lookups.
+/// IPv4 and IPv6 are distinct families: 1.2.3.4 and ::ffff:1.2.3.4 are different addresses.
+/// </summary>
+public readonly struct IpAddress : IEquatable<IpAddress>, IComparable<IpAddress>, ISpanFormattable
+{
+    // Numeric value in host order; an IPv4 address keeps its 32-bit value in the low bits.
+    private readonly UInt128 _value;
+    private readonly bool _isV6;
+
+    private IpAddress(UInt128 value, bool isV6)
+    {
+        _value = value;
+        _isV6 = isV6;
+    }
+
+    public static IpAddress FromV4(uint value) => new(value, isV6: false);
+
+    public static IpAddress FromV6(UInt128 value) => new(value, isV6: true);
+
+    public bool IsV4 => !_isV6;
+
+    public bool IsV6 => _isV6;
+
+    /// <summary>32 for IPv4, 128 for IPv6.</summary>
+    public int BitLength => _isV6 ? 128 : 32;
+
+    /// <summary>4 for IPv4, 16 for IPv6.</summary>
+    public int ByteLength => _isV6 ? 16 : 4;
+
+    /// <summary>The numeric IPv4 value (host order). Meaningless for IPv6.</summary>
+    public uint V4 => (uint)_value;
+
+    /// <summary>The numeric value (host order); for IPv4 the 32-bit value.</summary>
+    public UInt128 V6 => _value;
+
+    /// <summary>
+    /// The address left-aligned in 128 bits, so that bit i of any family is bit (127 - i).
+    /// Prefix tables use this to treat both families alike.
+    /// </summary>
+    internal UInt128 LeftAligned
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => _isV6 ? _value : _value << 96;
+    }
+
+    internal static IpAddress FromLeftAligned(UInt128 value, bool isV6) => isV6 ? FromV6(value) : FromV4((uint)(value >> 96));
+
+    /// <summary>Reads a 4- or 16-byte address in network order.</summary>
+    public static IpAddress FromBytes(ReadOnlySpan<byte> networkOrder)
+    {
+        if (!TryFromBytes(networkOrder, out var address))
+        {
+            throw new ArgumentException($"An IP address has 4 or 16 bytes, not {networkOrder.Length}.", nameof(networkOrder));
+        }
+        return address;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool TryFromBytes(ReadOnlySpan<byte> networkOrder, out IpAddress address)
+    {
+        if (networkOrder.Length == 4)
+        {
+            address = FromV4(BinaryPrimitives.ReadUInt32BigEndian(networkOrder));
+            return true;
+        }
+        if (networkOrder.Length == 16)
+        {
+            address = FromV6(BinaryPrimitives.ReadUInt128BigEndian(networkOrder));
+            return true;
+        }
+        address = default;
+        return false;
+    }
+
+    public static IpAddress FromIPAddress(IPAddress address)
+    {
+        ArgumentNullException.ThrowIfNull(address);
+        Span<byte> bytes = stackalloc byte[16];
+        if (!address.TryWriteBytes(bytes, out int written))
+        {
+            throw new ArgumentException("Unsupported address.", nameof(address));
+        }
+        return FromBytes(bytes[..written]);
+    }
+
+    public IPAddress ToIPAddress()
+    {
+        Span<byte> bytes = stackalloc byte[16];
+        WriteBytes(bytes);
+        return new IPAddress(bytes[..ByteLength]);
+    }
+
+    /// <summary>Writes the address in network order; needs <see cref="ByteLength"/> bytes.</summary>
+    public void WriteBytes(Span<byte> destination)
+    {
+        if (_isV6)
+        {
+            BinaryPrimitives.WriteUInt128BigEndian(destination, _value);
+        }
+        else
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(destination, (uint)_value);
+        }
+    }
+
+    public static bool TryParse(ReadOnlySpan<char> text, out IpAddress address)
+    {
+        text = text.Trim();
+        // IPAddress.TryParse accepts forms a config file should not (e.g. "1", "1.2", scope ids
+        // and "0x0a.0.0.1"); insist on dotted quads or a colon form without a zone.
+        if (text.IsEmpty || text.Contains('%') || text.Contains('/'))
+        {
+            address = default;
+            return false;
+        }
+        bool colon = text.Contains(':');
+        if (!colon && !IsDottedQuad(text))
+        {
+            address = default;
+            return false;
+        }
+        if (!IPAddress.TryParse(text, out var parsed) ||
+            (parsed.AddressFamily == AddressFamily.InterNetworkV6) != colon)
+        {
+            address = default;
+            return false;
+        }
+        address = FromIPAddress(parsed);
+        return true;
+    }
+
+    public static IpAddress Parse(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        return TryParse(text, out var address) ? address : throw new FormatException($"'{text}' is not an IP address.");
+    }
+
+    private static bool IsDottedQuad(ReadOnlySpan<char> text)
+    {
+        int parts = 0;
+        foreach (var range in text.Split('.'))
+        {
+            var part = text[range];
+            if (part.IsEmpty || part.Length > 3)
+            {
+                return false;
+            }
+            foreach (char c in part)
+            {
+                if (c is < '0' or > '9')
+                {
+                    return false;
+                }
+            }
+            if (int.Parse(part) > 255)
+            {
+                return false;
+            }
+            parts++;
+        }
+        return parts == 4;
+    }
+
+    public bool Equals(IpAddress other) => _value == other._value && _isV6 == other._isV6;
+
+    public override bool Equals([NotNullWhen(true)] object? obj) => obj is IpAddress other && Equals(other);
+
+    public override int GetHashCode()
+    {
+        ulong lo = (ulong)_value, hi = (ulong)(_value >> 64);
+        return HashCode.Combine(lo, hi, _isV6);
+    }
+
+    /// <summary>IPv4 sorts before IPv6; within a family, by numeric value.</summary>
+    public int CompareTo(IpAddress other) =>
+        _isV6 != other._isV6 ? (_isV6 ? 1 : -1) : _value.CompareTo(other._value);
+
+    public static bool operator ==(IpAddress left, IpAddress right) => left.Equals(right);
+
+    public static bool operator !=(IpAddress left, IpAddress right) => !left.Equals(right);
+
+    public override string ToString() => ToIPAddress().ToString();
+
+    public string ToString(string? format, IFormatProvider? formatProvider) => ToString();
+
+    public bool TryFormat(Span<char> destination, out int charsWritten, ReadOnlySpan<char> format, IFormatProvider? provider)
+    {
+        if (!_isV6)
+        {
+            uint v = (uint)_value;
+            return destination.TryWrite($"{v >> 24}.{(v >> 16) & 0xff}.{(v >> 8) & 0xff}.{v & 0xff}", out charsWritten);
+        }
+        return ToIPAddress().TryFormat(destination, out charsWritten);
+    }
+}

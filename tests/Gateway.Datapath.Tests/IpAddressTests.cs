@@ -1,0 +1,110 @@
+using System.Net;
+using Gateway.Datapath;
+
+namespace Gateway.Datapath.Tests;
+
+public class IpAddressTests
+{
+    [Theory]
+    [InlineData("10.0.0.1", 0x0A000001u)]
+    [InlineData("255.255.255.255", 0xFFFFFFFFu)]
+    [InlineData("0.0.0.0", 0u)]
+    public void ParsesIPv4(string text, uint value)
+    {
+        Assert.True(IpAddress.TryParse(text, out var a));
+        Assert.True(a.IsV4);
+        Assert.Equal(value, a.V4);
+        Assert.Equal(text, a.ToString());
+    }
+
+    [Theory]
+    [InlineData("fd00::1")]
+    [InlineData("::")]
+    [InlineData("2001:db8::8a2e:370:7334")]
+    [InlineData("::ffff:1.2.3.4")]
+    public void ParsesIPv6(string text)
+    {
+        var a = IpAddress.Parse(text);
+        Assert.True(a.IsV6);
+        Assert.Equal(IPAddress.Parse(text), a.ToIPAddress());
+    }
+
+    [Theory]
+    [InlineData("")]
+    [InlineData("1.2.3")]
+    [InlineData("1")]
+    [InlineData("256.1.1.1")]
+    [InlineData("1.2.3.4.5")]
+    [InlineData("0x0a.0.0.1")]
+    [InlineData("fe80::1%eth0")]
+    [InlineData("10.0.0.0/8")]
+    [InlineData("hello")]
+    public void RejectsMalformed(string text) => Assert.False(IpAddress.TryParse(text, out _));
+
+    [Fact]
+    public void FamiliesAreDistinct()
+    {
+        Assert.NotEqual(IpAddress.Parse("1.2.3.4"), IpAddress.Parse("::ffff:1.2.3.4"));
+        Assert.NotEqual(IpAddress.FromV4(1), IpAddress.FromV6(1));
+        Assert.True(IpAddress.FromV4(uint.MaxValue).CompareTo(IpAddress.FromV6(0)) < 0);
+    }
+
+    [Fact]
+    public void BytesRoundTrip()
+    {
+        Span<byte> b = stackalloc byte[16];
+        var v6 = IpAddress.Parse("2001:db8::1");
+        v6.WriteBytes(b);
+        Assert.Equal(v6, IpAddress.FromBytes(b));
+        var v4 = IpAddress.Parse("192.168.1.2");
+        v4.WriteBytes(b);
+        Assert.Equal(new byte[] { 192, 168, 1, 2 }, b[..4].ToArray());
+        Assert.False(IpAddress.TryFromBytes(b[..5], out _));
+        Assert.Throws<ArgumentException>(() => IpAddress.FromBytes(new byte[3]));
+    }
+
+    [Fact]
+    public void TryFormatMatchesToString()
+    {
+        Span<char> buffer = stackalloc char[64];
+        foreach (var text in new[] { "10.1.2.3", "fd00::abcd" })
+        {
+            var a = IpAddress.Parse(text);
+            Assert.True(a.TryFormat(buffer, out int n, default, null));
+            Assert.Equal(text, buffer[..n].ToString());
+        }
+    }
+}
+
+public class IpPrefixTests
+{
+    [Theory]
+    [InlineData("10.1.2.3/8", "10.0.0.0/8")]
+    [InlineData("10.0.0.1", "10.0.0.1/32")]
+    [InlineData("fd00::1/64", "fd00::/64")]
+    [InlineData("::/0", "::/0")]
+    [InlineData("0.0.0.0/0", "0.0.0.0/0")]
+    public void ParsesAndClearsHostBits(string text, string canonical) =>
+        Assert.Equal(canonical, IpPrefix.Parse(text).ToString());
+
+    [Theory]
+    [InlineData("10.0.0.0/33")]
+    [InlineData("10.0.0.0/")]
+    [InlineData("10.0.0.0/-1")]
+    [InlineData("fd00::/129")]
+    [InlineData("/8")]
+    [InlineData("10.0.0.0/8/8")]
+    public void RejectsMalformed(string text) => Assert.False(IpPrefix.TryParse(text, out _));
+
+    [Fact]
+    public void Containment()
+    {
+        var p = IpPrefix.Parse("10.0.0.0/8");
+        Assert.True(p.Contains(IpAddress.Parse("10.255.0.1")));
+        Assert.False(p.Contains(IpAddress.Parse("11.0.0.1")));
+        Assert.False(p.Contains(IpAddress.Parse("::a00:1")));
+        Assert.True(p.Contains(IpPrefix.Parse("10.1.0.0/16")));
+        Assert.False(IpPrefix.Parse("10.1.0.0/16").Contains(p));
+        Assert.True(IpPrefix.Parse("0.0.0.0/0").Contains(IpAddress.Parse("8.8.8.8")));
+    }
+}
