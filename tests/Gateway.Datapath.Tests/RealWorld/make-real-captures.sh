@@ -52,7 +52,6 @@ start_capture() {   # $1 = file; tcpdump on the underlay veth of namespace A
 stop_capture() {
   sleep 0.5
   kill -INT "$cap"; wait "$cap" || true
-  cat "$tmp/tcpdump.err" >&2
 }
 
 # ---- WireGuard (wireguard-go + wg) ----
@@ -73,7 +72,7 @@ ip -n "$nsa" addr add 10.99.0.1/24 dev "$wa"; ip -n "$nsa" link set "$wa" up
 ip -n "$nsb" addr add 10.99.0.2/24 dev "$wb"; ip -n "$nsb" link set "$wb" up
 
 start_capture "$tmp/wg.pcap"
-ip netns exec "$nsa" ping -c 3 -i 0.2 -W 2 10.99.0.2 >&2 || { cat "$tmp/wga.log" "$tmp/tcpdump.err" >&2; exit 1; }
+ip netns exec "$nsa" ping -c 3 -i 0.2 -W 2 10.99.0.2 >"$tmp/ping.log" 2>&1 || { cat "$tmp/ping.log" "$tmp/wga.log" "$tmp/tcpdump.err" >&2; exit 1; }
 stop_capture
 ip -n "$nsa" link del "$wa" 2>/dev/null || true
 ip -n "$nsb" link del "$wb" 2>/dev/null || true
