@@ -135,3 +135,52 @@ public class PacketBufferTests
         }
     }
 }
+
+public class PacketBufferAlignmentTests
+{
+    [Fact]
+    public unsafe void EveryBufferRegionStartsOnACacheLine()
+    {
+        var pool = new PacketBufferPool(5, 300);
+        while (pool.TryRent(out var b))
+        {
+            b.Reset(0);
+            fixed (byte* p = b.WritableTail)
+            {
+                Assert.Equal(0u, (nuint)p % 64);
+            }
+        }
+    }
+}
+
+public class FlowKeyTests
+{
+    [Fact]
+    public void ReversedSwapsAddressesAndPortsAndEqualityIgnoresFlagsAndFragment()
+    {
+        var k = new FlowKey
+        {
+            Source = IpAddress.Parse("10.0.0.1"), Destination = IpAddress.Parse("10.0.0.2"), Protocol = IpProtocol.Tcp,
+            SourcePort = 1000, DestinationPort = 80, TcpFlags = TcpFlags.Syn, Fragment = FragmentState.First,
+        };
+        FlowKey r = k.Reversed();
+        Assert.Equal((k.Destination, k.Source, (ushort)80, (ushort)1000), (r.Source, r.Destination, r.SourcePort, r.DestinationPort));
+        Assert.Equal(k, r.Reversed());
+        var other = k;
+        other.TcpFlags = TcpFlags.Ack;
+        other.Fragment = FragmentState.None;
+        Assert.Equal(k, other);
+        Assert.Equal(k.GetHashCode(), other.GetHashCode());
+        other.DestinationPort = 81;
+        Assert.NotEqual(k, other);
+        Assert.Equal(4, k.IpVersion);
+        Assert.Equal("10.0.0.1:1000 -> 10.0.0.2:80 TCP", k.ToString());
+
+        var icmp = new FlowKey { Source = IpAddress.Parse("fd00::1"), Destination = IpAddress.Parse("fd00::2"), Protocol = IpProtocol.Icmpv6, IcmpType = 128, IcmpId = 7 };
+        Assert.Equal(7, icmp.Reversed().IcmpId);
+        Assert.Equal(6, icmp.IpVersion);
+        var differentId = icmp;
+        differentId.IcmpId = 8;
+        Assert.NotEqual(icmp, differentId);
+    }
+}

@@ -32,18 +32,27 @@ public sealed class PacketBufferPool
         // Cache-line align every buffer so one packet never shares a line with its neighbour.
         int stride = (bufferSize + 63) & ~63;
         long total = (long)stride * bufferCount;
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(total, Array.MaxLength, nameof(bufferCount));
-        _slab = GC.AllocateUninitializedArray<byte>((int)total, pinned: true);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(total + 63, Array.MaxLength, nameof(bufferCount));
+        // Pinned: the address never moves, so it can be handed to the kernel (recvmmsg, AF_XDP)
+        // and aligned once here.
+        _slab = GC.AllocateUninitializedArray<byte>((int)total + 63, pinned: true);
+        int baseOffset = AlignmentOffset(_slab);
         BufferSize = stride;
         Headroom = headroom;
         _buffers = new PacketBuffer[bufferCount];
         _free = new int[bufferCount];
         for (int i = 0; i < bufferCount; i++)
         {
-            _buffers[i] = new PacketBuffer(this, i, _slab, i * stride, stride, headroom);
+            _buffers[i] = new PacketBuffer(this, i, _slab, baseOffset + i * stride, stride, headroom);
             _free[i] = bufferCount - 1 - i;
         }
         _freeCount = bufferCount;
+    }
+
+    private static unsafe int AlignmentOffset(byte[] pinned)
+    {
+        nuint address = (nuint)System.Runtime.CompilerServices.Unsafe.AsPointer(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(pinned));
+        return (int)((64 - (address & 63)) & 63);
     }
 
     /// <summary>Total bytes per buffer (headroom + data + tailroom).</summary>
