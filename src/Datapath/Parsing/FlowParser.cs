@@ -251,8 +251,37 @@ public static class FlowParser
         byte next = ip[6];
         int l4 = 0;
         bool first = false;
-        if (Ipv6Extensions.IsExtensionHeader(next))
+        // Fast path for the common options/routing headers (no fragment, no AH): walk them here
+        // without the general walker's bookkeeping.
+        int count = 0;
+        while (next is IpProtocol.HopByHop or IpProtocol.DestinationOptions or IpProtocol.Routing)
         {
+            if (count == Ipv6Extensions.MaxHeaders)
+            {
+                return ParseStatus.TooManyExtensionHeaders;
+            }
+            if (next == IpProtocol.HopByHop && count != 0)
+            {
+                return ParseStatus.BadExtensionHeader;
+            }
+            if (payload.Length - l4 < 8)
+            {
+                return ParseStatus.Truncated;
+            }
+            int length = (payload[l4 + 1] + 1) << 3;
+            if (length > payload.Length - l4)
+            {
+                return ParseStatus.Truncated;
+            }
+            next = payload[l4];
+            l4 += length;
+            count++;
+        }
+        if (next is IpProtocol.Fragment or IpProtocol.Ah)
+        {
+            // Rare: restart with the general walker over the whole chain.
+            l4 = 0;
+            next = ip[6];
             ParseStatus status = Ipv6Extensions.TryWalk(payload, next, out Ipv6ExtensionInfo ext);
             if (status != ParseStatus.Ok)
             {
@@ -279,6 +308,7 @@ public static class FlowParser
         return ParseTransport(payload.Slice(l4), l4Offset, true, first, ref key, ref layout);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static ParseStatus ParseTransport(ReadOnlySpan<byte> segment, int segmentOffset, bool isV6, bool firstFragment, ref FlowKey key, ref PacketLayout layout)
     {
         switch (key.Protocol)
