@@ -13,5 +13,6 @@ internal static class CommandCatalog
         yield return PubKeyCommand.Create();
         yield return GenPskCommand.Create();
         yield return DemoCommand.Create();
+        yield return AuditCommand.Create();
     }
 }
