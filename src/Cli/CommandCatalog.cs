@@ -14,5 +14,6 @@ internal static class CommandCatalog
         yield return GenPskCommand.Create();
         yield return DemoCommand.Create();
         yield return AuditCommand.Create();
+        yield return PolicyCommand.Create();
     }
 }
