@@ -80,9 +80,10 @@ public class WgToolUapiTests
         string dir = Directory.CreateTempSubdirectory("gwt-uapi").FullName;
         try
         {
-            var sk = Gateway.Crypto.WireGuardKey.GeneratePrivate();
-            var psk = Gateway.Crypto.WireGuardKey.GeneratePreshared();
-            var peerKey = Gateway.Crypto.WireGuardKey.GeneratePrivate().DerivePublic();
+            using var sk = Gateway.Crypto.WireGuardKey.GeneratePrivate();
+            using var psk = Gateway.Crypto.WireGuardKey.GeneratePreshared();
+            using var peerPrivate = Gateway.Crypto.WireGuardKey.GeneratePrivate();
+            using var peerKey = peerPrivate.DerivePublic();
             string skFile = Path.Combine(dir, "sk"), pskFile = Path.Combine(dir, "psk");
             File.WriteAllText(skFile, sk.ToBase64() + "\n");
             File.WriteAllText(pskFile, psk.ToBase64() + "\n");
