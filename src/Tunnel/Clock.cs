@@ -7,6 +7,16 @@ namespace Gateway.Tunnel;
 public interface IRandomSource
 {
     void Fill(Span<byte> destination);
+
+    /// <summary>A draw for timer jitter. It needs no cryptographic strength (wireguard-go uses
+    /// fastrandn), and it is drawn on the data path whenever the new-handshake timer is re-armed,
+    /// so sources may override this with something cheaper than <see cref="Fill"/>.</summary>
+    uint NextJitterDraw()
+    {
+        Span<byte> b = stackalloc byte[4];
+        Fill(b);
+        return System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(b);
+    }
 }
 
 /// <summary>The default source: the OS CSPRNG.</summary>
@@ -14,6 +24,9 @@ public sealed class SystemRandomSource : IRandomSource
 {
     public static readonly SystemRandomSource Instance = new();
     public void Fill(Span<byte> destination) => RandomNumberGenerator.Fill(destination);
+
+    /// <summary>Random.Shared (thread-safe, non-cryptographic) for jitter only.</summary>
+    public uint NextJitterDraw() => (uint)Random.Shared.NextInt64(0, 1L << 32);
 }
 
 /// <summary>Monotonic nanoseconds from a <see cref="TimeProvider"/> timestamp (no allocation).</summary>

@@ -850,9 +850,7 @@ public sealed class WireGuardEngine : IDisposable
 
     private long Jitter()
     {
-        Span<byte> r = stackalloc byte[4];
-        _random.Fill(r);
-        long ms = BinaryPrimitives.ReadUInt32LittleEndian(r) % (uint)(WireGuardConstants.RekeyTimeoutJitterMax / WireGuardConstants.Millisecond);
+        long ms = _random.NextJitterDraw() % (uint)(WireGuardConstants.RekeyTimeoutJitterMax / WireGuardConstants.Millisecond);
         return ms * WireGuardConstants.Millisecond;
     }
 
