@@ -46,7 +46,7 @@ public readonly struct Verdict : IEquatable<Verdict>
 ///   Starts:  [0]      [80]       [445]     [8080]  [8081]
 ///   Values:  default  allow r3   default   deny r7 default
 /// </code>
-/// The "range step" of a lookup is a binary search over Starts (at most 17 probes, usually 1-3).
+/// The compiler's output per protocol; <see cref="PolicyMap"/> packs these into its slots.
 /// </summary>
 internal sealed class PortTable
 {
@@ -72,30 +72,6 @@ internal sealed class PortTable
             yield return (_starts[i], high, _values[i]);
         }
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Verdict Lookup(ushort port)
-    {
-        var starts = _starts;
-        if (starts.Length == 1)
-        {
-            return _values[0];
-        }
-        int lo = 0, hi = starts.Length - 1;
-        while (lo < hi)
-        {
-            int mid = (lo + hi + 1) >> 1;
-            if (starts[mid] <= port)
-            {
-                lo = mid;
-            }
-            else
-            {
-                hi = mid - 1;
-            }
-        }
-        return _values[lo];
-    }
 }
 
 /// <summary>Everything one peer identity may do with the endpoint in one direction.</summary>
@@ -108,17 +84,6 @@ internal sealed class PeerEntry
     public required PortTable Icmpv6 { get; init; }
     /// <summary>Any other IP protocol (GRE, ESP, ...): only rules without L4 constraints apply.</summary>
     public required Verdict Other { get; init; }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public Verdict Lookup(byte protocol, ushort port) => protocol switch
-    {
-        IpProtocol.Tcp => Tcp.Lookup(port),
-        IpProtocol.Udp => Udp.Lookup(port),
-        IpProtocol.Sctp => Sctp.Lookup(port),
-        IpProtocol.Icmp => Icmp.Lookup(port),
-        IpProtocol.Icmpv6 => Icmpv6.Lookup(port),
-        _ => Other,
-    };
 
     public IEnumerable<(byte Protocol, PortTable Table)> Tables()
     {
@@ -148,14 +113,15 @@ public sealed class PolicyMap
         public uint Key;
         public bool Used;
         public Segment[] Segments;
-        public ushort Udp, Sctp, Icmp, Icmpv6, End;
+        // Offsets are ints: five protocols of up to 65,536 segments each can exceed a ushort.
+        public int Udp, Sctp, Icmp, Icmpv6, End;
         public Verdict Other;
         /// <summary>
         /// Per protocol, only for tables of more than <see cref="IndexThreshold"/> segments: for each
         /// 256-port block b, the segment holding port b*256 (entry 256: the table's last segment).
         /// The range step then scans the few segments of one block instead of a binary search.
         /// </summary>
-        public ushort[]?[]? Index;
+        public int[]?[]? Index;
     }
 
     private const int IndexThreshold = 16;
@@ -184,17 +150,17 @@ public sealed class PolicyMap
         foreach (var (id, e) in peers)
         {
             var segs = new List<Segment>();
-            var offsets = new ushort[5];
+            var offsets = new int[5];
             int t = 0;
             foreach (var (_, table) in e.Tables())
             {
-                offsets[t++] = (ushort)segs.Count;
+                offsets[t++] = segs.Count;
                 for (int i = 0; i < table.Starts.Length; i++)
                 {
                     segs.Add(new Segment(table.Starts[i], table.Values[i]));
                 }
             }
-            ushort[]?[]? index = null;
+            int[]?[]? index = null;
             for (int pi = 0; pi < 5; pi++)
             {
                 int start = offsets[pi], end = pi < 4 ? offsets[pi + 1] : segs.Count;
@@ -202,7 +168,7 @@ public sealed class PolicyMap
                 {
                     continue;
                 }
-                var blocks = new ushort[257];
+                var blocks = new int[257];
                 int k = start;
                 for (int b = 0; b < 256; b++)
                 {
@@ -210,10 +176,10 @@ public sealed class PolicyMap
                     {
                         k++;
                     }
-                    blocks[b] = (ushort)k;
+                    blocks[b] = k;
                 }
-                blocks[256] = (ushort)(end - 1);
-                (index ??= new ushort[]?[5])[pi] = blocks;
+                blocks[256] = end - 1;
+                (index ??= new int[]?[5])[pi] = blocks;
             }
             int slot = Home(id);
             while (_slots[slot].Used)
@@ -223,7 +189,7 @@ public sealed class PolicyMap
             _slots[slot] = new Slot
             {
                 Key = id, Used = true, Segments = segs.ToArray(),
-                Udp = offsets[1], Sctp = offsets[2], Icmp = offsets[3], Icmpv6 = offsets[4], End = (ushort)segs.Count,
+                Udp = offsets[1], Sctp = offsets[2], Icmp = offsets[3], Icmpv6 = offsets[4], End = segs.Count,
                 Other = e.Other,
                 Index = index,
             };
