@@ -92,7 +92,7 @@ public class FlowEventTests
         Assert.Equal(3, events.Count); // new flow + two drops; the reply and established packet are silent
 
         var json = JsonDocument.Parse(FlowEventJson.Serialize(events[0], engine.Current)).RootElement;
-        Assert.Equal("2026-01-02T03:04:05.0000000Z", json.GetProperty("time").GetString());
+        Assert.Equal("2026-01-02T03:04:05.000000000Z", json.GetProperty("time").GetString());
         Assert.Equal("FORWARDED", json.GetProperty("verdict").GetString());
         Assert.Equal("10.0.0.1", json.GetProperty("IP").GetProperty("source").GetString());
         Assert.Equal("IPv4", json.GetProperty("IP").GetProperty("ipVersion").GetString());
@@ -114,6 +114,29 @@ public class FlowEventTests
         Assert.Equal("spec.ingressDeny[0]", dropJson.GetProperty("ingress_denied_by")[0].GetProperty("rule").GetString());
         var deniedJson = JsonDocument.Parse(FlowEventJson.Serialize(events[2], engine.Current)).RootElement;
         Assert.Equal("POLICY_DENIED", deniedJson.GetProperty("drop_reason_desc").GetString());
+    }
+
+    [Fact]
+    public void TimeHasNanosecondsAndIcmpHasTypeAndCode()
+    {
+        var e = new FlowEvent
+        {
+            TimeUnixNs = 1_767_323_045_123_456_789,
+            Verdict = FlowVerdict.Dropped,
+            DropReason = DropReason.PolicyDenied,
+            TrafficDirection = Direction.Egress,
+            Key = new FlowKey { Source = IpAddress.Parse("fd00::1"), Destination = IpAddress.Parse("fd00::2"), Protocol = IpProtocol.Icmpv6, IcmpType = 128 },
+            SourceIdentity = 256,
+            DestinationIdentity = 2,
+            RuleId = -1,
+        };
+        var json = JsonDocument.Parse(FlowEventJson.Serialize(e, null)).RootElement;
+        Assert.Equal("2026-01-02T03:04:05.123456789Z", json.GetProperty("time").GetString());
+        Assert.Equal("IPv6", json.GetProperty("IP").GetProperty("ipVersion").GetString());
+        Assert.Equal(128, json.GetProperty("l4").GetProperty("ICMPv6").GetProperty("type").GetInt32());
+        Assert.Equal(133, json.GetProperty("drop_reason").GetInt32());
+        Assert.Equal("EGRESS", json.GetProperty("traffic_direction").GetString());
+        Assert.False(json.TryGetProperty("egress_denied_by", out _));
     }
 
     private sealed class ManualClock(DateTimeOffset now) : TimeProvider

@@ -26,8 +26,16 @@ public static class FlowEventJson
     {
         ArgumentNullException.ThrowIfNull(w);
         w.WriteStartObject();
-        var time = DateTimeOffset.UnixEpoch.AddTicks(e.TimeUnixNs / 100);
-        w.WriteString("time", time.UtcDateTime.ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", System.Globalization.CultureInfo.InvariantCulture));
+        // RFC 3339 with nanoseconds, as Hubble prints it.
+        long seconds = Math.DivRem(e.TimeUnixNs, 1_000_000_000L, out long nanos);
+        if (nanos < 0)
+        {
+            seconds--;
+            nanos += 1_000_000_000L;
+        }
+        var time = DateTimeOffset.FromUnixTimeSeconds(seconds).UtcDateTime;
+        w.WriteString("time", time.ToString("yyyy-MM-dd'T'HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture) +
+            "." + nanos.ToString("D9", System.Globalization.CultureInfo.InvariantCulture) + "Z");
         w.WriteString("verdict", e.Verdict switch
         {
             FlowVerdict.Forwarded => "FORWARDED",
