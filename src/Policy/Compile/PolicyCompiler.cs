@@ -93,20 +93,36 @@ public static class PolicyCompiler
         // --- per endpoint identity maps ---
         var specs = policies.Specs.ToArray();
         var byIdentity = new Dictionary<uint, EndpointPolicy>();
+        // Endpoints selected by exactly the same specs get the same maps: build them once.
+        var bySelection = new Dictionary<string, EndpointPolicy>(StringComparer.Ordinal);
         foreach (var ep in endpoints.All)
         {
             if (!ep.IsWorkload || byIdentity.ContainsKey(ep.Identity.Id))
             {
                 continue;
             }
-            var selecting = specs.Where(s => s.Subject.Matches(ep.Labels)).ToArray();
-            if (selecting.Length == 0)
+            var selected = new List<int>();
+            for (int i = 0; i < specs.Length; i++)
+            {
+                if (specs[i].Subject.Matches(ep.Labels))
+                {
+                    selected.Add(i);
+                }
+            }
+            if (selected.Count == 0)
             {
                 continue;
             }
-            byIdentity[ep.Identity.Id] = new EndpointPolicy(
-                BuildMap(selecting, Direction.Ingress, peerSets, ruleIds),
-                BuildMap(selecting, Direction.Egress, peerSets, ruleIds));
+            string key = string.Join(',', selected);
+            if (!bySelection.TryGetValue(key, out var policy))
+            {
+                var selecting = selected.Select(i => specs[i]).ToArray();
+                policy = new EndpointPolicy(
+                    BuildMap(selecting, Direction.Ingress, peerSets, ruleIds),
+                    BuildMap(selecting, Direction.Egress, peerSets, ruleIds));
+                bySelection[key] = policy;
+            }
+            byIdentity[ep.Identity.Id] = policy;
         }
         return new PolicySnapshot(Interlocked.Increment(ref s_version), policies, endpoints, ipcache, rules, identities, byIdentity);
     }
