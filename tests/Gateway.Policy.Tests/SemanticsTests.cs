@@ -325,10 +325,13 @@ public class SemanticsTests
 public class LargeTableTests
 {
     /// <summary>Tables with many segments use the 256-port block index: check it port by port against the rules.</summary>
-    [Fact]
-    public void IndexedRangeStepMatchesTheRulesOnEveryPort()
+    [Theory]
+    [InlineData(99, 65000, 3000)] // spread over the whole port space
+    [InlineData(7, 100, 4)]       // many small ranges packed into the low ports
+    [InlineData(3, 2000, 40)]
+    public void IndexedRangeStepMatchesTheRulesOnEveryPort(int seed, int maxLow, int maxWidth)
     {
-        var rng = new Random(99);
+        var rng = new Random(seed);
         var rules = new List<(int Lo, int Hi, bool Deny)>();
         var sb = new System.Text.StringBuilder("""
             apiVersion: cilium.io/v2
@@ -342,7 +345,7 @@ public class LargeTableTests
         var deny = new System.Text.StringBuilder("  ingressDeny:\n");
         for (int i = 0; i < 60; i++)
         {
-            int lo = rng.Next(1, 65000), hi = Math.Min(65535, lo + rng.Next(0, i % 3 == 0 ? 3000 : 5));
+            int lo = rng.Next(1, maxLow), hi = Math.Min(65535, lo + rng.Next(0, i % 3 == 0 ? maxWidth : 5));
             bool isDeny = i % 7 == 0;
             rules.Add((lo, hi, isDeny));
             (isDeny ? deny : sb).Append($"  - {{fromEndpoints: [{{matchLabels: {{app: a}}}}], toPorts: [{{ports: [{{port: \"{lo}\", endPort: {hi}, protocol: TCP}}]}}]}}\n");

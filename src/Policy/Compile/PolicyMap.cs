@@ -116,12 +116,22 @@ public sealed class PolicyMap
         // Offsets are ints: five protocols of up to 65,536 segments each can exceed a ushort.
         public int Udp, Sctp, Icmp, Icmpv6, End;
         public Verdict Other;
-        /// <summary>
-        /// Per protocol, only for tables of more than <see cref="IndexThreshold"/> segments: for each
-        /// 256-port block b, the segment holding port b*256 (entry 256: the table's last segment).
-        /// The range step then scans the few segments of one block instead of a binary search.
-        /// </summary>
-        public int[]?[]? Index;
+        /// <summary>Per protocol, for tables of more than <see cref="IndexThreshold"/> segments only.</summary>
+        public RangeIndex?[]? Index;
+    }
+
+    /// <summary>
+    /// A direct index over the ports where a large table's segments start: the ports
+    /// 0..LastStart are cut into blocks of 2^Shift ports (about four blocks per segment), and
+    /// Blocks[b] is the segment holding port b &lt;&lt; Shift. A lookup jumps to its block and
+    /// binary-searches only the segments that start inside it (usually none or one).
+    /// </summary>
+    private sealed class RangeIndex
+    {
+        public required int Shift { get; init; }
+        public required int LastStart { get; init; }
+        public required int LastSegment { get; init; }
+        public required int[] Blocks { get; init; }
     }
 
     private const int IndexThreshold = 16;
@@ -160,26 +170,14 @@ public sealed class PolicyMap
                     segs.Add(new Segment(table.Starts[i], table.Values[i]));
                 }
             }
-            int[]?[]? index = null;
+            RangeIndex?[]? index = null;
             for (int pi = 0; pi < 5; pi++)
             {
                 int start = offsets[pi], end = pi < 4 ? offsets[pi + 1] : segs.Count;
-                if (end - start <= IndexThreshold)
+                if (end - start > IndexThreshold)
                 {
-                    continue;
+                    (index ??= new RangeIndex?[5])[pi] = BuildIndex(segs, start, end);
                 }
-                var blocks = new int[257];
-                int k = start;
-                for (int b = 0; b < 256; b++)
-                {
-                    while (k + 1 < end && segs[k + 1].Start <= b << 8)
-                    {
-                        k++;
-                    }
-                    blocks[b] = k;
-                }
-                blocks[256] = end - 1;
-                (index ??= new int[]?[5])[pi] = blocks;
             }
             int slot = Home(id);
             while (_slots[slot].Used)
@@ -233,6 +231,29 @@ public sealed class PolicyMap
         return v.Kind == VerdictKind.Unrestricted ? _default : v;
     }
 
+    private static RangeIndex BuildIndex(List<Segment> segs, int start, int end)
+    {
+        int lastStart = segs[end - 1].Start;
+        int count = end - start;
+        int shift = 0;
+        while (shift < 16 && (lastStart >> shift) > 4 * count)
+        {
+            shift++;
+        }
+        var blocks = new int[(lastStart >> shift) + 2];
+        int k = start;
+        for (int b = 0; b < blocks.Length; b++)
+        {
+            int port = Math.Min(b << shift, ushort.MaxValue);
+            while (k + 1 < end && segs[k + 1].Start <= port)
+            {
+                k++;
+            }
+            blocks[b] = k;
+        }
+        return new RangeIndex { Shift = shift, LastStart = lastStart, LastSegment = end - 1, Blocks = blocks };
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private int Home(uint key) => (int)((key * 0x9E3779B9u) >> _shift);
 
@@ -270,19 +291,17 @@ public sealed class PolicyMap
             default: return s.Other;
         }
         var segs = s.Segments;
-        if (s.Index?[p] is { } blocks)
+        if (s.Index?[p] is { } index)
         {
-            // Large table: jump to the 256-port block, then step over the segments starting in it.
-            int b = port >> 8;
-            lo = blocks[b];
-            int last = blocks[b + 1];
-            while (lo < last && segs[lo + 1].Start <= port)
+            if (port >= index.LastStart)
             {
-                lo++;
+                return segs[index.LastSegment].Verdict;
             }
-            return segs[lo].Verdict;
+            int b = port >> index.Shift;
+            lo = index.Blocks[b];
+            hi = index.Blocks[b + 1] + 1; // the answer lies in [Blocks[b], Blocks[b + 1]]
         }
-        // segs[lo].Start is always 0. Halving with a conditional move instead of a branch: the
+        // segs[lo].Start <= port holds from the start. Halving with a conditional move, not a branch: the
         // outcome of each comparison is random per packet, so a branch would mispredict often.
         int n = hi - lo;
         while (n > 1)
