@@ -209,34 +209,57 @@ internal sealed class DemoCluster : IDisposable
     /// <summary>Starts `gateway up` on both nodes and waits until their UAPI sockets exist.</summary>
     public void StartNodes(string metrics = "127.0.0.1:9962")
     {
-        foreach (var node in new[] { A, B })
+        StartNode(A, metrics, wait: false);
+        StartNode(B, metrics, wait: false);
+        WaitForSocket(A, A.Process!);
+        WaitForSocket(B, B.Process!);
+    }
+
+    /// <summary>Starts `gateway up` on one node.</summary>
+    public void StartNode(Node node, string metrics = "127.0.0.1:9962", bool wait = true)
+    {
+        node.Process = StartProcess(node.Ns, $"dotnet {GatewayDll} up {node.ConfigPath} --interface {node.Interface} --metrics {metrics}", log: node.Log);
+        if (wait)
         {
-            var psi = new ProcessStartInfo("ip", $"netns exec {node.Ns} dotnet {GatewayDll} up {node.ConfigPath} --interface {node.Interface} --metrics {metrics}")
-            {
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                UseShellExecute = false,
-            };
-            var process = Process.Start(psi)!;
-            process.OutputDataReceived += (_, e) => { lock (node.Log) node.Log.AppendLine(e.Data); };
-            process.ErrorDataReceived += (_, e) => { lock (node.Log) node.Log.AppendLine(e.Data); };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            node.Process = process;
-            _processes.Add(process);
+            WaitForSocket(node, node.Process);
         }
-        foreach (var node in new[] { A, B })
+    }
+
+    /// <summary>Starts a process inside a namespace; its output goes to <paramref name="log"/>.</summary>
+    public Process StartProcess(string ns, string command, Dictionary<string, string>? environment = null, StringBuilder? log = null)
+    {
+        var psi = new ProcessStartInfo("ip", $"netns exec {ns} {command}")
         {
-            var watch = Stopwatch.StartNew();
-            // Waiting for another process to come up, not for protocol time.
-            while (!File.Exists(node.UapiSocket))
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var (k, v) in environment ?? [])
+        {
+            psi.Environment[k] = v;
+        }
+        log ??= new StringBuilder();
+        var process = Process.Start(psi)!;
+        process.OutputDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
+        process.ErrorDataReceived += (_, e) => { lock (log) log.AppendLine(e.Data); };
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _processes.Add(process);
+        return process;
+    }
+
+    /// <summary>Waits for a node's UAPI socket (gateway or wireguard-go) to appear.</summary>
+    public void WaitForSocket(Node node, Process process)
+    {
+        var watch = Stopwatch.StartNew();
+        // Waiting for another process to come up, not for protocol time.
+        while (!File.Exists(node.UapiSocket))
+        {
+            if (process.HasExited || watch.Elapsed > TimeSpan.FromSeconds(30))
             {
-                if (node.Process!.HasExited || watch.Elapsed > TimeSpan.FromSeconds(30))
-                {
-                    throw new InvalidOperationException($"{node.Name} did not start: {node.Log}");
-                }
-                Thread.Sleep(20);
+                throw new InvalidOperationException($"{node.Name} did not start: {node.Log}");
             }
+            Thread.Sleep(20);
         }
     }
 
@@ -331,7 +354,7 @@ internal sealed class DemoCluster : IDisposable
     {
         foreach (var node in new[] { A, B })
         {
-            if (node.Process is { HasExited: false } p)
+            if (node.Process is { HasExited: false } p && node.Process.StartInfo.Arguments.Contains(" up ", StringComparison.Ordinal))
             {
                 Sh($"kill -TERM {p.Id}", check: false);
                 if (!p.WaitForExit(10_000))
