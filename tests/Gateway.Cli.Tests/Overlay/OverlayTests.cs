@@ -9,39 +9,6 @@ namespace Gateway.Cli.Tests.Overlay;
 [Collection("daemon")]
 public class OverlayTests
 {
-    internal const string Policy = """
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: frontend-egress, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: frontend}}
-          egress:
-          - toEndpoints: [{matchLabels: {app: backend}}]
-            toPorts: [{ports: [{port: "80", protocol: TCP}]}]
-          - toEndpoints: [{matchLabels: {app: backend}}]
-            icmps: [{fields: [{type: 8, family: IPv4}]}]
-        ---
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: backend-ingress, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: backend}}
-          ingress:
-          - fromEndpoints: [{matchLabels: {app: frontend}}]
-            toPorts: [{ports: [{port: "80", protocol: TCP}]}]
-          - fromEndpoints: [{matchLabels: {app: frontend}}]
-            icmps: [{fields: [{type: 8, family: IPv4}]}]
-        ---
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: db-ingress, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: db}}
-          ingress:
-          - fromEndpoints: [{matchLabels: {app: backend}}]
-            toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
-        """;
-
     private static string? SkipReason() => DemoCluster.CannotRunReason() ?? (File.Exists("/usr/bin/ping") ? null : "needs ping");
 
     private static int s_runs;
@@ -49,24 +16,17 @@ public class OverlayTests
     private static string Interesting(string metrics) =>
         string.Join("\n", metrics.Split('\n').Where(l => !l.StartsWith('#') && !l.EndsWith(" 0")));
 
-    internal static DemoCluster Build(out DemoCluster.Pod frontend, out DemoCluster.Pod intruder, out DemoCluster.Pod backend, out DemoCluster.Pod db)
+    private static DemoCluster Build(out DemoCluster.Pod frontend, out DemoCluster.Pod intruder, out DemoCluster.Pod backend, out DemoCluster.Pod db) =>
+        ClusterDemo.Build($"go{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}", out frontend, out intruder, out backend, out db);
+
+    private static void WaitFor(Func<bool> condition, string what)
     {
-        var cluster = new DemoCluster($"go{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}");
-        try
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        // Waiting for another process (file watch, log line), not for protocol time.
+        while (!condition())
         {
-            cluster.BuildNodes();
-            frontend = cluster.AddPod(cluster.A, "frontend", "10.11.1.10", ("app", "frontend"));
-            intruder = cluster.AddPod(cluster.A, "intruder", "10.11.1.20", ("app", "intruder"));
-            backend = cluster.AddPod(cluster.B, "backend", "10.11.2.10", ("app", "backend"));
-            db = cluster.AddPod(cluster.B, "db", "10.11.2.20", ("app", "db"));
-            cluster.WriteConfiguration(Policy);
-            cluster.StartNodes();
-            return cluster;
-        }
-        catch
-        {
-            cluster.Dispose();
-            throw;
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"timed out waiting for {what}");
+            Thread.Sleep(50);
         }
     }
 
@@ -93,5 +53,91 @@ public class OverlayTests
         Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.B.Interface}\",reason=\"POLICY_DENIED\",direction=\"EGRESS\"}} 0\n", metricsB);
         Assert.Matches($"gateway_overlay_forward_count_total{{interface=\"{cluster.B.Interface}\",direction=\"INGRESS\"}} [1-9]", metricsB);
         Assert.Matches($"gateway_conntrack_entries{{interface=\"{cluster.B.Interface}\"}} [1-9]", metricsB);
+    }
+}
+
+[Collection("daemon")]
+public class OverlayOperationsTests
+{
+    private static int s_runs;
+
+    private static DemoCluster Build(out DemoCluster.Pod frontend, out DemoCluster.Pod intruder, out DemoCluster.Pod backend, out DemoCluster.Pod db) =>
+        ClusterDemo.Build($"oo{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}", out frontend, out intruder, out backend, out db);
+
+    private static void WaitFor(Func<bool> condition, string what)
+    {
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        // Waiting for another process (file watch, log line), not for protocol time.
+        while (!condition())
+        {
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"timed out waiting for {what}");
+            Thread.Sleep(50);
+        }
+    }
+
+    [SkippableFact]
+    public void StrictModeDropsWorkloadVxlanAndInstallsFallbackRoutes()
+    {
+        Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
+        using var cluster = Build(out var frontend, out _, out var backend, out _);
+        Assert.Contains($"prohibit 10.11.0.0/16 metric {Gateway.Node.Daemon.WireGuardNode.StrictRouteMetric}", DemoCluster.Exec(cluster.A.Ns, "ip route"));
+        // A workload sending its own VXLAN into the overlay is refused before encryption.
+        Gateway.Datapath.Devices.NetworkNamespace.Run(frontend.Ns, () =>
+        {
+            using var udp = new System.Net.Sockets.UdpClient(new System.Net.IPEndPoint(System.Net.IPAddress.Parse(frontend.Ip), 0));
+            var vxlan = new byte[50];
+            vxlan[0] = 0x08;
+            for (int i = 0; i < 3; i++)
+            {
+                udp.Send(vxlan, vxlan.Length, new System.Net.IPEndPoint(System.Net.IPAddress.Parse(backend.Ip), 8472));
+            }
+            return 0;
+        });
+        WaitFor(() => System.Text.RegularExpressions.Regex.IsMatch(DemoCluster.Metrics(cluster.A),
+            $"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"ENCAPSULATION_TRAFFIC_IS_PROHIBITED\",direction=\"EGRESS\"}} 3"),
+            "three ENCAPSULATION_TRAFFIC_IS_PROHIBITED drops on node-a");
+    }
+
+    [SkippableFact]
+    public void PolicyFileChangesApplyWithoutRestartAndABrokenFileKeepsThePreviousPolicy()
+    {
+        Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
+        using var cluster = Build(out var frontend, out _, out var backend, out var db);
+        using var dbServer = cluster.ServeHttp(db);
+        using var web = cluster.ServeHttp(backend);
+        Assert.Equal("timed out", DemoCluster.HttpGet(frontend, db, 80, 1000));
+
+        string policyPath = Path.Combine(cluster.Directory, "policy.yaml");
+        string opened = ClusterDemo.Policy + """
+
+            ---
+            apiVersion: cilium.io/v2
+            kind: CiliumNetworkPolicy
+            metadata: {name: frontend-to-db, namespace: default}
+            spec:
+              endpointSelector: {matchLabels: {app: frontend}}
+              egress:
+              - toEndpoints: [{matchLabels: {app: db}}]
+                toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+            ---
+            apiVersion: cilium.io/v2
+            kind: CiliumNetworkPolicy
+            metadata: {name: db-from-frontend, namespace: default}
+            spec:
+              endpointSelector: {matchLabels: {app: db}}
+              ingress:
+              - fromEndpoints: [{matchLabels: {app: frontend}}]
+                toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+            """;
+        File.WriteAllText(policyPath, opened);
+        WaitFor(() => cluster.A.Log.ToString().Contains("policy reloaded") && cluster.B.Log.ToString().Contains("policy reloaded"), "both nodes to reload");
+        string got = DemoCluster.HttpGet(frontend, db);
+        Assert.True(got == "HTTP/1.0 200 OK", $"{got}\n{cluster.A.Log}\n{cluster.B.Log}\n{string.Join("\n", DemoCluster.Metrics(cluster.A).Split('\n').Where(l => !l.StartsWith('#') && !l.EndsWith(" 0")))}\n{string.Join("\n", DemoCluster.Metrics(cluster.B).Split('\n').Where(l => !l.StartsWith('#') && !l.EndsWith(" 0")))}");
+
+        // A broken file changes nothing: the flow stays allowed and the log says why.
+        File.WriteAllText(policyPath, opened + "\n---\napiVersion: cilium.io/v2\nkind: CiliumNetworkPolicy\nmetadata: {name: broken}\nspec: {endpointSelector: 7}\n");
+        WaitFor(() => cluster.A.Log.ToString().Contains("policy reload failed, previous policy stays in force"), "the reload failure in node-a's log");
+        Assert.Equal("HTTP/1.0 200 OK", DemoCluster.HttpGet(frontend, db));
+        Assert.Equal("HTTP/1.0 200 OK", DemoCluster.HttpGet(frontend, backend));
     }
 }
