@@ -47,6 +47,16 @@ public static class FlowParser
     {
         key = default;
         layout = default;
+        // Fast path: untagged Ethernet II carrying IP, the overwhelmingly common frame.
+        if (linkType == LinkType.Ethernet && frame.Length >= LinkLayer.EthernetHeaderLength)
+        {
+            ushort etherType = BinaryPrimitives.ReadUInt16BigEndian(frame.Slice(12));
+            if (etherType is EtherType.Ipv4 or EtherType.Ipv6)
+            {
+                layout.EtherType = etherType;
+                return ParseNetwork(frame, LinkLayer.EthernetHeaderLength, etherType == EtherType.Ipv6, ref key, ref layout);
+            }
+        }
         ParseStatus status;
         LinkLayerInfo link;
         if (linkType == LinkType.Ethernet)
