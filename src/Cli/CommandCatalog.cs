@@ -7,6 +7,6 @@ internal static class CommandCatalog
 {
     public static IEnumerable<Command> All()
     {
-        yield return AuditCommand.Create();
+        yield return Commands.AuditCommand.Create();
     }
 }

@@ -5,7 +5,7 @@ using System.Text.Json;
 using Gateway.Datapath;
 using Gateway.Datapath.Audit;
 
-namespace Gateway.Cli;
+namespace Gateway.Cli.Commands;
 
 /// <summary>
 /// `gateway audit CAPTURE [--cluster-cidr CIDR]... [--tunnel-port N]... [--json]`: reads a pcap or
