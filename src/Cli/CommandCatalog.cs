@@ -7,6 +7,8 @@ internal static class CommandCatalog
 {
     public static IEnumerable<Command> All()
     {
+        yield return Commands.UpCommand.Create();
+        yield return Commands.ShowCommand.Create();
         yield return Commands.AuditCommand.Create();
     }
 }

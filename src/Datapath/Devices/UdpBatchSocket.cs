@@ -1,0 +1,364 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using Gateway.Datapath.Devices.Interop;
+
+namespace Gateway.Datapath.Devices;
+
+/// <summary>
+/// A UDP socket that receives and sends many datagrams per system call (recvmmsg/sendmmsg).
+/// Datagrams go straight into and out of caller-owned pinned memory, so nothing is copied or
+/// allocated per datagram. An IPv6 socket is dual-stack: IPv4 peers appear as IPv4 endpoints.
+/// One thread receives at a time; sends from several threads are serialised by a lock
+/// (uncontended in the common case of one sending thread).
+/// </summary>
+public sealed unsafe class UdpBatchSocket : IDisposable
+{
+    /// <summary>Socket buffer size asked for by default: large enough for bursts at line rate.</summary>
+    public const int DefaultBufferBytes = 8 << 20;
+
+    private readonly Socket _socket;
+    private readonly int _fd;
+    private readonly Waker _waker = new();
+    private readonly int _batch;
+    private readonly bool _v6;
+
+    // Native scratch for the system calls, one set per direction.
+    private readonly MMsgHdr* _recvHeaders;
+    private readonly IoVec* _recvIov;
+    private readonly byte* _recvNames;
+    private readonly MMsgHdr* _sendHeaders;
+    private readonly IoVec* _sendIov;
+    private readonly byte* _sendNames;
+    private const int NameSize = 28; // sizeof(struct sockaddr_in6)
+    private int _disposed;
+    private int _users;   // calls in flight; the native scratch is freed when the last one leaves
+    private int _freed;
+    private readonly Lock _sendLock = new();
+
+    /// <summary>Binds to <paramref name="port"/> (0 = any) on <paramref name="bindAddress"/>
+    /// (null = all addresses, dual-stack).</summary>
+    public UdpBatchSocket(ushort port, IpAddress? bindAddress = null, int batchSize = 64, int bufferBytes = DefaultBufferBytes)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        _batch = batchSize;
+        _v6 = bindAddress is null || bindAddress.Value.IsV6;
+        _socket = new Socket(_v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+        try
+        {
+            if (_v6)
+            {
+                _socket.DualMode = bindAddress is null;
+            }
+            IPAddress local = bindAddress?.ToIPAddress() ?? IPAddress.IPv6Any;
+            _socket.Bind(new IPEndPoint(local, port));
+        }
+        catch (SocketException e)
+        {
+            _socket.Dispose();
+            _waker.Dispose();
+            throw new DeviceException($"cannot bind UDP port {port}: {e.Message}", e.ErrorCode);
+        }
+        _socket.Blocking = false;
+        _fd = (int)_socket.SafeHandle.DangerousGetHandle();
+        SetBuffer(LibC.SO_RCVBUFFORCE, LibC.SO_RCVBUF, bufferBytes);
+        SetBuffer(LibC.SO_SNDBUFFORCE, LibC.SO_SNDBUF, bufferBytes);
+
+        _recvHeaders = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(MMsgHdr)));
+        _recvIov = (IoVec*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(IoVec)));
+        _recvNames = (byte*)NativeMemory.AllocZeroed((nuint)(batchSize * NameSize));
+        _sendHeaders = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(MMsgHdr)));
+        _sendIov = (IoVec*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(IoVec)));
+        _sendNames = (byte*)NativeMemory.AllocZeroed((nuint)(batchSize * NameSize));
+    }
+
+    /// <summary>The bound port (useful after binding port 0).</summary>
+    public ushort LocalPort => (ushort)((IPEndPoint)_socket.LocalEndPoint!).Port;
+
+    /// <summary>The largest number of datagrams one call moves.</summary>
+    public int BatchSize => _batch;
+
+    private void SetBuffer(int forceOption, int option, int bytes)
+    {
+        // SO_*BUFFORCE passes rmem_max/wmem_max when we have CAP_NET_ADMIN; otherwise take what we may.
+        if (LibC.SetSockOpt(_fd, LibC.SOL_SOCKET, forceOption, &bytes, sizeof(int)) != 0)
+        {
+            LibC.SetSockOpt(_fd, LibC.SOL_SOCKET, option, &bytes, sizeof(int));
+        }
+    }
+
+    /// <summary>
+    /// Receives up to <c>buffers.Length</c> datagrams (at most <see cref="BatchSize"/>), waiting
+    /// for the first. Datagram i lands in buffers[i] (each <paramref name="capacity"/> bytes of
+    /// pinned memory); its length and source are written to lengths[i] and sources[i].
+    /// Returns the count, or -1 once the socket is closed. Oversized datagrams are truncated
+    /// and reported with a length of -1 so the caller drops them.
+    /// </summary>
+    public int ReceiveBatch(ReadOnlySpan<nint> buffers, int capacity, Span<int> lengths, Span<IpEndpoint> sources)
+    {
+        if (!Enter())
+        {
+            return -1;
+        }
+        try
+        {
+            return ReceiveBatchCore(buffers, capacity, lengths, sources);
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    private int ReceiveBatchCore(ReadOnlySpan<nint> buffers, int capacity, Span<int> lengths, Span<IpEndpoint> sources)
+    {
+        int count = Math.Min(Math.Min(buffers.Length, _batch), Math.Min(lengths.Length, sources.Length));
+        if (count == 0)
+        {
+            return 0;
+        }
+        for (int i = 0; i < count; i++)
+        {
+            _recvIov[i] = new IoVec { Base = (void*)buffers[i], Length = (nuint)capacity };
+            _recvHeaders[i] = new MMsgHdr
+            {
+                Header = new MsgHdr { Name = _recvNames + i * NameSize, NameLength = NameSize, Iov = &_recvIov[i], IovLength = 1 },
+            };
+        }
+        while (true)
+        {
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                return -1;
+            }
+            int n = LibC.RecvMmsg(_fd, _recvHeaders, (uint)count, LibC.MSG_DONTWAIT, null);
+            if (n > 0)
+            {
+                for (int i = 0; i < n; i++)
+                {
+                    const int MSG_TRUNC = 0x20;
+                    lengths[i] = (_recvHeaders[i].Header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_recvHeaders[i].Length;
+                    sources[i] = ReadSockaddr(_recvNames + i * NameSize);
+                }
+                return n;
+            }
+            int errno = Marshal.GetLastPInvokeError();
+            if (n < 0 && errno == LibC.EAGAIN)
+            {
+                if (!_waker.WaitFor(_fd, LibC.POLLIN))
+                {
+                    return -1;
+                }
+                continue;
+            }
+            if (n < 0 && errno == LibC.EINTR)
+            {
+                continue;
+            }
+            if (Volatile.Read(ref _disposed) != 0)
+            {
+                return -1;
+            }
+            // ECONNREFUSED and friends report an ICMP error for an earlier send; they are not fatal.
+            if (n < 0 && errno is 111 or 113 or 101 or 104)
+            {
+                continue;
+            }
+            throw DeviceException.FromErrno("recvmmsg", errno);
+        }
+    }
+
+    /// <summary>
+    /// Sends datagram i (lengths[i] bytes at buffers[i]) to destinations[i], for all i, waiting
+    /// for socket space as needed. Returns how many were handed to the kernel; datagrams the
+    /// kernel refuses outright (no route, wrong family) are skipped and not counted.
+    /// </summary>
+    public int SendBatch(ReadOnlySpan<nint> buffers, ReadOnlySpan<int> lengths, ReadOnlySpan<IpEndpoint> destinations)
+    {
+        if (!Enter())
+        {
+            return 0;
+        }
+        try
+        {
+            lock (_sendLock)
+            {
+                return SendBatchCore(buffers, lengths, destinations);
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
+    private int SendBatchCore(ReadOnlySpan<nint> buffers, ReadOnlySpan<int> lengths, ReadOnlySpan<IpEndpoint> destinations)
+    {
+        int total = Math.Min(buffers.Length, Math.Min(lengths.Length, destinations.Length));
+        int sent = 0;
+        int start = 0;
+        while (start < total)
+        {
+            int count = Math.Min(total - start, _batch);
+            int prepared = 0;
+            for (int i = 0; i < count; i++)
+            {
+                int k = start + i;
+                byte* name = _sendNames + prepared * NameSize;
+                uint nameLength = WriteSockaddr(destinations[k], name);
+                if (nameLength == 0)
+                {
+                    continue; // an IPv6 destination on an IPv4 socket: cannot be sent
+                }
+                _sendIov[prepared] = new IoVec { Base = (void*)buffers[k], Length = (nuint)lengths[k] };
+                _sendHeaders[prepared] = new MMsgHdr
+                {
+                    Header = new MsgHdr { Name = name, NameLength = nameLength, Iov = &_sendIov[prepared], IovLength = 1 },
+                };
+                prepared++;
+            }
+            int done = 0;
+            while (done < prepared)
+            {
+                if (Volatile.Read(ref _disposed) != 0)
+                {
+                    return sent;
+                }
+                int n = LibC.SendMmsg(_fd, _sendHeaders + done, (uint)(prepared - done), LibC.MSG_DONTWAIT);
+                if (n > 0)
+                {
+                    done += n;
+                    sent += n;
+                    continue;
+                }
+                int errno = Marshal.GetLastPInvokeError();
+                if (errno == LibC.EAGAIN)
+                {
+                    if (!_waker.WaitFor(_fd, LibC.POLLOUT))
+                    {
+                        return sent;
+                    }
+                    continue;
+                }
+                if (errno == LibC.EINTR)
+                {
+                    continue;
+                }
+                // The first datagram of the rest failed on its own (unreachable, bad address):
+                // skip it and keep the batch going.
+                done++;
+            }
+            start += count;
+        }
+        return sent;
+    }
+
+    /// <summary>Sends one datagram (convenience path for handshakes and tests).</summary>
+    public bool Send(ReadOnlySpan<byte> datagram, IpEndpoint destination)
+    {
+        fixed (byte* p = datagram)
+        {
+            nint buffer = (nint)p;
+            int length = datagram.Length;
+            return SendBatch(new ReadOnlySpan<nint>(in buffer), new ReadOnlySpan<int>(in length), new ReadOnlySpan<IpEndpoint>(in destination)) == 1;
+        }
+    }
+
+    private IpEndpoint ReadSockaddr(byte* name)
+    {
+        ushort family = *(ushort*)name;
+        ushort port = BinaryPrimitives.ReverseEndianness(*(ushort*)(name + 2));
+        if (family == LibC.AF_INET)
+        {
+            return new IpEndpoint(IpAddress.FromBytes(new ReadOnlySpan<byte>(name + 4, 4)), port);
+        }
+        var bytes = new ReadOnlySpan<byte>(name + 8, 16);
+        // IPv4 peers of a dual-stack socket arrive as ::ffff:a.b.c.d.
+        if (bytes[..10].IndexOfAnyExcept((byte)0) < 0 && bytes[10] == 0xff && bytes[11] == 0xff)
+        {
+            return new IpEndpoint(IpAddress.FromBytes(bytes[12..]), port);
+        }
+        return new IpEndpoint(IpAddress.FromBytes(bytes), port);
+    }
+
+    private uint WriteSockaddr(IpEndpoint endpoint, byte* name)
+    {
+        new Span<byte>(name, NameSize).Clear();
+        ushort port = BinaryPrimitives.ReverseEndianness(endpoint.Port);
+        if (!_v6)
+        {
+            if (!endpoint.Address.IsV4)
+            {
+                return 0;
+            }
+            *(ushort*)name = LibC.AF_INET;
+            *(ushort*)(name + 2) = port;
+            endpoint.Address.WriteBytes(new Span<byte>(name + 4, 4));
+            return 16;
+        }
+        *(ushort*)name = LibC.AF_INET6;
+        *(ushort*)(name + 2) = port;
+        var address = new Span<byte>(name + 8, 16);
+        if (endpoint.Address.IsV4)
+        {
+            address[10] = 0xff;
+            address[11] = 0xff;
+            endpoint.Address.WriteBytes(address[12..]);
+        }
+        else
+        {
+            endpoint.Address.WriteBytes(address);
+        }
+        return NameSize;
+    }
+
+    private bool Enter()
+    {
+        Interlocked.Increment(ref _users);
+        if (Volatile.Read(ref _disposed) != 0)
+        {
+            Exit();
+            return false;
+        }
+        return true;
+    }
+
+    private void Exit()
+    {
+        if (Interlocked.Decrement(ref _users) == 0 && Volatile.Read(ref _disposed) != 0)
+        {
+            FreeNative();
+        }
+    }
+
+    private void FreeNative()
+    {
+        if (Interlocked.Exchange(ref _freed, 1) != 0)
+        {
+            return;
+        }
+        NativeMemory.Free(_recvHeaders);
+        NativeMemory.Free(_recvIov);
+        NativeMemory.Free(_recvNames);
+        NativeMemory.Free(_sendHeaders);
+        NativeMemory.Free(_sendIov);
+        NativeMemory.Free(_sendNames);
+    }
+
+    /// <summary>Closes the socket and wakes threads blocked in receive or send. The native
+    /// scratch memory is freed once no call is in flight.</summary>
+    public void Dispose()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        _waker.Wake();
+        _socket.Dispose();
+        if (Volatile.Read(ref _users) == 0)
+        {
+            FreeNative();
+        }
+    }
+}

@@ -1,0 +1,90 @@
+using Gateway.Datapath;
+
+namespace Gateway.Tunnel;
+
+/// <summary>What the caller must do with the result of one engine call.</summary>
+public enum TunnelAction : byte
+{
+    /// <summary>Nothing more to do (handshake message handled, keepalive, packet staged...).</summary>
+    None,
+    /// <summary>Send bytes [Offset, Offset+Length) of the buffer to <see cref="TunnelResult.Endpoint"/>.</summary>
+    SendToNetwork,
+    /// <summary>Write bytes [Offset, Offset+Length) of the buffer (an IP packet) to the TUN device.</summary>
+    DeliverToTun,
+    /// <summary>The input was dropped; <see cref="TunnelResult.Reason"/> says why.</summary>
+    Drop,
+}
+
+/// <summary>Why an input ended the way it did. Drops and notable non-drops share one counter space.</summary>
+public enum TunnelEvent : byte
+{
+    None,
+    // Non-drop outcomes.
+    TransportSent,
+    TransportDelivered,
+    KeepaliveReceived,
+    PacketStaged,
+    InitiationProcessed,
+    ResponseProcessed,
+    CookieReplyProcessed,
+    CookieReplySent,
+    // Outbound drops.
+    NotIpPacket,
+    NoRoute,
+    NoEndpoint,
+    BufferTooSmall,
+    NoPrivateKey,
+    // Inbound drops.
+    InvalidMessage,
+    BadMac1,
+    RateLimited,
+    HandshakeFailed,
+    StaleOrReplayedInitiation,
+    InitiationFlood,
+    UnknownIndex,
+    UnexpectedResponse,
+    CookieReplyInvalid,
+    KeypairExpired,
+    AuthenticationFailed,
+    Replayed,
+    InnerPacketInvalid,
+    InnerSourceNotAllowed,
+    Count,
+}
+
+/// <summary>The outcome of <see cref="WireGuardEngine"/> data-path calls. A value type: no allocation.</summary>
+public readonly struct TunnelResult
+{
+    public TunnelResult(TunnelAction action, TunnelEvent reason, int offset, int length, IpEndpoint endpoint, Peer? peer)
+    {
+        Action = action;
+        Reason = reason;
+        Offset = offset;
+        Length = length;
+        Endpoint = endpoint;
+        Peer = peer;
+    }
+
+    public TunnelAction Action { get; }
+    public TunnelEvent Reason { get; }
+    public int Offset { get; }
+    public int Length { get; }
+    public IpEndpoint Endpoint { get; }
+    public Peer? Peer { get; }
+
+    internal static TunnelResult Dropped(TunnelEvent reason, Peer? peer = null) => new(TunnelAction.Drop, reason, 0, 0, default, peer);
+    internal static TunnelResult Done(TunnelEvent reason, Peer? peer = null) => new(TunnelAction.None, reason, 0, 0, default, peer);
+
+    public override string ToString() => $"{Action} {Reason} [{Offset}+{Length}] {(Endpoint.IsSet() ? Endpoint.ToString() : "-")}";
+}
+
+/// <summary>
+/// Where the engine emits datagrams that are not the direct answer to a call: handshake messages,
+/// cookie replies, keepalives, and staged packets flushed when a handshake completes. The engine
+/// calls it synchronously, possibly while holding a peer lock: implementations must copy or send
+/// the bytes before returning and must not call back into the engine.
+/// </summary>
+public interface ITunnelOutput
+{
+    void SendDatagram(in IpEndpoint destination, ReadOnlySpan<byte> datagram);
+}

@@ -1,0 +1,919 @@
+using System.Buffers.Binary;
+using System.Collections.Concurrent;
+using System.Security.Cryptography;
+using Gateway.Crypto;
+using Gateway.Datapath;
+using Gateway.Tunnel.Noise;
+
+namespace Gateway.Tunnel;
+
+/// <summary>Construction options of a <see cref="WireGuardEngine"/>.</summary>
+public sealed class WireGuardEngineOptions
+{
+    /// <summary>Monotonic time (GetTimestamp) for timers and wall time (GetUtcNow) for TAI64N and last-handshake.</summary>
+    public TimeProvider Clock { get; init; } = TimeProvider.System;
+    /// <summary>Session indices, timer jitter, cookie secrets and nonces.</summary>
+    public IRandomSource Random { get; init; } = SystemRandomSource.Instance;
+    /// <summary>Padding never grows a packet beyond this (the TUN MTU); 0 = no cap.</summary>
+    public int Mtu { get; init; } = 1420;
+    /// <summary>Handshake messages per second above which the engine is "under load" and demands cookies.</summary>
+    public int UnderLoadHandshakesPerSecond { get; init; } = 1024;
+}
+
+/// <summary>
+/// The WireGuard protocol core (in the spirit of boringtun's Tunn, structured like wireguard-go's
+/// device): no I/O, time from an injected clock. The daemon hands it outgoing IP packets
+/// (<see cref="Encapsulate"/>/<see cref="EncapsulateInPlace"/>) and incoming datagrams
+/// (<see cref="Decapsulate"/>), calls <see cref="Tick"/> periodically (every 100-250 ms), and sends
+/// whatever the engine emits through <see cref="ITunnelOutput"/>.
+/// <para>Threading: data-path calls for different peers may run in parallel (each takes only its
+/// peer's lock); handshake processing, configuration and Tick serialize on one control lock,
+/// always taken before a peer lock.</para>
+/// </summary>
+public sealed class WireGuardEngine : IDisposable
+{
+    private sealed class IndexEntry(Peer peer, Keypair? keypair)
+    {
+        public readonly Peer Peer = peer;
+        public readonly Keypair? Keypair = keypair;
+    }
+
+    /// <summary>Our static identity; replaced as a whole when the private key changes.</summary>
+    private sealed class LocalIdentity : IDisposable
+    {
+        public readonly byte[] Private = GC.AllocateArray<byte>(32, pinned: true);
+        public readonly byte[] Public = new byte[32];
+        /// <summary>HASH(HASH(Ci || IDENTIFIER) || our public key): the responder's starting hash.</summary>
+        public readonly byte[] InitialHash = new byte[32];
+        public void Dispose() => CryptographicOperations.ZeroMemory(Private);
+    }
+
+    private const int HandshakeBacklogUnderLoad = 128; // wireguard-go: QueueHandshakeSize / 8
+
+    private readonly object _control = new();
+    private readonly TimeProvider _clock;
+    private readonly IRandomSource _random;
+    private readonly ITunnelOutput _output;
+    private readonly Tai64NGenerator _tai;
+    private readonly int _mtu;
+    private readonly int _underLoadThreshold;
+    private volatile LocalIdentity? _identity;
+    private readonly ConcurrentDictionary<PublicKey, Peer> _peers = new();
+    private readonly ConcurrentDictionary<uint, IndexEntry> _index = new();
+    private readonly LpmTable<Peer> _allowedIps = new();
+    private readonly CookieChecker _cookieChecker = new();
+    private readonly InitiationRateLimiter _rateLimiter = new();
+    private readonly long[] _counters = new long[(int)TunnelEvent.Count];
+    private long _loadWindowStart = long.MinValue / 2;
+    private int _loadWindowCount;
+    private long _underLoadUntil = long.MinValue / 2;
+    private volatile int _reportedBacklog;
+    private bool _disposed;
+    private long _peerSequence;
+
+    [ThreadStatic] private static byte[]? t_scratch;
+
+    public WireGuardEngine(ITunnelOutput output, WireGuardEngineOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(output);
+        options ??= new WireGuardEngineOptions();
+        ArgumentNullException.ThrowIfNull(options.Clock);
+        ArgumentNullException.ThrowIfNull(options.Random);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.Mtu);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.UnderLoadHandshakesPerSecond);
+        _output = output;
+        _clock = options.Clock;
+        _random = options.Random;
+        _mtu = options.Mtu;
+        _underLoadThreshold = options.UnderLoadHandshakesPerSecond;
+        _tai = new Tai64NGenerator(_clock);
+    }
+
+    internal long Now => _clock.NowNanoseconds();
+
+    // ------------------------------------------------------------------ configuration
+
+    /// <summary>Our public key, or null while no private key is set.</summary>
+    public PublicKey? LocalPublicKey => _identity is { } id ? new PublicKey(id.Public) : null;
+
+    /// <summary>The UDP port the daemon should listen on (UAPI listen_port); the engine only stores it.</summary>
+    public ushort ListenPort { get; set; }
+
+    /// <summary>The socket mark the daemon should set (UAPI fwmark); the engine only stores it.</summary>
+    public uint FwMark { get; set; }
+
+    public int PeerCount => _peers.Count;
+
+    /// <summary>All peers in creation order.</summary>
+    public IReadOnlyList<Peer> Peers => _peers.Values.OrderBy(p => p.Sequence).ToArray();
+
+    /// <summary>Copies the private key into <paramref name="destination"/> (32 bytes); false when none is set.</summary>
+    public bool TryCopyPrivateKey(Span<byte> destination)
+    {
+        var id = _identity;
+        if (id is null) return false;
+        id.Private.CopyTo(destination);
+        return true;
+    }
+
+    /// <summary>
+    /// Sets (or with an empty/all-zero key, clears) the static private key. As in wireguard-go, a
+    /// peer whose public key equals our new public key is removed, and every other peer's sessions
+    /// are expired so that the next packet triggers a fresh handshake.
+    /// </summary>
+    public void SetPrivateKey(ReadOnlySpan<byte> privateKey)
+    {
+        if (!privateKey.IsEmpty && privateKey.Length != 32) throw new ArgumentException("A private key is 32 bytes.", nameof(privateKey));
+        bool clear = privateKey.IsEmpty || privateKey.IndexOfAnyExcept((byte)0) < 0;
+        lock (_control)
+        {
+            var old = _identity;
+            if (old is null && clear) return;
+            if (old is not null && !clear && CryptographicOperations.FixedTimeEquals(old.Private, privateKey)) return;
+            LocalIdentity? identity = null;
+            if (!clear)
+            {
+                identity = new LocalIdentity();
+                privateKey.CopyTo(identity.Private);
+                X25519.DerivePublicKey(identity.Private, identity.Public);
+                NoiseConstants.InitialHash.CopyTo(identity.InitialHash);
+                NoiseConstants.MixHash(identity.InitialHash, identity.Public);
+                if (_peers.ContainsKey(new PublicKey(identity.Public))) RemovePeerCore(new PublicKey(identity.Public));
+            }
+            _identity = identity;
+            _cookieChecker.SetLocalPublicKey(identity is null ? ReadOnlySpan<byte>.Empty : identity.Public);
+            long now = Now;
+            foreach (var peer in _peers.Values)
+            {
+                lock (peer.Sync)
+                {
+                    peer.Handshake.InvalidateStaticStatic();
+                    ExpireCurrentKeypairsLocked(peer, now);
+                }
+            }
+            old?.Dispose();
+        }
+    }
+
+    public bool TryGetPeer(PublicKey publicKey, out Peer peer) => _peers.TryGetValue(publicKey, out peer!);
+
+    /// <summary>Returns the peer with this key, creating it when absent. Our own public key is refused.</summary>
+    public Peer GetOrAddPeer(PublicKey publicKey)
+    {
+        lock (_control)
+        {
+            ThrowIfDisposed();
+            if (_peers.TryGetValue(publicKey, out var existing)) return existing;
+            if (_identity is { } id && new PublicKey(id.Public) == publicKey)
+                throw new ArgumentException("A peer cannot have the interface's own public key.", nameof(publicKey));
+            var peer = new Peer(this, publicKey) { Sequence = ++_peerSequence };
+            _peers[publicKey] = peer;
+            return peer;
+        }
+    }
+
+    public bool RemovePeer(PublicKey publicKey)
+    {
+        lock (_control) return RemovePeerCore(publicKey);
+    }
+
+    public void RemoveAllPeers()
+    {
+        lock (_control)
+            foreach (var key in _peers.Keys.ToArray()) RemovePeerCore(key);
+    }
+
+    private bool RemovePeerCore(PublicKey publicKey)
+    {
+        if (!_peers.TryRemove(publicKey, out var peer)) return false;
+        lock (peer.Sync)
+        {
+            peer.Removed = true;
+            foreach (var prefix in peer.AllowedIpList)
+                if (_allowedIps.TryGetExact(prefix, out var owner) && owner == peer) _allowedIps.Remove(prefix);
+            peer.AllowedIpList.Clear();
+            ZeroAndFlushAllLocked(peer);
+            peer.Handshake.ZeroAll();
+            peer.Cookies.Clear();
+        }
+        return true;
+    }
+
+    /// <summary>Sets the preshared key; empty or all-zero means none.</summary>
+    public void SetPresharedKey(Peer peer, ReadOnlySpan<byte> presharedKey)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        if (!presharedKey.IsEmpty && presharedKey.Length != 32) throw new ArgumentException("A preshared key is 32 bytes.", nameof(presharedKey));
+        lock (peer.Sync)
+        {
+            if (presharedKey.IsEmpty) CryptographicOperations.ZeroMemory(peer.Handshake.PresharedKey);
+            else presharedKey.CopyTo(peer.Handshake.PresharedKey);
+            peer.HasPresharedKey = peer.Handshake.PresharedKey.AsSpan().IndexOfAnyExcept((byte)0) >= 0;
+        }
+    }
+
+    internal void CopyPresharedKey(Peer peer, Span<byte> destination)
+    {
+        lock (peer.Sync) peer.Handshake.PresharedKey.CopyTo(destination);
+    }
+
+    public void SetEndpoint(Peer peer, IpEndpoint endpoint)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        lock (peer.Sync) peer.EndpointValue = endpoint;
+    }
+
+    /// <summary>Sets the persistent keepalive interval (seconds, 0 = off). Turning it on sends a keepalive at once (wireguard-go).</summary>
+    public void SetPersistentKeepalive(Peer peer, ushort seconds)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        lock (peer.Sync)
+        {
+            ushort old = peer.PersistentKeepaliveValue;
+            peer.PersistentKeepaliveValue = seconds;
+            if (seconds == 0) peer.PersistentKeepaliveAt = Peer.Disarmed;
+            if (old == 0 && seconds != 0 && !peer.Removed) SendKeepaliveLocked(peer, Now);
+        }
+    }
+
+    /// <summary>Routes <paramref name="prefix"/> to <paramref name="peer"/> (taking it from any other peer).</summary>
+    public void AddAllowedIp(Peer peer, IpPrefix prefix)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        lock (_control)
+        {
+            if (peer.Removed) throw new InvalidOperationException("The peer was removed.");
+            if (_allowedIps.TryGetExact(prefix, out var old) && old != peer)
+                lock (old.Sync) old.AllowedIpList.Remove(prefix);
+            _allowedIps.Set(prefix, peer);
+            lock (peer.Sync)
+                if (!peer.AllowedIpList.Contains(prefix)) peer.AllowedIpList.Add(prefix);
+        }
+    }
+
+    public void ClearAllowedIps(Peer peer)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        lock (_control)
+        lock (peer.Sync)
+        {
+            foreach (var prefix in peer.AllowedIpList)
+                if (_allowedIps.TryGetExact(prefix, out var owner) && owner == peer) _allowedIps.Remove(prefix);
+            peer.AllowedIpList.Clear();
+        }
+    }
+
+    /// <summary>The peer whose allowed IPs contain <paramref name="address"/> (longest match).</summary>
+    public bool TryRoute(IpAddress address, out Peer peer) => _allowedIps.TryLookup(address, out peer!);
+
+    /// <summary>Starts a handshake now (subject to the one-per-RekeyTimeout limit).</summary>
+    public void InitiateHandshake(Peer peer)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        lock (peer.Sync)
+            if (!peer.Removed) SendHandshakeInitiationLocked(peer, Now, isRetry: false);
+    }
+
+    /// <summary>The daemon reports how many handshake datagrams wait in its queue; 128 or more
+    /// means "under load" (wireguard-go's threshold), as does a high handshake rate.</summary>
+    public void ReportHandshakeBacklog(int pending) => _reportedBacklog = Math.Max(0, pending);
+
+    /// <summary>How often <paramref name="kind"/> happened since the engine was created.</summary>
+    public long GetCount(TunnelEvent kind) => Interlocked.Read(ref _counters[(int)kind]);
+
+    // ------------------------------------------------------------------ data path: outward
+
+    /// <summary>
+    /// Encrypts one IP packet from the TUN device into <paramref name="destination"/> (which needs
+    /// <see cref="Messages.TransportSize"/> bytes). Result: SendToNetwork with the datagram at
+    /// [0, Length) and the peer's endpoint; None when the packet was staged awaiting a handshake
+    /// (the initiation went out through <see cref="ITunnelOutput"/>); Drop with a reason otherwise.
+    /// </summary>
+    public TunnelResult Encapsulate(ReadOnlySpan<byte> ipPacket, Span<byte> destination)
+    {
+        if (destination.Length < Messages.TransportHeaderSize + ipPacket.Length)
+            return Count(TunnelResult.Dropped(TunnelEvent.BufferTooSmall));
+        ipPacket.CopyTo(destination[Messages.TransportHeaderSize..]);
+        return EncapsulateCore(destination, ipPacket.Length);
+    }
+
+    /// <summary>
+    /// Zero-copy variant: the IP packet is already at buffer[16 .. 16+packetLength) (headroom for
+    /// the transport header) and is sealed in place; the buffer needs room for padding and tag.
+    /// </summary>
+    public TunnelResult EncapsulateInPlace(Span<byte> buffer, int packetLength)
+    {
+        if (packetLength < 0 || Messages.TransportHeaderSize + packetLength > buffer.Length)
+            return Count(TunnelResult.Dropped(TunnelEvent.BufferTooSmall));
+        return EncapsulateCore(buffer, packetLength);
+    }
+
+    private TunnelResult EncapsulateCore(Span<byte> buffer, int packetLength)
+    {
+        var packet = buffer.Slice(Messages.TransportHeaderSize, packetLength);
+        if (!InnerPacket.TryGetDestination(packet, out var destinationAddress))
+            return Count(TunnelResult.Dropped(TunnelEvent.NotIpPacket));
+        if (!_allowedIps.TryLookup(destinationAddress, out var peer))
+            return Count(TunnelResult.Dropped(TunnelEvent.NoRoute));
+        int padded = Messages.PaddedLength(packetLength, _mtu == 0 ? int.MaxValue : _mtu);
+        int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
+        long now = Now;
+        lock (peer.Sync)
+        {
+            if (peer.Removed) return Count(TunnelResult.Dropped(TunnelEvent.NoRoute));
+            var keypair = peer.Current;
+            bool usable = keypair is not null && keypair.CanSend(now);
+            if (!usable || peer.Staged.Count > 0)
+            {
+                // Keep order: anything already waiting goes first.
+                StagePacketLocked(peer, packet);
+                SendStagedLocked(peer, now);
+                return Count(TunnelResult.Done(TunnelEvent.PacketStaged, peer));
+            }
+            if (!peer.EndpointValue.IsSet()) return Count(TunnelResult.Dropped(TunnelEvent.NoEndpoint, peer));
+            if (buffer.Length < total) return Count(TunnelResult.Dropped(TunnelEvent.BufferTooSmall, peer));
+            SealLocked(keypair!, buffer, packetLength, padded);
+            AfterTransportSentLocked(peer, keypair!, total, packetLength == 0, now);
+            return Count(new TunnelResult(TunnelAction.SendToNetwork, TunnelEvent.TransportSent, 0, total, peer.EndpointValue, peer));
+        }
+    }
+
+    /// <summary>Header, zero padding, then ChaCha20-Poly1305 in place with the next counter.</summary>
+    private static void SealLocked(Keypair keypair, Span<byte> buffer, int packetLength, int padded)
+    {
+        ulong counter = keypair.SendCounter++;
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer, (uint)MessageType.TransportData);
+        BinaryPrimitives.WriteUInt32LittleEndian(buffer[Messages.TransportReceiver..], keypair.RemoteIndex);
+        BinaryPrimitives.WriteUInt64LittleEndian(buffer[Messages.TransportCounter..], counter);
+        buffer.Slice(Messages.TransportHeaderSize + packetLength, padded - packetLength).Clear();
+        var plaintext = buffer.Slice(Messages.TransportHeaderSize, padded);
+        keypair.Send.Seal(counter, plaintext, ReadOnlySpan<byte>.Empty, buffer.Slice(Messages.TransportHeaderSize, padded + Messages.TagSize));
+    }
+
+    private void StagePacketLocked(Peer peer, ReadOnlySpan<byte> packet)
+    {
+        if (peer.Staged.Count >= WireGuardConstants.MaxStagedPackets) peer.Staged.Dequeue(); // drop the oldest
+        peer.Staged.Enqueue(packet.ToArray());
+    }
+
+    /// <summary>wireguard-go SendStagedPackets: without a usable session start a handshake and keep
+    /// the packets; with one, seal and emit them all.</summary>
+    private void SendStagedLocked(Peer peer, long now)
+    {
+        if (peer.Staged.Count == 0) return;
+        var keypair = peer.Current;
+        if (keypair is null || !keypair.CanSend(now))
+        {
+            SendHandshakeInitiationLocked(peer, now, isRetry: false);
+            return;
+        }
+        if (!peer.EndpointValue.IsSet())
+        {
+            Interlocked.Add(ref _counters[(int)TunnelEvent.NoEndpoint], peer.Staged.Count);
+            peer.Staged.Clear();
+            return;
+        }
+        var scratch = t_scratch ??= GC.AllocateUninitializedArray<byte>(65536 + 64, pinned: true);
+        while (peer.Staged.Count > 0 && keypair.CanSend(now))
+        {
+            var packet = peer.Staged.Dequeue();
+            int padded = Messages.PaddedLength(packet.Length, _mtu == 0 ? int.MaxValue : _mtu);
+            int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
+            if (total > scratch.Length) continue;
+            packet.CopyTo(scratch.AsSpan(Messages.TransportHeaderSize));
+            SealLocked(keypair, scratch, packet.Length, padded);
+            _output.SendDatagram(peer.EndpointValue, scratch.AsSpan(0, total));
+            Interlocked.Increment(ref _counters[(int)TunnelEvent.TransportSent]);
+            AfterTransportSentLocked(peer, keypair, total, packet.Length == 0, now);
+        }
+    }
+
+    private void AfterTransportSentLocked(Peer peer, Keypair keypair, int datagramLength, bool isKeepalive, long now)
+    {
+        peer.TxBytesValue += datagramLength;
+        TimerAnyAuthenticatedPacketTraversal(peer, now);
+        TimerAnyAuthenticatedPacketSent(peer);
+        if (!isKeepalive) TimerDataSent(peer, now);
+        // keepKeyFreshSending: rekey after messages (either side) or after time (initiator only).
+        if (keypair.SendCounter > WireGuardConstants.RekeyAfterMessages ||
+            (keypair.IsInitiator && now - keypair.Created > WireGuardConstants.RekeyAfterTime))
+            SendHandshakeInitiationLocked(peer, now, isRetry: false);
+    }
+
+    private void SendKeepaliveLocked(Peer peer, long now)
+    {
+        if (peer.Staged.Count == 0) peer.Staged.Enqueue(Array.Empty<byte>());
+        SendStagedLocked(peer, now);
+    }
+
+    // ------------------------------------------------------------------ data path: inward
+
+    /// <summary>
+    /// Processes one datagram received from <paramref name="source"/>. Transport data is opened in
+    /// place: DeliverToTun means the inner IP packet is at datagram[Offset, Offset+Length).
+    /// Handshake messages are answered through <see cref="ITunnelOutput"/> (result None).
+    /// </summary>
+    public TunnelResult Decapsulate(in IpEndpoint source, Span<byte> datagram)
+    {
+        switch (Messages.Classify(datagram))
+        {
+            case MessageType.TransportData:
+                return ReceiveTransport(source, datagram);
+            case MessageType.HandshakeInitiation:
+            case MessageType.HandshakeResponse:
+                lock (_control) return Count(ReceiveHandshakeLocked(source, datagram));
+            case MessageType.CookieReply:
+                return Count(ReceiveCookieReply(datagram));
+            default:
+                return Count(TunnelResult.Dropped(TunnelEvent.InvalidMessage));
+        }
+    }
+
+    private TunnelResult ReceiveTransport(in IpEndpoint source, Span<byte> datagram)
+    {
+        uint receiver = BinaryPrimitives.ReadUInt32LittleEndian(datagram[Messages.TransportReceiver..]);
+        if (!_index.TryGetValue(receiver, out var entry) || entry.Keypair is not { } keypair)
+            return Count(TunnelResult.Dropped(TunnelEvent.UnknownIndex));
+        var peer = keypair.Peer;
+        long now = Now;
+        lock (peer.Sync)
+        {
+            if (!keypair.CanReceive(now)) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, peer));
+            ulong counter = BinaryPrimitives.ReadUInt64LittleEndian(datagram[Messages.TransportCounter..]);
+            var sealedPart = datagram[Messages.TransportHeaderSize..];
+            var plaintext = datagram.Slice(Messages.TransportHeaderSize, datagram.Length - Messages.TransportOverhead);
+            if (!keypair.Receive.Open(counter, sealedPart, ReadOnlySpan<byte>.Empty, plaintext))
+                return Count(TunnelResult.Dropped(TunnelEvent.AuthenticationFailed, peer));
+            // Only an authenticated counter may move the window.
+            if (!keypair.Replay.TryAccept(counter))
+                return Count(TunnelResult.Dropped(TunnelEvent.Replayed, peer));
+
+            peer.EndpointValue = source; // roaming
+            peer.RxBytesValue += datagram.Length;
+            if (ReceivedWithKeypairLocked(peer, keypair))
+            {
+                TimerHandshakeComplete(peer);
+                SendStagedLocked(peer, now);
+            }
+            KeepKeyFreshReceivingLocked(peer, now);
+            TimerAnyAuthenticatedPacketTraversal(peer, now);
+            TimerAnyAuthenticatedPacketReceived(peer);
+            if (plaintext.IsEmpty) return Count(TunnelResult.Done(TunnelEvent.KeepaliveReceived, peer));
+            TimerDataReceived(peer, now);
+
+            if (!InnerPacket.TryGetSource(plaintext, out var innerSource, out int innerLength))
+                return Count(TunnelResult.Dropped(TunnelEvent.InnerPacketInvalid, peer));
+            if (!_allowedIps.TryLookup(innerSource, out var owner) || owner != peer)
+                return Count(TunnelResult.Dropped(TunnelEvent.InnerSourceNotAllowed, peer));
+            return Count(new TunnelResult(TunnelAction.DeliverToTun, TunnelEvent.TransportDelivered,
+                Messages.TransportHeaderSize, innerLength, source, peer));
+        }
+    }
+
+    private TunnelResult ReceiveHandshakeLocked(in IpEndpoint source, ReadOnlySpan<byte> message)
+    {
+        var identity = _identity;
+        if (identity is null) return TunnelResult.Dropped(TunnelEvent.NoPrivateKey);
+        long now = Now;
+        bool underLoad = UpdateLoad(now);
+        if (!_cookieChecker.CheckMac1(message)) return TunnelResult.Dropped(TunnelEvent.BadMac1);
+        if (underLoad)
+        {
+            if (!_cookieChecker.CheckMac2(message, source, now))
+            {
+                // Make the sender prove it owns its address before we spend a DH on it.
+                Span<byte> reply = stackalloc byte[Messages.CookieReplySize];
+                uint sender = BinaryPrimitives.ReadUInt32LittleEndian(message[4..]);
+                _cookieChecker.CreateReply(message, sender, source, now, _random, reply);
+                _output.SendDatagram(source, reply);
+                return TunnelResult.Done(TunnelEvent.CookieReplySent);
+            }
+            if (!_rateLimiter.Allow(source.Address, now)) return TunnelResult.Dropped(TunnelEvent.RateLimited);
+        }
+        return message.Length == Messages.InitiationSize
+            ? ReceiveInitiationLocked(source, message, identity, now)
+            : ReceiveResponseLocked(source, message, identity, now);
+    }
+
+    /// <summary>Tracks handshake load: above the per-second threshold (or a reported backlog of
+    /// 128+) the engine stays under load for UnderLoadAfterTime.</summary>
+    private bool UpdateLoad(long now)
+    {
+        if (now - _loadWindowStart >= WireGuardConstants.Second)
+        {
+            _loadWindowStart = now;
+            _loadWindowCount = 0;
+        }
+        _loadWindowCount++;
+        if (_loadWindowCount > _underLoadThreshold || _reportedBacklog >= HandshakeBacklogUnderLoad)
+            _underLoadUntil = now + WireGuardConstants.UnderLoadAfterTime;
+        return now < _underLoadUntil;
+    }
+
+    /// <summary>True while the engine demands cookies (mac2) on handshake messages.</summary>
+    public bool IsUnderLoad { get { lock (_control) return Now < _underLoadUntil; } }
+
+    private TunnelResult ReceiveInitiationLocked(in IpEndpoint source, ReadOnlySpan<byte> message, LocalIdentity identity, long now)
+    {
+        Span<byte> hash = stackalloc byte[32];
+        Span<byte> chainKey = stackalloc byte[32];
+        Span<byte> remoteStatic = stackalloc byte[32];
+        Span<byte> timestamp = stackalloc byte[Tai64N.Size];
+        try
+        {
+            if (!InitiationReader.TryDecryptStatic(message, identity.Private, identity.InitialHash, hash, chainKey, remoteStatic))
+                return TunnelResult.Dropped(TunnelEvent.HandshakeFailed);
+            if (!_peers.TryGetValue(new PublicKey(remoteStatic), out var peer))
+                return TunnelResult.Dropped(TunnelEvent.HandshakeFailed);
+            lock (peer.Sync)
+            {
+                var hs = peer.Handshake;
+                if (peer.Removed || !hs.EnsureStaticStatic(identity.Private)) return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
+                if (!InitiationReader.TryDecryptTimestamp(message, hs.StaticStatic, hash, chainKey, timestamp))
+                    return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
+                if (Tai64N.Compare(timestamp, hs.LastTimestamp) <= 0)
+                    return TunnelResult.Dropped(TunnelEvent.StaleOrReplayedInitiation, peer);
+                if (now - hs.LastInitiationConsumed <= WireGuardConstants.HandshakeInitiationRate)
+                    return TunnelResult.Dropped(TunnelEvent.InitiationFlood, peer);
+
+                timestamp.CopyTo(hs.LastTimestamp);
+                hs.LastInitiationConsumed = now;
+                hash.CopyTo(hs.Hash);
+                chainKey.CopyTo(hs.ChainKey);
+                message.Slice(Messages.InitEphemeral, 32).CopyTo(hs.RemoteEphemeral);
+                hs.RemoteIndex = BinaryPrimitives.ReadUInt32LittleEndian(message[Messages.InitSender..]);
+                hs.State = HandshakeState.InitiationConsumed;
+
+                TimerAnyAuthenticatedPacketTraversal(peer, now);
+                TimerAnyAuthenticatedPacketReceived(peer);
+                peer.EndpointValue = source;
+                peer.RxBytesValue += message.Length;
+                SendHandshakeResponseLocked(peer, now);
+                return TunnelResult.Done(TunnelEvent.InitiationProcessed, peer);
+            }
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(hash);
+            CryptographicOperations.ZeroMemory(chainKey);
+        }
+    }
+
+    private TunnelResult ReceiveResponseLocked(in IpEndpoint source, ReadOnlySpan<byte> message, LocalIdentity identity, long now)
+    {
+        uint receiver = BinaryPrimitives.ReadUInt32LittleEndian(message[Messages.RespReceiver..]);
+        if (!_index.TryGetValue(receiver, out var entry) || entry.Keypair is not null)
+            return TunnelResult.Dropped(TunnelEvent.UnknownIndex);
+        var peer = entry.Peer;
+        lock (peer.Sync)
+        {
+            var hs = peer.Handshake;
+            if (peer.Removed || hs.LocalIndex != receiver || hs.State != HandshakeState.InitiationCreated)
+                return TunnelResult.Dropped(TunnelEvent.UnexpectedResponse, peer);
+            if (!hs.ConsumeResponse(message, identity.Private))
+                return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
+            peer.EndpointValue = source;
+            peer.RxBytesValue += message.Length;
+            TimerAnyAuthenticatedPacketTraversal(peer, now);
+            TimerAnyAuthenticatedPacketReceived(peer);
+            if (!BeginSymmetricSessionLocked(peer, now)) return TunnelResult.Dropped(TunnelEvent.HandshakeFailed, peer);
+            TimerSessionDerived(peer, now);
+            TimerHandshakeComplete(peer);
+            // Confirms the session to the responder (its keypair becomes current on our first
+            // transport message) and flushes what waited for the handshake.
+            SendKeepaliveLocked(peer, now);
+            return TunnelResult.Done(TunnelEvent.ResponseProcessed, peer);
+        }
+    }
+
+    private TunnelResult ReceiveCookieReply(ReadOnlySpan<byte> message)
+    {
+        uint receiver = BinaryPrimitives.ReadUInt32LittleEndian(message[Messages.CookieReceiver..]);
+        if (!_index.TryGetValue(receiver, out var entry)) return TunnelResult.Dropped(TunnelEvent.UnknownIndex);
+        var peer = entry.Peer;
+        long now = Now;
+        lock (peer.Sync)
+        {
+            if (peer.Removed || !peer.Cookies.ConsumeReply(message, now))
+                return TunnelResult.Dropped(TunnelEvent.CookieReplyInvalid, peer);
+            return TunnelResult.Done(TunnelEvent.CookieReplyProcessed, peer);
+        }
+    }
+
+    // ------------------------------------------------------------------ handshake sending and keypairs
+
+    private void SendHandshakeInitiationLocked(Peer peer, long now, bool isRetry)
+    {
+        if (!isRetry) peer.HandshakeAttempts = 0;
+        var hs = peer.Handshake;
+        if (now - hs.LastSentHandshake < WireGuardConstants.RekeyTimeout) return;
+        var identity = _identity;
+        if (identity is null || peer.Removed) return;
+        if (!hs.EnsureStaticStatic(identity.Private)) return; // low-order peer key: never send
+        hs.LastSentHandshake = now;
+
+        Span<byte> message = stackalloc byte[Messages.InitiationSize];
+        Span<byte> timestamp = stackalloc byte[Tai64N.Size];
+        lock (_tai) _tai.Next(timestamp);
+        ReplaceHandshakeIndexLocked(peer);
+        if (!hs.CreateInitiation(identity.Public, timestamp, message))
+        {
+            ReleaseHandshakeIndexLocked(peer);
+            hs.Clear();
+            return;
+        }
+        peer.Cookies.AddMacs(message, now);
+        TimerAnyAuthenticatedPacketTraversal(peer, now);
+        TimerAnyAuthenticatedPacketSent(peer);
+        if (peer.EndpointValue.IsSet())
+        {
+            _output.SendDatagram(peer.EndpointValue, message);
+            peer.TxBytesValue += message.Length;
+        }
+        TimerHandshakeInitiated(peer, now);
+    }
+
+    private void SendHandshakeResponseLocked(Peer peer, long now)
+    {
+        var hs = peer.Handshake;
+        hs.LastSentHandshake = now;
+        Span<byte> message = stackalloc byte[Messages.ResponseSize];
+        ReplaceHandshakeIndexLocked(peer);
+        if (!hs.CreateResponse(message))
+        {
+            ReleaseHandshakeIndexLocked(peer);
+            hs.Clear();
+            return;
+        }
+        peer.Cookies.AddMacs(message, now);
+        if (!BeginSymmetricSessionLocked(peer, now)) return;
+        TimerSessionDerived(peer, now);
+        TimerAnyAuthenticatedPacketTraversal(peer, now);
+        TimerAnyAuthenticatedPacketSent(peer);
+        if (peer.EndpointValue.IsSet())
+        {
+            _output.SendDatagram(peer.EndpointValue, message);
+            peer.TxBytesValue += message.Length;
+        }
+    }
+
+    private void ReplaceHandshakeIndexLocked(Peer peer)
+    {
+        ReleaseHandshakeIndexLocked(peer);
+        var entry = new IndexEntry(peer, null);
+        Span<byte> random = stackalloc byte[4];
+        while (true)
+        {
+            _random.Fill(random);
+            uint index = BinaryPrimitives.ReadUInt32LittleEndian(random);
+            if (index != 0 && _index.TryAdd(index, entry))
+            {
+                peer.Handshake.LocalIndex = index;
+                return;
+            }
+        }
+    }
+
+    private void ReleaseHandshakeIndexLocked(Peer peer)
+    {
+        uint old = peer.Handshake.LocalIndex;
+        if (old != 0 && _index.TryGetValue(old, out var e) && e.Peer == peer && e.Keypair is null) _index.TryRemove(old, out _);
+        peer.Handshake.LocalIndex = 0;
+    }
+
+    /// <summary>
+    /// Turns the finished handshake into a keypair (wireguard-go BeginSymmetricSession). The
+    /// initiator may use it at once; the responder parks it in "next" until the initiator's first
+    /// transport message confirms it (<see cref="ReceivedWithKeypairLocked"/>).
+    /// </summary>
+    private bool BeginSymmetricSessionLocked(Peer peer, long now)
+    {
+        var hs = peer.Handshake;
+        uint localIndex = hs.LocalIndex, remoteIndex = hs.RemoteIndex;
+        Span<byte> sendKey = stackalloc byte[32];
+        Span<byte> receiveKey = stackalloc byte[32];
+        try
+        {
+            if (!hs.DeriveTransportKeys(sendKey, receiveKey, out bool isInitiator)) return false;
+            var keypair = new Keypair(peer, sendKey, receiveKey, isInitiator, now, localIndex, remoteIndex);
+            hs.LocalIndex = 0; // the index now belongs to the keypair
+            _index[localIndex] = new IndexEntry(peer, keypair);
+            if (isInitiator)
+            {
+                var previous = peer.Previous;
+                if (peer.Next is { } next)
+                {
+                    peer.Next = null;
+                    peer.Previous = next;
+                    DeleteKeypair(peer.Current);
+                }
+                else
+                {
+                    peer.Previous = peer.Current;
+                }
+                DeleteKeypair(previous);
+                peer.Current = keypair;
+            }
+            else
+            {
+                DeleteKeypair(peer.Next);
+                peer.Next = keypair;
+                DeleteKeypair(peer.Previous);
+                peer.Previous = null;
+            }
+            return true;
+        }
+        finally
+        {
+            CryptographicOperations.ZeroMemory(sendKey);
+            CryptographicOperations.ZeroMemory(receiveKey);
+        }
+    }
+
+    /// <summary>The confirmation rule: the first packet on "next" promotes it to current.</summary>
+    private bool ReceivedWithKeypairLocked(Peer peer, Keypair received)
+    {
+        if (peer.Next != received) return false;
+        DeleteKeypair(peer.Previous);
+        peer.Previous = peer.Current;
+        peer.Current = received;
+        peer.Next = null;
+        return true;
+    }
+
+    private void DeleteKeypair(Keypair? keypair)
+    {
+        if (keypair is null) return;
+        if (_index.TryGetValue(keypair.LocalIndex, out var e) && e.Keypair == keypair) _index.TryRemove(keypair.LocalIndex, out _);
+        keypair.Dispose();
+    }
+
+    private void ExpireCurrentKeypairsLocked(Peer peer, long now)
+    {
+        ReleaseHandshakeIndexLocked(peer);
+        peer.Handshake.Clear();
+        peer.Handshake.LastSentHandshake = now - (WireGuardConstants.RekeyTimeout + WireGuardConstants.Second);
+        if (peer.Current is { } current) current.SendCounter = WireGuardConstants.RejectAfterMessages;
+        if (peer.Next is { } next) next.SendCounter = WireGuardConstants.RejectAfterMessages;
+    }
+
+    /// <summary>Destroys every keypair and the handshake, drops staged packets (whitepaper: after 3 × RejectAfterTime).</summary>
+    private void ZeroAndFlushAllLocked(Peer peer)
+    {
+        DeleteKeypair(peer.Previous);
+        DeleteKeypair(peer.Current);
+        DeleteKeypair(peer.Next);
+        peer.Previous = peer.Current = peer.Next = null;
+        ReleaseHandshakeIndexLocked(peer);
+        peer.Handshake.Clear();
+        peer.Staged.Clear();
+    }
+
+    private void KeepKeyFreshReceivingLocked(Peer peer, long now)
+    {
+        if (peer.SentLastMinuteHandshake) return;
+        var current = peer.Current;
+        if (current is not null && current.IsInitiator &&
+            now - current.Created > WireGuardConstants.RejectAfterTime - WireGuardConstants.KeepaliveTimeout - WireGuardConstants.RekeyTimeout)
+        {
+            peer.SentLastMinuteHandshake = true;
+            SendHandshakeInitiationLocked(peer, now, isRetry: false);
+        }
+    }
+
+    // ------------------------------------------------------------------ timers (whitepaper 6, wireguard-go timers.go)
+
+    /// <summary>
+    /// Fires every expired peer timer. Call it periodically (the finer, the closer to the
+    /// whitepaper's deadlines; 100 ms is plenty given the 0-333 ms jitter).
+    /// </summary>
+    public void Tick()
+    {
+        lock (_control)
+        {
+            long now = Now;
+            foreach (var peer in _peers.Values)
+            {
+                lock (peer.Sync)
+                {
+                    if (peer.Removed) continue;
+                    if (peer.RetransmitHandshakeAt <= now)
+                    {
+                        peer.RetransmitHandshakeAt = Peer.Disarmed;
+                        ExpiredRetransmitHandshake(peer, now);
+                    }
+                    if (peer.SendKeepaliveAt <= now)
+                    {
+                        peer.SendKeepaliveAt = Peer.Disarmed;
+                        SendKeepaliveLocked(peer, now);
+                        if (peer.NeedAnotherKeepalive)
+                        {
+                            peer.NeedAnotherKeepalive = false;
+                            peer.SendKeepaliveAt = now + WireGuardConstants.KeepaliveTimeout;
+                        }
+                    }
+                    if (peer.NewHandshakeAt <= now)
+                    {
+                        // We sent data but heard nothing back for KeepaliveTimeout + RekeyTimeout.
+                        peer.NewHandshakeAt = Peer.Disarmed;
+                        SendHandshakeInitiationLocked(peer, now, isRetry: false);
+                    }
+                    if (peer.ZeroKeyMaterialAt <= now)
+                    {
+                        peer.ZeroKeyMaterialAt = Peer.Disarmed;
+                        ZeroAndFlushAllLocked(peer);
+                    }
+                    if (peer.PersistentKeepaliveAt <= now)
+                    {
+                        peer.PersistentKeepaliveAt = Peer.Disarmed;
+                        if (peer.PersistentKeepaliveValue > 0) SendKeepaliveLocked(peer, now);
+                    }
+                }
+            }
+        }
+    }
+
+    private void ExpiredRetransmitHandshake(Peer peer, long now)
+    {
+        if (peer.HandshakeAttempts > WireGuardConstants.MaxTimerHandshakes)
+        {
+            // Gave up after RekeyAttemptTime: drop what waited, and zero everything later.
+            peer.SendKeepaliveAt = Peer.Disarmed;
+            peer.Staged.Clear();
+            if (peer.ZeroKeyMaterialAt == Peer.Disarmed)
+                peer.ZeroKeyMaterialAt = now + 3 * WireGuardConstants.RejectAfterTime;
+            return;
+        }
+        peer.HandshakeAttempts++;
+        SendHandshakeInitiationLocked(peer, now, isRetry: true);
+    }
+
+    private long Jitter()
+    {
+        Span<byte> r = stackalloc byte[4];
+        _random.Fill(r);
+        long ms = BinaryPrimitives.ReadUInt32LittleEndian(r) % (uint)(WireGuardConstants.RekeyTimeoutJitterMax / WireGuardConstants.Millisecond);
+        return ms * WireGuardConstants.Millisecond;
+    }
+
+    private void TimerDataSent(Peer peer, long now)
+    {
+        if (peer.NewHandshakeAt == Peer.Disarmed)
+            peer.NewHandshakeAt = now + WireGuardConstants.KeepaliveTimeout + WireGuardConstants.RekeyTimeout + Jitter();
+    }
+
+    private static void TimerDataReceived(Peer peer, long now)
+    {
+        if (peer.SendKeepaliveAt == Peer.Disarmed) peer.SendKeepaliveAt = now + WireGuardConstants.KeepaliveTimeout;
+        else peer.NeedAnotherKeepalive = true;
+    }
+
+    private static void TimerAnyAuthenticatedPacketSent(Peer peer) => peer.SendKeepaliveAt = Peer.Disarmed;
+
+    private static void TimerAnyAuthenticatedPacketReceived(Peer peer) => peer.NewHandshakeAt = Peer.Disarmed;
+
+    private void TimerHandshakeInitiated(Peer peer, long now) =>
+        peer.RetransmitHandshakeAt = now + WireGuardConstants.RekeyTimeout + Jitter();
+
+    private void TimerHandshakeComplete(Peer peer)
+    {
+        peer.RetransmitHandshakeAt = Peer.Disarmed;
+        peer.HandshakeAttempts = 0;
+        peer.SentLastMinuteHandshake = false;
+        long unixNanos = (_clock.GetUtcNow() - DateTimeOffset.UnixEpoch).Ticks * 100;
+        Interlocked.Exchange(ref peer.LastHandshakeUnixNanos, unixNanos);
+    }
+
+    private static void TimerSessionDerived(Peer peer, long now) =>
+        peer.ZeroKeyMaterialAt = now + 3 * WireGuardConstants.RejectAfterTime;
+
+    private static void TimerAnyAuthenticatedPacketTraversal(Peer peer, long now)
+    {
+        if (peer.PersistentKeepaliveValue > 0)
+            peer.PersistentKeepaliveAt = now + peer.PersistentKeepaliveValue * WireGuardConstants.Second;
+    }
+
+    // ------------------------------------------------------------------ misc
+
+    private TunnelResult Count(TunnelResult result)
+    {
+        Interlocked.Increment(ref _counters[(int)result.Reason]);
+        return result;
+    }
+
+    private void ThrowIfDisposed() => ObjectDisposedException.ThrowIf(_disposed, this);
+
+    /// <summary>Zeroes all key material (sessions, handshakes, our private key).</summary>
+    public void Dispose()
+    {
+        lock (_control)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            foreach (var key in _peers.Keys.ToArray()) RemovePeerCore(key);
+            _identity?.Dispose();
+            _identity = null;
+            _cookieChecker.SetLocalPublicKey(ReadOnlySpan<byte>.Empty);
+        }
+    }
+}
