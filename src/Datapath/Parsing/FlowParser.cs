@@ -34,6 +34,9 @@ public struct PacketLayout
 /// beyond the bytes present, a UDP length beyond the IP payload or a TCP data offset beyond the
 /// segment are rejected rather than trusted.
 /// </summary>
+// Locals are always assigned before use here, so the JIT's zeroing of them is per-packet waste.
+// (Class-scoped on purpose: other datapath code relies on zeroed stackalloc.)
+[SkipLocalsInit]
 public static class FlowParser
 {
     /// <summary>Parses a frame of the given link type.</summary>
