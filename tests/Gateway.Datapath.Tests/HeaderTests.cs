@@ -326,3 +326,31 @@ public class FlowParserEdgeTests
         Assert.Equal(ParseStatus.NotUdp, FlowParser.ParseVxlan(LinkType.Ethernet, tcp, out _, out _, out _));
     }
 }
+
+public class Ipv6ExtensionWriterTests
+{
+    [Theory]
+    [InlineData(8)]
+    [InlineData(16)]
+    [InlineData(264)]
+    [InlineData(2048)]
+    public void PaddedHeadersAndFragmentHeaderWalkBack(int length)
+    {
+        byte[] tcp = PacketFactory.Tcp(7, 8, TcpFlags.Fin, []);
+        byte[] payload = new byte[length + 8 + tcp.Length];
+        Ipv6Extensions.WritePaddedHeader(payload, IpProtocol.Fragment, length);
+        Ipv6Extensions.WriteFragmentHeader(payload.AsSpan(length), IpProtocol.Tcp, 0, moreFragments: true, identification: 99);
+        tcp.CopyTo(payload, length + 8);
+        Assert.Equal(ParseStatus.Ok, Ipv6Extensions.TryWalk(payload, IpProtocol.HopByHop, out var info));
+        Assert.Equal((IpProtocol.Tcp, length + 8, true, true, 99u), (info.Protocol, info.TransportOffset, info.IsFragment, info.MoreFragments, info.FragmentIdentification));
+        // PacketDotNet agrees on where TCP starts for a single padded header.
+        byte[] single = new byte[length + tcp.Length];
+        Ipv6Extensions.WritePaddedHeader(single, IpProtocol.Tcp, length);
+        tcp.CopyTo(single, length);
+        byte[] packet = PacketFactory.Ipv6(1, 2, IpProtocol.DestinationOptions, single);
+        var parsed = PacketDotNet.Packet.ParsePacket(PacketDotNet.LinkLayers.Raw, packet).Extract<PacketDotNet.TcpPacket>();
+        Assert.Equal(7, parsed.SourcePort);
+        Assert.Equal(ParseStatus.Ok, FlowParser.ParseIp(packet, out FlowKey key));
+        Assert.Equal((7, 8, TcpFlags.Fin), ((int)key.SourcePort, (int)key.DestinationPort, key.TcpFlags));
+    }
+}
