@@ -130,7 +130,14 @@ public static class FlowParser
         {
             return ParseStatus.NotUdp;
         }
-        return ParseVxlanPayload(frame.Slice(layout.PayloadOffset, layout.PayloadLength), out vni, out inner, out _);
+        // Inline of ParseVxlanPayload without the inner layout it would compute and shift.
+        ReadOnlySpan<byte> payload = frame.Slice(layout.PayloadOffset, layout.PayloadLength);
+        status = Vxlan.TryRead(payload, out vni);
+        if (status != ParseStatus.Ok)
+        {
+            return status;
+        }
+        return Parse(LinkType.Ethernet, payload.Slice(Vxlan.HeaderLength), out inner, out _);
     }
 
     /// <summary>Parses the VXLAN header and inner Ethernet frame of a UDP payload. The inner
