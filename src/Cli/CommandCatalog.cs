@@ -13,7 +13,7 @@ internal static class CommandCatalog
         yield return PubKeyCommand.Create();
         yield return GenPskCommand.Create();
         yield return DemoCommand.Create();
-        yield return AuditCommand.Create();
+        yield return Commands.AuditCommand.Create();
         yield return PolicyCommand.Create();
     }
 }
