@@ -63,7 +63,10 @@ public sealed class WireGuardEngine : IDisposable
     private readonly LpmTable<Peer> _allowedIps = new();
     private readonly CookieChecker _cookieChecker = new();
     private readonly InitiationRateLimiter _rateLimiter = new();
-    private readonly long[] _counters = new long[(int)TunnelEvent.Count];
+    // One 64-byte line per counter: the send and receive threads bump different counters and
+    // must not false-share a cache line.
+    private const int CounterStride = 8;
+    private readonly long[] _counters = new long[(int)TunnelEvent.Count * CounterStride];
     private long _loadWindowStart = long.MinValue / 2;
     private int _loadWindowCount;
     private long _underLoadUntil = long.MinValue / 2;
@@ -279,7 +282,7 @@ public sealed class WireGuardEngine : IDisposable
     public void ReportHandshakeBacklog(int pending) => _reportedBacklog = Math.Max(0, pending);
 
     /// <summary>How often <paramref name="kind"/> happened since the engine was created.</summary>
-    public long GetCount(TunnelEvent kind) => Interlocked.Read(ref _counters[(int)kind]);
+    public long GetCount(TunnelEvent kind) => Interlocked.Read(ref _counters[(int)kind * CounterStride]);
 
     // ------------------------------------------------------------------ data path: outward
 
@@ -383,7 +386,7 @@ public sealed class WireGuardEngine : IDisposable
         }
         if (!peer.EndpointValue.IsSet())
         {
-            Interlocked.Add(ref _counters[(int)TunnelEvent.NoEndpoint], peer.Staged.Count);
+            Interlocked.Add(ref _counters[(int)TunnelEvent.NoEndpoint * CounterStride], peer.Staged.Count);
             peer.Staged.Clear();
             return;
         }
@@ -397,7 +400,7 @@ public sealed class WireGuardEngine : IDisposable
             packet.CopyTo(scratch.AsSpan(Messages.TransportHeaderSize));
             Seal(keypair, keypair.SendCounter++, scratch, packet.Length, padded); // under the lock: the keypair cannot retire
             _output.SendDatagram(peer.EndpointValue, scratch.AsSpan(0, total));
-            Interlocked.Increment(ref _counters[(int)TunnelEvent.TransportSent]);
+            Interlocked.Increment(ref _counters[(int)TunnelEvent.TransportSent * CounterStride]);
             AfterTransportSentLocked(peer, keypair, total, packet.Length == 0, now);
         }
     }
@@ -919,7 +922,7 @@ public sealed class WireGuardEngine : IDisposable
 
     private TunnelResult Count(TunnelResult result)
     {
-        Interlocked.Increment(ref _counters[(int)result.Reason]);
+        Interlocked.Increment(ref _counters[(int)result.Reason * CounterStride]);
         return result;
     }
 
