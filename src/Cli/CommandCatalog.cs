@@ -7,6 +7,13 @@ internal static class CommandCatalog
 {
     public static IEnumerable<Command> All()
     {
-        yield break;
+        yield return Commands.UpCommand.Create();
+        yield return Commands.ShowCommand.Create();
+        yield return GenKeyCommand.Create();
+        yield return PubKeyCommand.Create();
+        yield return GenPskCommand.Create();
+        yield return DemoCommand.Create();
+        yield return AuditCommand.Create();
+        yield return PolicyCommand.Create();
     }
 }

@@ -9,6 +9,7 @@ namespace Gateway.Crypto;
 /// buffer (about 112 bytes), so it lives on the stack and never allocates.
 /// </summary>
 /// <remarks>
+/// Being a mutable struct, it must be used through a local or a ref: a copy hashes on its own.
 /// The last block must be compressed with the final flag, so Update always keeps the most
 /// recent 1..64 bytes buffered: a block is compressed only once more data is known to follow.
 /// </remarks>

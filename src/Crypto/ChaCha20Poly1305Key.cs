@@ -23,6 +23,7 @@ public sealed class ChaCha20Poly1305Key : IDisposable
     internal const int NonceSize = 12;
 
     private readonly Key _key;
+    private bool _disposed;
 
     public ChaCha20Poly1305Key(ReadOnlySpan<byte> key)
     {
@@ -43,7 +44,8 @@ public sealed class ChaCha20Poly1305Key : IDisposable
 
     /// <summary>
     /// Opens ciphertextAndTag into destination (length - 16 bytes); false on authentication
-    /// failure (or input shorter than a tag), in which case destination holds no plaintext.
+    /// failure (or input shorter than a tag). On failure libsodium zeroes destination, so no
+    /// unauthenticated plaintext is ever exposed (when opening in place, the ciphertext is gone).
     /// </summary>
     public bool Open(ulong counter, ReadOnlySpan<byte> ciphertextAndTag, ReadOnlySpan<byte> associatedData, Span<byte> destination)
     {
@@ -55,8 +57,6 @@ public sealed class ChaCha20Poly1305Key : IDisposable
         ChaCha20Poly1305.ValidateOpen(ciphertextAndTag, destination);
         return OpenCore(_key, counter, ciphertextAndTag, associatedData, destination);
     }
-
-    private bool _disposed;
 
     /// <summary>Destroys the key: NSec zeroes and frees its secure memory.</summary>
     public void Dispose()

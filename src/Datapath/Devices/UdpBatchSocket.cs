@@ -10,7 +10,8 @@ namespace Gateway.Datapath.Devices;
 /// A UDP socket that receives and sends many datagrams per system call (recvmmsg/sendmmsg).
 /// Datagrams go straight into and out of caller-owned pinned memory, so nothing is copied or
 /// allocated per datagram. An IPv6 socket is dual-stack: IPv4 peers appear as IPv4 endpoints.
-/// One thread may receive while another sends; each direction is single-threaded.
+/// One thread receives at a time; sends from several threads are serialised by a lock
+/// (uncontended in the common case of one sending thread).
 /// </summary>
 public sealed unsafe class UdpBatchSocket : IDisposable
 {
@@ -34,6 +35,7 @@ public sealed unsafe class UdpBatchSocket : IDisposable
     private int _disposed;
     private int _users;   // calls in flight; the native scratch is freed when the last one leaves
     private int _freed;
+    private readonly Lock _sendLock = new();
 
     /// <summary>Binds to <paramref name="port"/> (0 = any) on <paramref name="bindAddress"/>
     /// (null = all addresses, dual-stack).</summary>
@@ -180,7 +182,10 @@ public sealed unsafe class UdpBatchSocket : IDisposable
         }
         try
         {
-            return SendBatchCore(buffers, lengths, destinations);
+            lock (_sendLock)
+            {
+                return SendBatchCore(buffers, lengths, destinations);
+            }
         }
         finally
         {

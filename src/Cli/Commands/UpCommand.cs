@@ -1,0 +1,143 @@
+using System.CommandLine;
+using System.Net;
+using System.Runtime.InteropServices;
+using Gateway.Datapath.Devices;
+using Gateway.Node.Configuration;
+using Gateway.Node.Daemon;
+using Gateway.Node.Link;
+using Gateway.Node.Metrics;
+using Gateway.Node.Uapi;
+using Gateway.Tunnel.Uapi;
+
+namespace Gateway.Cli.Commands;
+
+/// <summary>`gateway up CONFIG`: run a WireGuard interface in the foreground from a wg-quick file.</summary>
+internal static class UpCommand
+{
+    public static Command Create()
+    {
+        var config = new Argument<string>("config")
+        {
+            Description = "wg-quick configuration file (e.g. /etc/wireguard/wg0.conf). The interface is named after it unless --interface is given.",
+        };
+        var iface = new Option<string?>("--interface", "-i")
+        {
+            Description = "Interface name (default: the config file name without .conf).",
+        };
+        var metrics = new Option<string>("--metrics")
+        {
+            Description = "Prometheus metrics address ADDRESS:PORT, or 'off'.",
+            DefaultValueFactory = _ => $"127.0.0.1:{MetricsServer.DefaultPort}",
+        };
+        var uapiDir = new Option<string>("--uapi-dir")
+        {
+            Description = "Folder for the UAPI socket that `wg` and `gateway show` use.",
+            DefaultValueFactory = _ => UapiSocketServer.DefaultDirectory,
+        };
+        var verbose = new Option<bool>("--verbose", "-v") { Description = "Log more detail." };
+        var command = new Command("up",
+            "Run a userspace WireGuard interface in the foreground, configured by a wg-quick file; " +
+            "manage it with `wg` or `gateway show`. SIGTERM/SIGINT stop it, SIGHUP reloads the file.")
+        {
+            config, iface, metrics, uapiDir, verbose,
+        };
+        command.SetAction(parse => Run(
+            parse.GetValue(config)!, parse.GetValue(iface), parse.GetValue(metrics)!, parse.GetValue(uapiDir)!,
+            parse.GetValue(verbose), parse.InvocationConfiguration.Error));
+        return command;
+    }
+
+    internal static IPEndPoint? ParseMetrics(string text)
+    {
+        if (text.Equals("off", StringComparison.OrdinalIgnoreCase))
+        {
+            return null;
+        }
+        if (!IPEndPoint.TryParse(text, out var endpoint) || endpoint.Port == 0)
+        {
+            throw new CliException($"--metrics '{text}' must be ADDRESS:PORT or off");
+        }
+        return endpoint;
+    }
+
+    private static int Run(string configPath, string? interfaceName, string metricsText, string uapiDir, bool verbose, TextWriter stderr)
+    {
+        var metricsEndpoint = ParseMetrics(metricsText);
+        string name = interfaceName ?? Path.GetFileNameWithoutExtension(configPath);
+        if (name.Length is 0 or > 15 || name.AsSpan().IndexOfAny(" /\t") >= 0)
+        {
+            throw new CliException($"interface name '{name}' is not valid (1-15 characters, no spaces or '/'); use --interface");
+        }
+        WgQuickConfig config;
+        try
+        {
+            config = WgQuickConfig.Load(configPath);
+        }
+        catch (ConfigException e)
+        {
+            throw new CliException(e.Message, 1);
+        }
+        var log = new NodeLog(stderr, verbose);
+        foreach (var warning in config.Warnings)
+        {
+            log.Warn(warning);
+        }
+        if (Environment.UserName != "root")
+        {
+            config.Dispose();
+            throw new CliException("gateway up needs root (or CAP_NET_ADMIN) to create the TUN interface", 1);
+        }
+
+        WireGuardNode node;
+        try
+        {
+            node = WireGuardNode.Start(new WireGuardNodeOptions
+            {
+                InterfaceName = name,
+                Config = config,
+                UapiDirectory = uapiDir,
+                MetricsEndpoint = metricsEndpoint,
+                Log = log,
+                // The socket hands over the request without its terminating empty line.
+                UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",
+            });
+        }
+        catch (Exception e) when (e is DeviceException or LinkException or IOException or ConfigException)
+        {
+            config.Dispose();
+            throw new CliException(e.Message, 1);
+        }
+
+        using var stop = new CancellationTokenSource();
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        {
+            c.Cancel = true;
+            ThreadPool.QueueUserWorkItem(_ => Reload(node, configPath, log));
+        });
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop.Token, node.Failed);
+        linked.Token.WaitHandle.WaitOne();
+        bool failed = !stop.IsCancellationRequested;
+        node.DisposeAsync().AsTask().GetAwaiter().GetResult();
+        config.Dispose();
+        return failed ? 1 : 0;
+    }
+
+    private static void Reload(WireGuardNode node, string configPath, NodeLog log)
+    {
+        try
+        {
+            var next = WgQuickConfig.Load(configPath);
+            foreach (var warning in next.Warnings)
+            {
+                log.Warn(warning);
+            }
+            node.Reload(next);
+        }
+        catch (Exception e) when (e is ConfigException or LinkException)
+        {
+            log.Error($"reload failed, previous configuration stays in force: {e.Message}");
+        }
+    }
+}

@@ -1,0 +1,386 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using Gateway.Crypto;
+using Gateway.Datapath;
+
+namespace Gateway.Node.Configuration;
+
+/// <summary>The [Interface] section of a wg-quick file.</summary>
+public sealed class InterfaceSection
+{
+    public WireGuardKey? PrivateKey { get; set; }
+    public ushort? ListenPort { get; set; }
+    public uint? FwMark { get; set; }
+    public List<InterfaceAddress> Addresses { get; } = [];
+    public int? Mtu { get; set; }
+    public List<string> Dns { get; } = [];
+    /// <summary>"auto" (default), "off", or a routing table number.</summary>
+    public string? Table { get; set; }
+    public List<string> PreUp { get; } = [];
+    public List<string> PostUp { get; } = [];
+    public List<string> PreDown { get; } = [];
+    public List<string> PostDown { get; } = [];
+    public bool SaveConfig { get; set; }
+}
+
+/// <summary>A [Peer] section of a wg-quick file.</summary>
+public sealed class PeerSection
+{
+    public required WireGuardKey PublicKey { get; init; }
+    public WireGuardKey? PresharedKey { get; set; }
+    public List<IpPrefix> AllowedIps { get; } = [];
+    /// <summary>The endpoint as written (host names allowed).</summary>
+    public string? EndpointText { get; set; }
+    /// <summary>The endpoint resolved at load time.</summary>
+    public IpEndpoint? Endpoint { get; set; }
+    /// <summary>Seconds; 0 = off.</summary>
+    public ushort PersistentKeepalive { get; set; }
+    /// <summary>Line of the [Peer] header, for messages.</summary>
+    public int Line { get; init; }
+}
+
+/// <summary>
+/// A wg-quick(8) configuration file: the [Interface] keys PrivateKey, ListenPort, FwMark,
+/// Address, MTU, DNS, Table, PreUp/PostUp/PreDown/PostDown, SaveConfig and the [Peer] keys
+/// PublicKey, PresharedKey, AllowedIPs, Endpoint, PersistentKeepalive. Key names are
+/// case-insensitive, '#' starts a comment, list values are comma-separated and may repeat.
+/// Every problem is reported with file and line; nothing is half-loaded.
+/// </summary>
+public sealed class WgQuickConfig : IDisposable
+{
+    public required string Path { get; init; }
+    public InterfaceSection Interface { get; } = new();
+    public List<PeerSection> Peers { get; } = [];
+    /// <summary>Things the file asks for that Gateway does not act on (e.g. DNS), with lines.</summary>
+    public List<string> Warnings { get; } = [];
+
+    /// <summary>Resolves host names in Endpoint values; replaceable for tests.</summary>
+    public delegate IPAddress[] HostResolver(string host);
+
+    public static WgQuickConfig Load(string path, HostResolver? resolve = null)
+    {
+        string text;
+        try
+        {
+            text = File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException(path, 0, $"cannot read: {e.Message}");
+        }
+        return Parse(text, path, resolve);
+    }
+
+    public static WgQuickConfig Parse(string text, string path, HostResolver? resolve = null)
+    {
+        resolve ??= Dns.GetHostAddresses;
+        var config = new WgQuickConfig { Path = path };
+        try
+        {
+            config.ParseCore(text, resolve);
+            return config;
+        }
+        catch
+        {
+            config.Dispose();
+            throw;
+        }
+    }
+
+    private void ParseCore(string text, HostResolver resolve)
+    {
+        string? section = null;
+        bool sawInterface = false;
+        PeerSection? peer = null;
+        int peerLine = 0;
+        var pending = new Dictionary<string, (string Value, int Line)>(StringComparer.OrdinalIgnoreCase);
+        string[] lines = text.Split('\n');
+
+        void FinishPeer()
+        {
+            if (section != "peer")
+            {
+                return;
+            }
+            if (!pending.TryGetValue("PublicKey", out var pk))
+            {
+                throw new ConfigException(Path, peerLine, "[Peer] has no PublicKey");
+            }
+            var key = ParseKey(pk.Value, pk.Line, "PublicKey");
+            peer = new PeerSection { PublicKey = key, Line = peerLine };
+            foreach (var existing in Peers)
+            {
+                if (existing.PublicKey.Equals(key))
+                {
+                    key.Dispose();
+                    throw new ConfigException(Path, pk.Line, $"PublicKey repeats the peer of line {existing.Line}");
+                }
+            }
+            Peers.Add(peer);
+            foreach (var (name, (value, line)) in pending)
+            {
+                if (!name.Equals("PublicKey", StringComparison.OrdinalIgnoreCase))
+                {
+                    ApplyPeerKey(peer, name, value, line, resolve);
+                }
+            }
+            pending.Clear();
+        }
+
+        for (int i = 0; i < lines.Length; i++)
+        {
+            int lineNumber = i + 1;
+            string line = lines[i];
+            int hash = line.IndexOf('#');
+            if (hash >= 0)
+            {
+                line = line[..hash];
+            }
+            line = line.Trim();
+            if (line.Length == 0)
+            {
+                continue;
+            }
+            if (line.StartsWith('['))
+            {
+                FinishPeer();
+                string name = line.Trim('[', ']').Trim().ToLowerInvariant();
+                if (!line.EndsWith(']') || name is not ("interface" or "peer"))
+                {
+                    throw new ConfigException(Path, lineNumber, $"unknown section {line} (expected [Interface] or [Peer])");
+                }
+                if (name == "interface")
+                {
+                    if (sawInterface)
+                    {
+                        throw new ConfigException(Path, lineNumber, "a second [Interface] section");
+                    }
+                    sawInterface = true;
+                }
+                section = name;
+                peerLine = lineNumber;
+                continue;
+            }
+            int eq = line.IndexOf('=');
+            if (eq <= 0)
+            {
+                throw new ConfigException(Path, lineNumber, $"expected 'Key = Value', got '{line}'");
+            }
+            string keyName = line[..eq].Trim();
+            string value = line[(eq + 1)..].Trim();
+            if (section is null)
+            {
+                throw new ConfigException(Path, lineNumber, $"{keyName} appears before any [Interface] or [Peer] section");
+            }
+            if (section == "interface")
+            {
+                ApplyInterfaceKey(keyName, value, lineNumber);
+            }
+            else
+            {
+                if (!IsPeerKey(keyName))
+                {
+                    throw new ConfigException(Path, lineNumber, $"unknown key '{keyName}' in [Peer]");
+                }
+                bool isList = keyName.Equals("AllowedIPs", StringComparison.OrdinalIgnoreCase);
+                if (pending.TryGetValue(keyName, out var earlier))
+                {
+                    if (!isList)
+                    {
+                        throw new ConfigException(Path, lineNumber, $"{keyName} is already set on line {earlier.Line}");
+                    }
+                    // Accumulate AllowedIPs lines; keep the first line for messages.
+                    pending[keyName] = ($"{earlier.Value},{value}", earlier.Line);
+                }
+                else
+                {
+                    pending[keyName] = (value, lineNumber);
+                }
+            }
+        }
+        FinishPeer();
+        if (!sawInterface)
+        {
+            throw new ConfigException(Path, 0, "no [Interface] section");
+        }
+        if (Interface.PrivateKey is null)
+        {
+            throw new ConfigException(Path, 0, "[Interface] has no PrivateKey");
+        }
+    }
+
+    private static bool IsPeerKey(string name) =>
+        name.Equals("PublicKey", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("PresharedKey", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("AllowedIPs", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("Endpoint", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("PersistentKeepalive", StringComparison.OrdinalIgnoreCase);
+
+    private void ApplyInterfaceKey(string name, string value, int line)
+    {
+        switch (name.ToLowerInvariant())
+        {
+            case "privatekey":
+                if (Interface.PrivateKey is not null)
+                {
+                    throw new ConfigException(Path, line, "PrivateKey is set twice");
+                }
+                Interface.PrivateKey = ParseKey(value, line, "PrivateKey");
+                break;
+            case "listenport":
+                Interface.ListenPort = ParsePort(value, line, "ListenPort");
+                break;
+            case "fwmark":
+                Interface.FwMark = value.Equals("off", StringComparison.OrdinalIgnoreCase) ? 0 : ParseUInt(value, line, "FwMark");
+                break;
+            case "address":
+                foreach (var item in SplitList(value))
+                {
+                    if (!InterfaceAddress.TryParse(item, out var address))
+                    {
+                        throw new ConfigException(Path, line, $"Address '{item}' is not an address with optional /prefix");
+                    }
+                    Interface.Addresses.Add(address);
+                }
+                break;
+            case "mtu":
+                if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int mtu) || mtu is < 576 or > 65535)
+                {
+                    throw new ConfigException(Path, line, $"MTU '{value}' is not a number from 576 to 65535");
+                }
+                Interface.Mtu = mtu;
+                break;
+            case "dns":
+                Interface.Dns.AddRange(SplitList(value));
+                Warnings.Add($"{Path}:{line}: DNS is not applied by gateway (configure the resolver separately)");
+                break;
+            case "table":
+                if (!value.Equals("auto", StringComparison.OrdinalIgnoreCase) && !value.Equals("off", StringComparison.OrdinalIgnoreCase) &&
+                    !uint.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out _))
+                {
+                    throw new ConfigException(Path, line, $"Table '{value}' must be auto, off or a table number");
+                }
+                Interface.Table = value.ToLowerInvariant();
+                break;
+            case "preup":
+                Interface.PreUp.Add(value);
+                break;
+            case "postup":
+                Interface.PostUp.Add(value);
+                break;
+            case "predown":
+                Interface.PreDown.Add(value);
+                break;
+            case "postdown":
+                Interface.PostDown.Add(value);
+                break;
+            case "saveconfig":
+                Interface.SaveConfig = ParseBool(value, line, "SaveConfig");
+                if (Interface.SaveConfig)
+                {
+                    Warnings.Add($"{Path}:{line}: SaveConfig is not supported; the file is never rewritten");
+                }
+                break;
+            default:
+                throw new ConfigException(Path, line, $"unknown key '{name}' in [Interface]");
+        }
+    }
+
+    private void ApplyPeerKey(PeerSection peer, string name, string value, int line, HostResolver resolve)
+    {
+        switch (name.ToLowerInvariant())
+        {
+            case "presharedkey":
+                peer.PresharedKey = ParseKey(value, line, "PresharedKey");
+                break;
+            case "allowedips":
+                foreach (var item in SplitList(value))
+                {
+                    if (!IpPrefix.TryParse(item, out var prefix))
+                    {
+                        throw new ConfigException(Path, line, $"AllowedIPs entry '{item}' is not an address or prefix");
+                    }
+                    peer.AllowedIps.Add(prefix);
+                }
+                break;
+            case "endpoint":
+                peer.EndpointText = value;
+                peer.Endpoint = ResolveEndpoint(value, line, resolve);
+                break;
+            case "persistentkeepalive":
+                peer.PersistentKeepalive = value.Equals("off", StringComparison.OrdinalIgnoreCase)
+                    ? (ushort)0
+                    : ParsePort(value, line, "PersistentKeepalive");
+                break;
+        }
+    }
+
+    private IpEndpoint ResolveEndpoint(string value, int line, HostResolver resolve)
+    {
+        if (IpEndpoint.TryParse(value, out var endpoint))
+        {
+            return endpoint;
+        }
+        int colon = value.LastIndexOf(':');
+        if (colon <= 0 || value.StartsWith('['))
+        {
+            throw new ConfigException(Path, line, $"Endpoint '{value}' must be host:port or [IPv6]:port");
+        }
+        string host = value[..colon];
+        ushort port = ParsePort(value[(colon + 1)..], line, "Endpoint port");
+        IPAddress[] addresses;
+        try
+        {
+            addresses = resolve(host);
+        }
+        catch (SocketException e)
+        {
+            throw new ConfigException(Path, line, $"cannot resolve Endpoint host '{host}': {e.Message}");
+        }
+        // Prefer IPv4 like wg(8) does when both families resolve.
+        var chosen = addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork) ??
+                     addresses.FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetworkV6) ??
+                     throw new ConfigException(Path, line, $"Endpoint host '{host}' has no addresses");
+        return new IpEndpoint(IpAddress.FromIPAddress(chosen), port);
+    }
+
+    private WireGuardKey ParseKey(string value, int line, string name) =>
+        WireGuardKey.TryParseBase64(value, out var key) && key is not null
+            ? key
+            : throw new ConfigException(Path, line, $"{name} is not a base64 WireGuard key (44 characters)");
+
+    private ushort ParsePort(string value, int line, string name) =>
+        ushort.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out ushort port)
+            ? port
+            : throw new ConfigException(Path, line, $"{name} '{value}' is not a number from 0 to 65535");
+
+    private uint ParseUInt(string value, int line, string name)
+    {
+        bool ok = value.StartsWith("0x", StringComparison.OrdinalIgnoreCase)
+            ? uint.TryParse(value.AsSpan(2), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out uint v)
+            : uint.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out v);
+        return ok ? v : throw new ConfigException(Path, line, $"{name} '{value}' is not a 32-bit number");
+    }
+
+    private bool ParseBool(string value, int line, string name) => value.ToLowerInvariant() switch
+    {
+        "true" or "yes" or "on" or "1" => true,
+        "false" or "no" or "off" or "0" => false,
+        _ => throw new ConfigException(Path, line, $"{name} '{value}' must be true or false"),
+    };
+
+    private static IEnumerable<string> SplitList(string value) =>
+        value.Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries);
+
+    /// <summary>Zeroes the keys held by this configuration.</summary>
+    public void Dispose()
+    {
+        Interface.PrivateKey?.Dispose();
+        foreach (var peer in Peers)
+        {
+            peer.PublicKey.Dispose();
+            peer.PresharedKey?.Dispose();
+        }
+    }
+}

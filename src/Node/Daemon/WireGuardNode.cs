@@ -1,0 +1,540 @@
+using System.Diagnostics;
+using System.Net;
+using System.Runtime.InteropServices;
+using Gateway.Datapath;
+using Gateway.Datapath.Devices;
+using Gateway.Node.Configuration;
+using Gateway.Node.Link;
+using Gateway.Node.Metrics;
+using Gateway.Node.Uapi;
+using Gateway.Tunnel;
+
+namespace Gateway.Node.Daemon;
+
+/// <summary>How to run a <see cref="WireGuardNode"/>.</summary>
+public sealed class WireGuardNodeOptions
+{
+    public required string InterfaceName { get; init; }
+    public required WgQuickConfig Config { get; init; }
+    public string UapiDirectory { get; init; } = UapiSocketServer.DefaultDirectory;
+    /// <summary>Where to serve Prometheus metrics; null disables the endpoint.</summary>
+    public IPEndPoint? MetricsEndpoint { get; init; } = new(IPAddress.Loopback, MetricsServer.DefaultPort);
+    public NodeLog Log { get; init; } = new(Console.Error);
+    /// <summary>Datagrams and packets moved per system call.</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>Handles UAPI requests; null leaves the socket closed.</summary>
+    public Func<WireGuardEngine, string, string>? UapiHandler { get; init; }
+}
+
+/// <summary>
+/// A complete userspace WireGuard interface: a TUN device and a UDP socket joined by the
+/// protocol engine. Two data-path threads (TUN to network, network to TUN) move batches of
+/// packets; a third ticks the engine's timers. The interface is configured from a wg-quick
+/// file and afterwards through the UAPI socket, so the stock `wg` tool works against it.
+/// </summary>
+public sealed class WireGuardNode : IAsyncDisposable
+{
+    /// <summary>WireGuard's per-packet overhead on IPv6 underlays (40 IP + 8 UDP + 32 WG).</summary>
+    public const int WireGuardOverhead = 80;
+    private const int Headroom = 16;            // transport header, prepended in place
+    private const int ReceiveSlotSize = 65536;  // any datagram a peer may send
+
+    private readonly WireGuardNodeOptions _options;
+    private readonly NodeLog _log;
+    private readonly List<Action> _undo = [];
+    private readonly CancellationTokenSource _stop = new();
+    private readonly List<Thread> _threads = [];
+    private WireGuardEngine? _engine;
+    private TunDevice? _tun;
+    private UdpBatchSocket? _socket;
+    private UapiSocketServer? _uapi;
+    private MetricsServer? _metrics;
+    private WgQuickConfig _config;
+    private readonly HashSet<IpPrefix> _routes = [];
+    private readonly Lock _reloadLock = new();
+    private long _tunWriteFailures;
+    private long _oversizedDatagrams;
+    private int _disposed;
+
+    private WireGuardNode(WireGuardNodeOptions options)
+    {
+        _options = options;
+        _log = options.Log;
+        _config = options.Config;
+    }
+
+    public string InterfaceName => _tun?.Name ?? _options.InterfaceName;
+
+    public WireGuardEngine Engine => _engine ?? throw new InvalidOperationException("not started");
+
+    public int Mtu { get; private set; }
+
+    public ushort ListenPort => _socket?.LocalPort ?? 0;
+
+    /// <summary>Brings the interface up. On any failure everything done so far is undone and
+    /// the exception propagates: the node never runs half-configured.</summary>
+    public static WireGuardNode Start(WireGuardNodeOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        var node = new WireGuardNode(options);
+        try
+        {
+            node.StartCore();
+            return node;
+        }
+        catch
+        {
+            node.Undo();
+            throw;
+        }
+    }
+
+    private void StartCore()
+    {
+        var iface = _config.Interface;
+        RunHooks(iface.PreUp, "PreUp");
+
+        _tun = TunDevice.Create(_options.InterfaceName);
+        _undo.Add(() => _tun.Dispose());
+
+        Mtu = iface.Mtu ?? DefaultMtu();
+        _engine = new WireGuardEngine(new SocketOutput(this), new WireGuardEngineOptions { Mtu = Mtu });
+        _undo.Add(() => _engine.Dispose());
+
+        _socket = new UdpBatchSocket(iface.ListenPort ?? 0, bindAddress: null, batchSize: _options.BatchSize);
+        _undo.Add(() => _socket.Dispose());
+        _engine.ListenPort = _socket.LocalPort;
+        ApplyConfig(_config, previous: null);
+
+        foreach (var address in iface.Addresses)
+        {
+            IpCommand.AddAddress(_tun.Name, address);
+        }
+        IpCommand.SetMtu(_tun.Name, Mtu);
+        IpCommand.SetUp(_tun.Name);
+        SyncRoutes();
+
+        if (_options.UapiHandler is { } handler)
+        {
+            _uapi = UapiSocketServer.Start(_tun.Name, request => HandleUapi(handler, request), _options.UapiDirectory);
+            _undo.Add(() => _uapi.DisposeAsync().AsTask().GetAwaiter().GetResult());
+        }
+        if (_options.MetricsEndpoint is { } metricsEndpoint)
+        {
+            _metrics = MetricsServer.Start(metricsEndpoint, RenderMetrics);
+            _undo.Add(() => _metrics.DisposeAsync().AsTask().GetAwaiter().GetResult());
+        }
+
+        StartThread("tun-rx", TunToNetworkLoop);
+        StartThread("udp-rx", NetworkToTunLoop);
+        StartThread("timers", TimerLoop);
+        RunHooks(iface.PostUp, "PostUp");
+        _log.Info($"{_tun.Name} up: listening on UDP {_socket.LocalPort}, MTU {Mtu}, {_engine.PeerCount} peer(s)" +
+                  (_uapi is null ? "" : $", UAPI {_uapi.SocketPath}") +
+                  (_metrics is null ? "" : $", metrics http://{_metrics.LocalEndpoint}/metrics"));
+    }
+
+    private static int DefaultMtu()
+    {
+        int? underlay = IpCommand.UnderlayMtu();
+        return underlay is int mtu && mtu - WireGuardOverhead >= 1280 ? mtu - WireGuardOverhead : 1420;
+    }
+
+    private void StartThread(string name, Action loop)
+    {
+        var thread = new Thread(() =>
+        {
+            try
+            {
+                loop();
+            }
+            catch (Exception e) when (Volatile.Read(ref _disposed) == 0)
+            {
+                _log.Error($"{name} stopped: {e.Message}");
+                _stop.Cancel();
+            }
+        })
+        { IsBackground = true, Name = $"gw-{name}" };
+        _threads.Add(thread);
+        thread.Start();
+    }
+
+    /// <summary>Cancelled when the node stops on its own (a data-path thread failed).</summary>
+    public CancellationToken Failed => _stop.Token;
+
+    // ------------------------------------------------------------------ configuration
+
+    /// <summary>
+    /// Applies a new configuration file without dropping established sessions: peers that stay
+    /// keep their keypairs, removed peers are dropped, routes follow the allowed IPs.
+    /// The interface's addresses, MTU and listen port are fixed for the life of the node.
+    /// </summary>
+    public void Reload(WgQuickConfig next)
+    {
+        ArgumentNullException.ThrowIfNull(next);
+        lock (_reloadLock)
+        {
+            var previous = _config;
+            ApplyConfig(next, previous);
+            _config = next;
+            SyncRoutes();
+            if (!ReferenceEquals(previous, _options.Config))
+            {
+                previous.Dispose();
+            }
+            _log.Info($"{InterfaceName} reloaded from {next.Path}: {Engine.PeerCount} peer(s)");
+        }
+    }
+
+    private void ApplyConfig(WgQuickConfig config, WgQuickConfig? previous)
+    {
+        var engine = Engine;
+        var key = config.Interface.PrivateKey!;
+        Span<byte> current = stackalloc byte[32];
+        bool samePrivate = engine.TryCopyPrivateKey(current) && current.SequenceEqual(key.Bytes);
+        System.Security.Cryptography.CryptographicOperations.ZeroMemory(current);
+        if (!samePrivate)
+        {
+            engine.SetPrivateKey(key.Bytes);
+        }
+        var wanted = new HashSet<PublicKey>();
+        Span<byte> psk = stackalloc byte[32];
+        foreach (var section in config.Peers)
+        {
+            var publicKey = new PublicKey(section.PublicKey.Bytes);
+            wanted.Add(publicKey);
+            var peer = engine.GetOrAddPeer(publicKey);
+            psk.Clear();
+            if (section.PresharedKey is { } presharedKey)
+            {
+                presharedKey.Bytes.CopyTo(psk);
+            }
+            engine.SetPresharedKey(peer, psk);
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(psk);
+            if (section.Endpoint is { } endpoint)
+            {
+                engine.SetEndpoint(peer, endpoint);
+            }
+            engine.SetPersistentKeepalive(peer, section.PersistentKeepalive);
+            var allowed = peer.AllowedIps;
+            if (!allowed.ToHashSet().SetEquals(section.AllowedIps))
+            {
+                engine.ClearAllowedIps(peer);
+                foreach (var prefix in section.AllowedIps)
+                {
+                    engine.AddAllowedIp(peer, prefix);
+                }
+            }
+        }
+        if (previous is not null)
+        {
+            foreach (var peer in engine.Peers)
+            {
+                if (!wanted.Contains(peer.PublicKey))
+                {
+                    engine.RemovePeer(peer.PublicKey);
+                }
+            }
+        }
+    }
+
+    /// <summary>Routes every peer's allowed IPs to the interface (wg-quick's Table=auto), except
+    /// default routes, which would capture the tunnel's own underlay traffic.</summary>
+    private void SyncRoutes()
+    {
+        string? table = _config.Interface.Table;
+        if (table == "off" || _tun is null)
+        {
+            return;
+        }
+        var wanted = new HashSet<IpPrefix>();
+        foreach (var peer in Engine.Peers)
+        {
+            foreach (var prefix in peer.AllowedIps)
+            {
+                if (prefix.Length == 0)
+                {
+                    _log.Warn($"{InterfaceName}: not routing {prefix} (a default route through the tunnel needs policy routing; set Table = off and add rules yourself)");
+                    continue;
+                }
+                wanted.Add(prefix);
+            }
+        }
+        foreach (var prefix in _routes.Except(wanted).ToList())
+        {
+            IpCommand.DeleteRoute(_tun.Name, prefix, table);
+            _routes.Remove(prefix);
+        }
+        foreach (var prefix in wanted.Except(_routes).ToList())
+        {
+            IpCommand.AddRoute(_tun.Name, prefix, table);
+            _routes.Add(prefix);
+        }
+    }
+
+    private string HandleUapi(Func<WireGuardEngine, string, string> handler, string request)
+    {
+        lock (_reloadLock)
+        {
+            string response = handler(Engine, request);
+            if (request.StartsWith("set=1", StringComparison.Ordinal))
+            {
+                try
+                {
+                    SyncRoutes();
+                }
+                catch (LinkException e)
+                {
+                    _log.Warn($"{InterfaceName}: route update after UAPI set failed: {e.Message}");
+                }
+            }
+            return response;
+        }
+    }
+
+    private void RunHooks(List<string> commands, string stage)
+    {
+        foreach (var command in commands)
+        {
+            string expanded = command.Replace("%i", _options.InterfaceName, StringComparison.Ordinal);
+            _log.Info($"{stage}: {expanded}");
+            using var process = Process.Start(new ProcessStartInfo("/bin/bash", ["-c", expanded]) { UseShellExecute = false })
+                ?? throw new LinkException($"{stage} hook could not start");
+            process.WaitForExit();
+            if (process.ExitCode != 0)
+            {
+                throw new LinkException($"{stage} hook '{expanded}' failed with exit code {process.ExitCode}");
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ data path
+
+    private sealed class SocketOutput(WireGuardNode node) : ITunnelOutput
+    {
+        public void SendDatagram(in IpEndpoint destination, ReadOnlySpan<byte> datagram) =>
+            node._socket?.Send(datagram, destination);
+    }
+
+    private unsafe void TunToNetworkLoop()
+    {
+        var tun = _tun!;
+        var socket = _socket!;
+        var engine = _engine!;
+        int batch = _options.BatchSize;
+        // Room for the header in front, and padding plus tag behind, of an MTU-sized packet.
+        int slotSize = (Headroom + Mtu + 16 + 16 + 63) & ~63;
+        byte[] slab = GC.AllocateUninitializedArray<byte>(slotSize * batch, pinned: true);
+        var pointers = new nint[batch];
+        var lengths = new int[batch];
+        var destinations = new IpEndpoint[batch];
+        fixed (byte* basePointer = slab)
+        {
+            while (!_stop.IsCancellationRequested)
+            {
+                int n = tun.Read(slab.AsSpan(Headroom, slotSize - Headroom));
+                if (n < 0)
+                {
+                    return;
+                }
+                int count = 0;
+                for (int i = 0; ; i++)
+                {
+                    var slot = slab.AsSpan(i * slotSize, slotSize);
+                    var result = engine.EncapsulateInPlace(slot, n);
+                    if (result.Action == TunnelAction.SendToNetwork)
+                    {
+                        pointers[count] = (nint)(basePointer + i * slotSize + result.Offset);
+                        lengths[count] = result.Length;
+                        destinations[count] = result.Endpoint;
+                        count++;
+                    }
+                    if (i + 1 == batch)
+                    {
+                        break;
+                    }
+                    n = tun.TryRead(slab.AsSpan((i + 1) * slotSize + Headroom, slotSize - Headroom));
+                    if (n <= 0)
+                    {
+                        break;
+                    }
+                }
+                if (count > 0)
+                {
+                    socket.SendBatch(pointers.AsSpan(0, count), lengths.AsSpan(0, count), destinations.AsSpan(0, count));
+                }
+            }
+        }
+    }
+
+    private unsafe void NetworkToTunLoop()
+    {
+        var tun = _tun!;
+        var socket = _socket!;
+        var engine = _engine!;
+        int batch = _options.BatchSize;
+        byte* memory = (byte*)NativeMemory.AlignedAlloc((nuint)(ReceiveSlotSize * batch), 64);
+        try
+        {
+            var pointers = new nint[batch];
+            for (int i = 0; i < batch; i++)
+            {
+                pointers[i] = (nint)(memory + i * ReceiveSlotSize);
+            }
+            var lengths = new int[batch];
+            var sources = new IpEndpoint[batch];
+            while (!_stop.IsCancellationRequested)
+            {
+                int n = socket.ReceiveBatch(pointers, ReceiveSlotSize, lengths, sources);
+                if (n < 0)
+                {
+                    return;
+                }
+                for (int i = 0; i < n; i++)
+                {
+                    if (lengths[i] < 0)
+                    {
+                        Interlocked.Increment(ref _oversizedDatagrams);
+                        continue;
+                    }
+                    var datagram = new Span<byte>((void*)pointers[i], lengths[i]);
+                    var result = engine.Decapsulate(sources[i], datagram);
+                    switch (result.Action)
+                    {
+                        case TunnelAction.DeliverToTun:
+                            if (!tun.Write(datagram.Slice(result.Offset, result.Length)))
+                            {
+                                Interlocked.Increment(ref _tunWriteFailures);
+                            }
+                            break;
+                        case TunnelAction.SendToNetwork:
+                            socket.Send(datagram.Slice(result.Offset, result.Length), result.Endpoint);
+                            break;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            NativeMemory.AlignedFree(memory);
+        }
+    }
+
+    private void TimerLoop()
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(100));
+        while (!_stop.IsCancellationRequested)
+        {
+            try
+            {
+                if (!timer.WaitForNextTickAsync(_stop.Token).AsTask().GetAwaiter().GetResult())
+                {
+                    return;
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            _engine!.Tick();
+        }
+    }
+
+    // ------------------------------------------------------------------ metrics
+
+    private string RenderMetrics()
+    {
+        var engine = Engine;
+        var text = new PrometheusText();
+        var now = DateTimeOffset.UtcNow;
+        text.Describe("gateway_peer_rx_bytes_total", "counter", "Bytes received from the peer (WireGuard transport messages).");
+        foreach (var peer in engine.Peers)
+        {
+            text.Sample("gateway_peer_rx_bytes_total", peer.RxBytes, ("interface", InterfaceName), ("peer", peer.PublicKey.ToBase64()));
+        }
+        text.Describe("gateway_peer_tx_bytes_total", "counter", "Bytes sent to the peer (WireGuard transport messages).");
+        foreach (var peer in engine.Peers)
+        {
+            text.Sample("gateway_peer_tx_bytes_total", peer.TxBytes, ("interface", InterfaceName), ("peer", peer.PublicKey.ToBase64()));
+        }
+        text.Describe("gateway_peer_last_handshake_seconds", "gauge", "Seconds since the latest completed handshake with the peer (absent before the first).");
+        foreach (var peer in engine.Peers)
+        {
+            if (peer.LastHandshake is { } last)
+            {
+                text.Sample("gateway_peer_last_handshake_seconds", Math.Max(0, (now - last).TotalSeconds), ("interface", InterfaceName), ("peer", peer.PublicKey.ToBase64()));
+            }
+        }
+        text.Describe("gateway_handshakes_total", "counter", "Handshake messages processed, by message type.");
+        text.Sample("gateway_handshakes_total", engine.GetCount(TunnelEvent.InitiationProcessed), ("interface", InterfaceName), ("type", "initiation"));
+        text.Sample("gateway_handshakes_total", engine.GetCount(TunnelEvent.ResponseProcessed), ("interface", InterfaceName), ("type", "response"));
+        text.Sample("gateway_handshakes_total", engine.GetCount(TunnelEvent.CookieReplyProcessed), ("interface", InterfaceName), ("type", "cookie_reply"));
+        text.Describe("gateway_drop_count_total", "counter", "Packets and datagrams dropped, by reason.");
+        for (var reason = TunnelEvent.NotIpPacket; reason < TunnelEvent.Count; reason++)
+        {
+            text.Sample("gateway_drop_count_total", engine.GetCount(reason), ("interface", InterfaceName), ("reason", reason.ToString()));
+        }
+        text.Sample("gateway_drop_count_total", Interlocked.Read(ref _tunWriteFailures), ("interface", InterfaceName), ("reason", "TunWriteFailed"));
+        text.Sample("gateway_drop_count_total", Interlocked.Read(ref _oversizedDatagrams), ("interface", InterfaceName), ("reason", "OversizedDatagram"));
+        text.Describe("gateway_forward_count_total", "counter", "Packets forwarded, by direction.");
+        text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportSent), ("interface", InterfaceName), ("direction", "egress"));
+        text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportDelivered), ("interface", InterfaceName), ("direction", "ingress"));
+        return text.ToString();
+    }
+
+    // ------------------------------------------------------------------ shutdown
+
+    private void Undo()
+    {
+        for (int i = _undo.Count - 1; i >= 0; i--)
+        {
+            try
+            {
+                _undo[i]();
+            }
+            catch (Exception e)
+            {
+                _log.Warn($"cleanup step failed: {e.Message}");
+            }
+        }
+        _undo.Clear();
+    }
+
+    /// <summary>Stops the threads, runs PreDown, removes the interface, runs PostDown.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+        try
+        {
+            RunHooks(_config.Interface.PreDown, "PreDown");
+        }
+        catch (Exception e)
+        {
+            _log.Warn(e.Message);
+        }
+        _stop.Cancel();
+        Undo(); // closes TUN and socket, which wakes the data-path threads
+        foreach (var thread in _threads)
+        {
+            thread.Join(TimeSpan.FromSeconds(5));
+        }
+        try
+        {
+            RunHooks(_config.Interface.PostDown, "PostDown");
+        }
+        catch (Exception e)
+        {
+            _log.Warn(e.Message);
+        }
+        if (!ReferenceEquals(_config, _options.Config))
+        {
+            _config.Dispose();
+        }
+        _log.Info($"{_options.InterfaceName} down");
+        await Task.CompletedTask.ConfigureAwait(false);
+        _stop.Dispose();
+    }
+}

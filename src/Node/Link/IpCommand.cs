@@ -1,0 +1,98 @@
+using System.Diagnostics;
+using Gateway.Datapath;
+using Gateway.Node.Configuration;
+
+namespace Gateway.Node.Link;
+
+/// <summary>
+/// Configures the tunnel interface with iproute2's <c>ip</c> command (addresses, MTU, link
+/// state, routes), the same tool wg-quick uses, so what Gateway does can be read and repeated
+/// by hand. Failures raise <see cref="LinkException"/> carrying ip's own message.
+/// </summary>
+public static class IpCommand
+{
+    public static string IpPath { get; set; } = File.Exists("/usr/sbin/ip") ? "/usr/sbin/ip" : "/sbin/ip";
+
+    public static void SetMtu(string device, int mtu) => Run($"link set dev {device} mtu {mtu}");
+
+    public static void SetUp(string device) => Run($"link set dev {device} up");
+
+    public static void AddAddress(string device, InterfaceAddress address) =>
+        Run($"{Family(address.Address)} address add {address} dev {device}");
+
+    /// <summary>Routes the prefix to the device (replacing an existing route of the same key).</summary>
+    public static void AddRoute(string device, IpPrefix prefix, string? table = null) =>
+        Run($"{Family(prefix.Address)} route replace {prefix} dev {device}{(table is null or "auto" ? "" : $" table {table}")}");
+
+    public static void DeleteRoute(string device, IpPrefix prefix, string? table = null) =>
+        Run($"{Family(prefix.Address)} route del {prefix} dev {device}{(table is null or "auto" ? "" : $" table {table}")}", check: false);
+
+    public static void DeleteLink(string device) => Run($"link del dev {device}", check: false);
+
+    /// <summary>The MTU of the interface that routes to <paramref name="destination"/>, or of
+    /// the default route when none is given; null if it cannot be told.</summary>
+    public static int? UnderlayMtu(IpAddress? destination = null)
+    {
+        string target = destination?.ToString() ?? "1.1.1.1";
+        string routeOutput;
+        try
+        {
+            routeOutput = Run($"{(destination?.IsV6 == true ? "-6" : "-4")} route get {target}");
+        }
+        catch (LinkException)
+        {
+            return null;
+        }
+        string[] words = routeOutput.Split((char[])[' ', '\n'], StringSplitOptions.RemoveEmptyEntries);
+        int dev = Array.IndexOf(words, "dev");
+        if (dev < 0 || dev + 1 >= words.Length)
+        {
+            return null;
+        }
+        try
+        {
+            string mtuPath = $"/sys/class/net/{words[dev + 1]}/mtu";
+            return int.TryParse(File.ReadAllText(mtuPath).Trim(), out int mtu) ? mtu : null;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    private static string Family(IpAddress address) => address.IsV6 ? "-6" : "-4";
+
+    /// <summary>Runs `ip ARGS`; returns its standard output.</summary>
+    public static string Run(string arguments, bool check = true)
+    {
+        var psi = new ProcessStartInfo(IpPath, arguments)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        Process process;
+        try
+        {
+            process = Process.Start(psi) ?? throw new LinkException($"cannot run {IpPath}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new LinkException($"cannot run {IpPath} (is iproute2 installed?): {e.Message}");
+        }
+        using (process)
+        {
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            string stderr = process.StandardError.ReadToEnd();
+            process.WaitForExit();
+            if (check && process.ExitCode != 0)
+            {
+                throw new LinkException($"ip {arguments}: {stderr.Trim()}");
+            }
+            return stdout.Result;
+        }
+    }
+}
+
+/// <summary>Configuring the interface failed; the message carries ip's explanation.</summary>
+public sealed class LinkException(string message) : Exception(message);

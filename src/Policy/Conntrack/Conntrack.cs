@@ -1,0 +1,436 @@
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using Gateway.Datapath;
+
+namespace Gateway.Policy;
+
+/// <summary>What conntrack knows about a packet.</summary>
+public enum CtResult : byte
+{
+    /// <summary>No live entry: the packet must pass policy.</summary>
+    New = 0,
+    /// <summary>Same direction as the packet that created the entry.</summary>
+    Established = 1,
+    /// <summary>Opposite direction: a reply, which skips policy.</summary>
+    Reply = 2,
+    /// <summary>An ICMP error about a tracked flow (its quoted packet matched an entry).</summary>
+    Related = 3,
+}
+
+/// <summary>Entry lifetimes. Defaults follow Cilium's (bpf/lib/conntrack.h, agent defaults).</summary>
+public sealed record ConntrackTimeouts
+{
+    public TimeSpan TcpEstablished { get; init; } = TimeSpan.FromHours(6);
+    /// <summary>Until the handshake completes (a SYN was seen, no reply yet).</summary>
+    public TimeSpan TcpSyn { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>After FIN or RST.</summary>
+    public TimeSpan TcpClose { get; init; } = TimeSpan.FromSeconds(10);
+    public TimeSpan Udp { get; init; } = TimeSpan.FromSeconds(60);
+    public TimeSpan Icmp { get; init; } = TimeSpan.FromSeconds(30);
+    /// <summary>Any other protocol (SCTP, GRE, ...).</summary>
+    public TimeSpan Other { get; init; } = TimeSpan.FromSeconds(60);
+}
+
+/// <summary>
+/// A bounded connection-tracking table. Entries are created only for packets policy allowed
+/// (<see cref="Create"/>); later packets of the flow and its replies find them with
+/// <see cref="Lookup"/> and skip policy. Both directions of a flow share one entry: the key is
+/// stored in canonical order (lower address:port first) with a flag saying which side opened it.
+///
+/// The table is split into shards, each an open-addressed array guarded by its own short lock;
+/// a key may live in one of <see cref="ProbeLength"/> slots after its hash. When those are all
+/// live, the entry closest to expiry is evicted (counted in <see cref="Evictions"/>).
+/// <see cref="Collect"/> frees expired entries a bounded slice at a time, so garbage collection
+/// never holds a shard for long and never stalls lookups. Time is a nanosecond count supplied
+/// by the caller (an injected clock); lookups and creates allocate nothing.
+/// </summary>
+public sealed class Conntrack
+{
+    public const int ProbeLength = 8;
+    private const int GcChunk = 64;
+
+    private readonly Shard[] _shards;
+    private readonly int _shardMask;
+    private readonly int _slotMask;
+    private readonly long _tcpEstablished, _tcpSyn, _tcpClose, _udp, _icmp, _other;
+    private long _evictions, _created;
+    private int _gcShard, _gcSlot;
+    private readonly object _gcGate = new();
+
+    public Conntrack(int capacity, ConntrackTimeouts? timeouts = null)
+    {
+        if (capacity < 64)
+        {
+            throw new ArgumentOutOfRangeException(nameof(capacity), capacity, "Conntrack needs room for at least 64 entries.");
+        }
+        timeouts ??= new ConntrackTimeouts();
+        int shards = Math.Clamp((int)BitOperations.RoundUpToPowerOf2((uint)Environment.ProcessorCount * 4), 1, 64);
+        int perShard = (int)BitOperations.RoundUpToPowerOf2((uint)Math.Max(ProbeLength, capacity / shards));
+        _shards = new Shard[shards];
+        for (int i = 0; i < shards; i++)
+        {
+            _shards[i] = new Shard(perShard);
+        }
+        _shardMask = shards - 1;
+        _slotMask = perShard - 1;
+        Capacity = shards * perShard;
+        _tcpEstablished = Ns(timeouts.TcpEstablished);
+        _tcpSyn = Ns(timeouts.TcpSyn);
+        _tcpClose = Ns(timeouts.TcpClose);
+        _udp = Ns(timeouts.Udp);
+        _icmp = Ns(timeouts.Icmp);
+        _other = Ns(timeouts.Other);
+    }
+
+    private static long Ns(TimeSpan t) => t.Ticks * 100;
+
+    /// <summary>Slots in the table (capacity rounded up to powers of two).</summary>
+    public int Capacity { get; }
+    public long Evictions => Interlocked.Read(ref _evictions);
+    public long Created => Interlocked.Read(ref _created);
+
+    /// <summary>Live (possibly expired but not yet collected) entries.</summary>
+    public int Count
+    {
+        get
+        {
+            int n = 0;
+            foreach (var s in _shards)
+            {
+                n += Volatile.Read(ref s.Count);
+            }
+            return n;
+        }
+    }
+
+    /// <summary>
+    /// Finds the flow of <paramref name="key"/>: Established (same direction as its first packet),
+    /// Reply, or New if no live entry exists. A hit refreshes the entry and advances TCP state.
+    /// </summary>
+    public CtResult Lookup(in FlowKey key, long nowNs)
+    {
+        var ck = CtKey.From(key, out bool forward);
+        int hash = ck.Hash();
+        var shard = _shards[hash & _shardMask];
+        int baseSlot = (hash >>> 6) & _slotMask;
+        lock (shard)
+        {
+            int slot = Find(shard, in ck, baseSlot, nowNs);
+            if (slot < 0)
+            {
+                return CtResult.New;
+            }
+            ref var e = ref shard.Entries[slot];
+            bool isReply = forward != e.OpenedForward;
+            Update(ref e, key, isReply, nowNs);
+            return isReply ? CtResult.Reply : CtResult.Established;
+        }
+    }
+
+    /// <summary>
+    /// For an ICMP error (destination unreachable, time exceeded, packet too big, parameter
+    /// problem): <paramref name="quoted"/> is the flow key of the packet quoted inside it.
+    /// Related if that packet belongs to a live flow (either direction); the entry is not refreshed.
+    /// </summary>
+    public CtResult LookupRelated(in FlowKey quoted, long nowNs)
+    {
+        var ck = CtKey.From(quoted, out _);
+        int hash = ck.Hash();
+        var shard = _shards[hash & _shardMask];
+        lock (shard)
+        {
+            return Find(shard, in ck, (hash >>> 6) & _slotMask, nowNs) >= 0 ? CtResult.Related : CtResult.New;
+        }
+    }
+
+    /// <summary>
+    /// Records a flow policy allowed. Returns false if the entry already existed (it is refreshed).
+    /// May evict the entry nearest to expiry among the key's probe slots.
+    /// </summary>
+    public bool Create(in FlowKey key, long nowNs)
+    {
+        var ck = CtKey.From(key, out bool forward);
+        int hash = ck.Hash();
+        var shard = _shards[hash & _shardMask];
+        int baseSlot = (hash >>> 6) & _slotMask;
+        lock (shard)
+        {
+            int existing = Find(shard, in ck, baseSlot, nowNs);
+            if (existing >= 0)
+            {
+                Update(ref shard.Entries[existing], key, forward != shard.Entries[existing].OpenedForward, nowNs);
+                return false;
+            }
+            int victim = -1;
+            long victimExpiry = long.MaxValue;
+            for (int i = 0; i < ProbeLength; i++)
+            {
+                int s = (baseSlot + i) & _slotMask;
+                ref var e = ref shard.Entries[s];
+                if (!e.Used)
+                {
+                    victim = s;
+                    break;
+                }
+                if (e.Expires <= nowNs)
+                {
+                    // An expired entry is free to reuse; it was never evicted, just not collected yet.
+                    e.Used = false;
+                    shard.Count--;
+                    victim = s;
+                    break;
+                }
+                if (e.Expires < victimExpiry)
+                {
+                    victimExpiry = e.Expires;
+                    victim = s;
+                }
+            }
+            ref var slot = ref shard.Entries[victim];
+            if (slot.Used)
+            {
+                Interlocked.Increment(ref _evictions);
+                shard.Count--;
+            }
+            slot = default;
+            slot.Key = ck;
+            slot.Used = true;
+            slot.OpenedForward = forward;
+            slot.State = TcpState.None;
+            if (key.Protocol == IpProtocol.Tcp)
+            {
+                bool syn = (key.TcpFlags & TcpFlag.Syn) != 0 && (key.TcpFlags & TcpFlag.Ack) == 0;
+                slot.State = syn ? TcpState.SynSent : TcpState.Established;
+            }
+            Update(ref slot, key, isReply: false, nowNs);
+            shard.Count++;
+            Interlocked.Increment(ref _created);
+            return true;
+        }
+    }
+
+    /// <summary>Removes a flow's entry (either direction's key). Returns whether it existed.</summary>
+    public bool Remove(in FlowKey key)
+    {
+        var ck = CtKey.From(key, out _);
+        int hash = ck.Hash();
+        var shard = _shards[hash & _shardMask];
+        lock (shard)
+        {
+            int slot = Find(shard, in ck, (hash >>> 6) & _slotMask, long.MinValue);
+            if (slot < 0)
+            {
+                return false;
+            }
+            shard.Entries[slot].Used = false;
+            shard.Count--;
+            return true;
+        }
+    }
+
+    /// <summary>
+    /// Frees expired entries, visiting at most <paramref name="maxSlots"/> slots from where the
+    /// previous call stopped. Each shard lock is held for at most 64 slots at a time. Returns the
+    /// number of entries freed. Call it periodically (e.g. every second with a few thousand slots).
+    /// </summary>
+    public int Collect(long nowNs, int maxSlots)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(maxSlots);
+        int freed = 0;
+        lock (_gcGate)
+        {
+            while (maxSlots > 0)
+            {
+                var shard = _shards[_gcShard];
+                int n = Math.Min(Math.Min(GcChunk, maxSlots), shard.Entries.Length - _gcSlot);
+                lock (shard)
+                {
+                    for (int i = _gcSlot; i < _gcSlot + n; i++)
+                    {
+                        ref var e = ref shard.Entries[i];
+                        if (e.Used && e.Expires <= nowNs)
+                        {
+                            e.Used = false;
+                            shard.Count--;
+                            freed++;
+                        }
+                    }
+                }
+                maxSlots -= n;
+                _gcSlot += n;
+                if (_gcSlot >= shard.Entries.Length)
+                {
+                    _gcSlot = 0;
+                    _gcShard = (_gcShard + 1) & _shardMask;
+                }
+            }
+        }
+        return freed;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private int Find(Shard shard, in CtKey key, int baseSlot, long nowNs)
+    {
+        var entries = shard.Entries;
+        for (int i = 0; i < ProbeLength; i++)
+        {
+            int s = (baseSlot + i) & _slotMask;
+            ref var e = ref entries[s];
+            if (e.Used && e.Key.Equals(in key))
+            {
+                if (e.Expires <= nowNs)
+                {
+                    e.Used = false; // expired: the flow is over, the packet is new again
+                    shard.Count--;
+                    return -1;
+                }
+                return s;
+            }
+        }
+        return -1;
+    }
+
+    private void Update(ref Entry e, in FlowKey key, bool isReply, long nowNs)
+    {
+        long lifetime;
+        switch (key.Protocol)
+        {
+            case IpProtocol.Tcp:
+                byte f = key.TcpFlags;
+                if ((f & TcpFlag.Rst) != 0)
+                {
+                    e.State = TcpState.Closing;
+                }
+                else if ((f & TcpFlag.Fin) != 0)
+                {
+                    e.FinSeen |= isReply ? (byte)2 : (byte)1;
+                    e.State = TcpState.Closing;
+                }
+                else if (e.State == TcpState.SynSent && isReply)
+                {
+                    // SYN-ACK (or anything) back from the responder completes the handshake.
+                    e.State = TcpState.Established;
+                }
+                else if ((f & TcpFlag.Syn) != 0 && e.State == TcpState.Closing && !isReply && (f & TcpFlag.Ack) == 0)
+                {
+                    e.State = TcpState.SynSent; // port reuse: a fresh SYN reopens the flow
+                    e.FinSeen = 0;
+                }
+                lifetime = e.State switch
+                {
+                    TcpState.SynSent => _tcpSyn,
+                    TcpState.Closing => _tcpClose,
+                    _ => _tcpEstablished,
+                };
+                break;
+            case IpProtocol.Udp:
+                lifetime = _udp;
+                break;
+            case IpProtocol.Icmp:
+            case IpProtocol.Icmpv6:
+                lifetime = _icmp;
+                break;
+            default:
+                lifetime = _other;
+                break;
+        }
+        // A closing entry never gets its lifetime extended by late packets.
+        long expires = nowNs + lifetime;
+        e.Expires = e.State == TcpState.Closing && e.Expires != 0 ? Math.Min(e.Expires, expires) : expires;
+        if (isReply)
+        {
+            e.SeenReply = true;
+        }
+    }
+
+    /// <summary>The state of a flow, for tests and diagnostics: (found, TCP state, expiry ns, reply seen).</summary>
+    public (bool Found, TcpState State, long ExpiresNs, bool SeenReply) Inspect(in FlowKey key)
+    {
+        var ck = CtKey.From(key, out _);
+        int hash = ck.Hash();
+        var shard = _shards[hash & _shardMask];
+        lock (shard)
+        {
+            int slot = Find(shard, in ck, (hash >>> 6) & _slotMask, long.MinValue);
+            if (slot < 0)
+            {
+                return default;
+            }
+            ref var e = ref shard.Entries[slot];
+            return (true, e.State, e.Expires, e.SeenReply);
+        }
+    }
+
+    private sealed class Shard(int size)
+    {
+        public readonly Entry[] Entries = new Entry[size];
+        public int Count;
+    }
+
+    private struct Entry
+    {
+        public CtKey Key;
+        public long Expires;
+        public bool Used;
+        public bool OpenedForward;
+        public bool SeenReply;
+        public TcpState State;
+        public byte FinSeen;
+    }
+
+    /// <summary>A flow key in canonical order: (A, PortA) is the smaller endpoint.</summary>
+    private readonly struct CtKey
+    {
+        private readonly IpAddress _a, _b;
+        private readonly ushort _portA, _portB;
+        private readonly byte _protocol;
+
+        private CtKey(IpAddress a, IpAddress b, ushort portA, ushort portB, byte protocol)
+        {
+            _a = a;
+            _b = b;
+            _portA = portA;
+            _portB = portB;
+            _protocol = protocol;
+        }
+
+        public static CtKey From(in FlowKey key, out bool forward)
+        {
+            ushort sp = key.SourcePort, dp = key.DestinationPort;
+            if (key.Protocol is IpProtocol.Icmp or IpProtocol.Icmpv6)
+            {
+                // Echo request and reply share the identifier; the type differs, so it is left out.
+                sp = dp = key.IcmpId;
+            }
+            int c = key.Source.CompareTo(key.Destination);
+            forward = c < 0 || (c == 0 && sp <= dp);
+            return forward
+                ? new CtKey(key.Source, key.Destination, sp, dp, key.Protocol)
+                : new CtKey(key.Destination, key.Source, dp, sp, key.Protocol);
+        }
+
+        public int Hash()
+        {
+            int h = HashCode.Combine(_a, _b, _portA, _portB, _protocol);
+            // Spread: the low bits pick the shard, higher bits the slot.
+            return (int)((uint)h * 0x9E3779B1u);
+        }
+
+        public bool Equals(in CtKey o) =>
+            _portA == o._portA && _portB == o._portB && _protocol == o._protocol && _a == o._a && _b == o._b;
+    }
+}
+
+public enum TcpState : byte
+{
+    None = 0,
+    SynSent = 1,
+    Established = 2,
+    Closing = 3,
+}
+
+/// <summary>TCP flag bits as in <see cref="FlowKey.TcpFlags"/>.</summary>
+public static class TcpFlag
+{
+    public const byte Fin = 1, Syn = 2, Rst = 4, Psh = 8, Ack = 16, Urg = 32;
+}

@@ -1,0 +1,70 @@
+using Gateway.Datapath;
+
+namespace Gateway.Policy;
+
+/// <summary>
+/// The endpoints known to this node, by name and by address. Immutable once built: a new table
+/// is built and swapped in with the next policy snapshot.
+/// </summary>
+public sealed class EndpointTable
+{
+    private readonly Dictionary<string, Endpoint> _byName = new(StringComparer.Ordinal);
+    private readonly Dictionary<IpAddress, Endpoint> _byIp = new();
+    private readonly List<Endpoint> _all = new();
+
+    public EndpointTable(IdentityAllocator identities)
+    {
+        Identities = identities ?? throw new ArgumentNullException(nameof(identities));
+    }
+
+    public IdentityAllocator Identities { get; }
+
+    /// <summary>Labels of each namespace (from the endpoints file), used by namespaceSelector.</summary>
+    public Dictionary<string, IReadOnlyDictionary<string, string>> NamespaceLabels { get; } = new(StringComparer.Ordinal);
+
+    public IReadOnlyList<Endpoint> All => _all;
+
+    /// <summary>Adds an endpoint; its identity comes from its full label set.</summary>
+    public Endpoint Add(string name, string? ns, IEnumerable<IpAddress> ips, IEnumerable<Label> labels)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        var labelSet = Endpoint.BuildLabels(labels, ns, ns is null ? null : NamespaceLabels.GetValueOrDefault(ns));
+        bool reserved = labelSet.Any(l => l.Source == LabelSources.Reserved);
+        if (!reserved)
+        {
+            ns ??= "default";
+        }
+        else
+        {
+            ns = null;
+        }
+        var identity = Identities.Allocate(labelSet);
+        var ep = new Endpoint(name, ns, ips.ToArray(), labelSet, identity);
+        if (!_byName.TryAdd(ep.QualifiedName, ep))
+        {
+            throw new ArgumentException($"endpoint {ep.QualifiedName} is defined twice", nameof(name));
+        }
+        foreach (var ip in ep.Ips)
+        {
+            if (!_byIp.TryAdd(ip, ep))
+            {
+                throw new ArgumentException($"address {ip} of {ep.QualifiedName} already belongs to {_byIp[ip].QualifiedName}", nameof(ips));
+            }
+        }
+        _all.Add(ep);
+        return ep;
+    }
+
+    public bool TryGetByIp(IpAddress ip, out Endpoint endpoint) => _byIp.TryGetValue(ip, out endpoint!);
+
+    /// <summary>Finds "name" (any namespace, if unique) or "namespace/name".</summary>
+    public Endpoint? FindByName(string name)
+    {
+        if (_byName.TryGetValue(name, out var ep))
+        {
+            return ep;
+        }
+        var matches = _all.Where(e => e.Name == name).ToArray();
+        return matches.Length == 1 ? matches[0] : null;
+    }
+}

@@ -1,0 +1,165 @@
+using Gateway.Datapath;
+
+namespace Gateway.Policy.Tests;
+
+public class ConntrackTests
+{
+    private const long Second = 1_000_000_000;
+
+    private static FlowKey Tcp(string src, ushort sport, string dst, ushort dport, byte flags) => new()
+    {
+        Source = IpAddress.Parse(src), Destination = IpAddress.Parse(dst), Protocol = IpProtocol.Tcp,
+        SourcePort = sport, DestinationPort = dport, TcpFlags = flags,
+    };
+
+    private static FlowKey Udp(string src, ushort sport, string dst, ushort dport) => new()
+    {
+        Source = IpAddress.Parse(src), Destination = IpAddress.Parse(dst), Protocol = IpProtocol.Udp,
+        SourcePort = sport, DestinationPort = dport,
+    };
+
+    [Fact]
+    public void RepliesAreRecognisedAndTcpStateAdvances()
+    {
+        var ct = new Conntrack(1024);
+        var syn = Tcp("10.0.0.1", 40000, "10.0.0.2", 80, TcpFlag.Syn);
+        Assert.Equal(CtResult.New, ct.Lookup(syn, 0));
+        Assert.True(ct.Create(syn, 0));
+        Assert.Equal(TcpState.SynSent, ct.Inspect(syn).State);
+        Assert.Equal(60 * Second, ct.Inspect(syn).ExpiresNs);
+
+        var synAck = Tcp("10.0.0.2", 80, "10.0.0.1", 40000, TcpFlag.Syn | TcpFlag.Ack);
+        Assert.Equal(CtResult.Reply, ct.Lookup(synAck, Second));
+        Assert.Equal(TcpState.Established, ct.Inspect(syn).State);
+        Assert.Equal(Second + 6 * 3600 * Second, ct.Inspect(syn).ExpiresNs);
+        Assert.Equal(CtResult.Established, ct.Lookup(Tcp("10.0.0.1", 40000, "10.0.0.2", 80, TcpFlag.Ack), 2 * Second));
+
+        // Another port pair is a different flow.
+        Assert.Equal(CtResult.New, ct.Lookup(Tcp("10.0.0.2", 80, "10.0.0.1", 40001, TcpFlag.Ack), 2 * Second));
+
+        Assert.Equal(CtResult.Established, ct.Lookup(Tcp("10.0.0.1", 40000, "10.0.0.2", 80, TcpFlag.Fin | TcpFlag.Ack), 3 * Second));
+        Assert.Equal(TcpState.Closing, ct.Inspect(syn).State);
+        Assert.Equal(13 * Second, ct.Inspect(syn).ExpiresNs);
+        // Late packets do not extend a closing flow.
+        Assert.Equal(CtResult.Reply, ct.Lookup(Tcp("10.0.0.2", 80, "10.0.0.1", 40000, TcpFlag.Ack), 5 * Second));
+        Assert.Equal(13 * Second, ct.Inspect(syn).ExpiresNs);
+        Assert.Equal(CtResult.New, ct.Lookup(synAck, 13 * Second));
+    }
+
+    [Fact]
+    public void RstClosesQuickly()
+    {
+        var ct = new Conntrack(1024);
+        var k = Tcp("10.0.0.1", 1, "10.0.0.2", 2, TcpFlag.Ack);
+        ct.Create(k, 0);
+        Assert.Equal(TcpState.Established, ct.Inspect(k).State);
+        ct.Lookup(Tcp("10.0.0.2", 2, "10.0.0.1", 1, TcpFlag.Rst), Second);
+        Assert.Equal(CtResult.Established, ct.Lookup(k, 10 * Second));
+        Assert.Equal(CtResult.New, ct.Lookup(k, 11 * Second));
+    }
+
+    [Fact]
+    public void PerProtocolTimeouts()
+    {
+        var ct = new Conntrack(1024, new ConntrackTimeouts { Udp = TimeSpan.FromSeconds(30), Icmp = TimeSpan.FromSeconds(5) });
+        var udp = Udp("10.0.0.1", 5000, "10.0.0.2", 53);
+        ct.Create(udp, 0);
+        Assert.Equal(CtResult.Reply, ct.Lookup(Udp("10.0.0.2", 53, "10.0.0.1", 5000), 29 * Second));
+        Assert.Equal(CtResult.Established, ct.Lookup(udp, 58 * Second));   // refreshed at 29 s
+        Assert.Equal(CtResult.New, ct.Lookup(udp, 88 * Second + 1));
+
+        var echo = new FlowKey { Source = IpAddress.Parse("10.0.0.1"), Destination = IpAddress.Parse("10.0.0.2"), Protocol = IpProtocol.Icmp, IcmpType = 8, IcmpId = 77 };
+        ct.Create(echo, 0);
+        var reply = new FlowKey { Source = IpAddress.Parse("10.0.0.2"), Destination = IpAddress.Parse("10.0.0.1"), Protocol = IpProtocol.Icmp, IcmpType = 0, IcmpId = 77 };
+        Assert.Equal(CtResult.Reply, ct.Lookup(reply, 4 * Second));
+        Assert.Equal(CtResult.New, ct.Lookup(reply with { IcmpId = 78 }, 4 * Second));
+        Assert.Equal(CtResult.New, ct.Lookup(reply, 10 * Second));
+    }
+
+    [Fact]
+    public void IcmpErrorsQuotingATrackedFlowAreRelated()
+    {
+        var ct = new Conntrack(1024);
+        var udp = Udp("10.0.0.1", 5000, "203.0.113.5", 53);
+        ct.Create(udp, 0);
+        // The router's "port unreachable" quotes our original datagram.
+        Assert.Equal(CtResult.Related, ct.LookupRelated(udp, Second));
+        Assert.Equal(CtResult.Related, ct.LookupRelated(Udp("203.0.113.5", 53, "10.0.0.1", 5000), Second));
+        Assert.Equal(CtResult.New, ct.LookupRelated(Udp("10.0.0.1", 5001, "203.0.113.5", 53), Second));
+    }
+
+    [Fact]
+    public void FullTableEvictsTheEntryClosestToExpiry()
+    {
+        var ct = new Conntrack(64);
+        int n = ct.Capacity * 3;
+        for (int i = 0; i < n; i++)
+        {
+            ct.Create(Udp("10.0.0.1", (ushort)(1000 + i), "10.0.0.2", 53), i);
+        }
+        Assert.True(ct.Count <= ct.Capacity);
+        Assert.True(ct.Evictions >= n - ct.Capacity, $"{ct.Evictions} evictions");
+        Assert.Equal(n, ct.Created);
+        // The newest flow survives: eviction picks the oldest.
+        Assert.Equal(CtResult.Established, ct.Lookup(Udp("10.0.0.1", (ushort)(1000 + n - 1), "10.0.0.2", 53), n));
+    }
+
+    [Fact]
+    public void CollectFreesExpiredEntriesInBoundedSlices()
+    {
+        var ct = new Conntrack(4096);
+        for (int i = 0; i < 500; i++)
+        {
+            ct.Create(Udp("10.0.0.1", (ushort)(1000 + i), "10.0.0.2", 53), 0);
+        }
+        var keep = Udp("10.0.0.9", 9, "10.0.0.2", 53);
+        ct.Create(keep, 100 * Second);
+        Assert.Equal(501, ct.Count);
+        int freed = 0;
+        int rounds = 0;
+        while (rounds++ < 1000 && freed < 500)
+        {
+            freed += ct.Collect(61 * Second, 256);
+        }
+        Assert.Equal(500, freed);
+        Assert.Equal(1, ct.Count);
+        Assert.True(rounds > 1, "one call should not sweep the whole table");
+        Assert.Equal(CtResult.Established, ct.Lookup(keep, 101 * Second));
+    }
+
+    [Fact]
+    public async Task ConcurrentLookupsWhileCollectingStayConsistent()
+    {
+        var ct = new Conntrack(1 << 14);
+        var keys = Enumerable.Range(0, 2000).Select(i => Udp("10.0.0.1", (ushort)(1000 + i), "10.0.0.2", 53)).ToArray();
+        foreach (var k in keys)
+        {
+            ct.Create(k, 0);
+        }
+        using var stop = new CancellationTokenSource();
+        var gc = Task.Run(() =>
+        {
+            while (!stop.IsCancellationRequested)
+            {
+                ct.Collect(Second, 512); // nothing is expired at 1 s: must free nothing
+            }
+        });
+        long hits = 0;
+        Parallel.For(0, 4, _ =>
+        {
+            for (int r = 0; r < 20; r++)
+            {
+                foreach (var k in keys)
+                {
+                    if (ct.Lookup(k, Second) == CtResult.Established)
+                    {
+                        Interlocked.Increment(ref hits);
+                    }
+                }
+            }
+        });
+        stop.Cancel();
+        await gc;
+        Assert.Equal(4L * 20 * keys.Length, hits);
+    }
+}
