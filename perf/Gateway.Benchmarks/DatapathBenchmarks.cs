@@ -37,6 +37,13 @@ public class DatapathFlowKeyBenchmarks
         return key.DestinationPort;
     }
 
+    [Benchmark(Description = "VXLAN inner only (UDP payload)")]
+    public int VxlanPayloadOnly()
+    {
+        FlowParser.ParseVxlanPayload(_vxlan.AsSpan(42), out uint vni, out FlowKey inner, out _);
+        return inner.DestinationPort + (int)vni;
+    }
+
     [Benchmark(Description = "VXLAN outer+inner")]
     public int VxlanInner()
     {

@@ -7,13 +7,14 @@ internal static class CommandCatalog
 {
     public static IEnumerable<Command> All()
     {
+        yield return Commands.DemoCommand.Create();
         yield return Commands.UpCommand.Create();
         yield return Commands.ShowCommand.Create();
         yield return GenKeyCommand.Create();
         yield return PubKeyCommand.Create();
         yield return GenPskCommand.Create();
-        yield return DemoCommand.Create();
-        yield return AuditCommand.Create();
+        yield return SelfTestCommand.Create();
+        yield return Commands.AuditCommand.Create();
         yield return PolicyCommand.Create();
     }
 }

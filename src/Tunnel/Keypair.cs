@@ -5,7 +5,9 @@ namespace Gateway.Tunnel;
 /// <summary>
 /// One transport session (whitepaper 5.4.5/5.4.6): a sending and a receiving key, imported once,
 /// the next sending counter, the replay window and the two session indices.
-/// Owned by its peer; all access happens under the peer's lock.
+/// Owned by its peer; state changes happen under the peer's lock. The AEAD itself runs outside
+/// that lock (so sealing and opening for one peer proceed in parallel), holding a reference:
+/// retiring the keypair destroys the keys only when the last in-flight user releases it.
 /// </summary>
 internal sealed class Keypair : IDisposable
 {
@@ -30,18 +32,45 @@ internal sealed class Keypair : IDisposable
     public readonly ReplayWindow Replay = new();
     /// <summary>Next counter to use for sending.</summary>
     public ulong SendCounter;
-    public bool Disposed { get; private set; }
+    private int _references = 1; // the owner's
+    private volatile bool _retired;
+
+    /// <summary>Removed from its peer; no new use may start.</summary>
+    public bool Retired => _retired;
+
+    /// <summary>The keys are destroyed (retired and no use in flight).</summary>
+    public bool Disposed => Volatile.Read(ref _references) == 0;
 
     /// <summary>Usable for sending: not past RejectAfterTime or RejectAfterMessages.</summary>
-    public bool CanSend(long now) => !Disposed && SendCounter < WireGuardConstants.RejectAfterMessages && now - Created < WireGuardConstants.RejectAfterTime;
+    public bool CanSend(long now) => !_retired && SendCounter < WireGuardConstants.RejectAfterMessages && now - Created < WireGuardConstants.RejectAfterTime;
 
-    public bool CanReceive(long now) => !Disposed && now - Created < WireGuardConstants.RejectAfterTime;
+    public bool CanReceive(long now) => !_retired && now - Created < WireGuardConstants.RejectAfterTime;
 
+    /// <summary>Takes a reference for one AEAD call; false once the keys are gone.</summary>
+    public bool TryAcquire()
+    {
+        while (true)
+        {
+            int current = Volatile.Read(ref _references);
+            if (current == 0) return false;
+            if (Interlocked.CompareExchange(ref _references, current + 1, current) == current) return true;
+        }
+    }
+
+    public void Release()
+    {
+        if (Interlocked.Decrement(ref _references) == 0)
+        {
+            Send.Dispose();
+            Receive.Dispose();
+        }
+    }
+
+    /// <summary>Retires the keypair (owner side); keys are zeroed when the last user releases.</summary>
     public void Dispose()
     {
-        if (Disposed) return;
-        Disposed = true;
-        Send.Dispose();
-        Receive.Dispose();
+        if (_retired) return;
+        _retired = true;
+        Release();
     }
 }

@@ -63,7 +63,10 @@ public sealed class WireGuardEngine : IDisposable
     private readonly LpmTable<Peer> _allowedIps = new();
     private readonly CookieChecker _cookieChecker = new();
     private readonly InitiationRateLimiter _rateLimiter = new();
-    private readonly long[] _counters = new long[(int)TunnelEvent.Count];
+    // One 64-byte line per counter: the send and receive threads bump different counters and
+    // must not false-share a cache line.
+    private const int CounterStride = 8;
+    private readonly long[] _counters = new long[(int)TunnelEvent.Count * CounterStride];
     private long _loadWindowStart = long.MinValue / 2;
     private int _loadWindowCount;
     private long _underLoadUntil = long.MinValue / 2;
@@ -279,7 +282,7 @@ public sealed class WireGuardEngine : IDisposable
     public void ReportHandshakeBacklog(int pending) => _reportedBacklog = Math.Max(0, pending);
 
     /// <summary>How often <paramref name="kind"/> happened since the engine was created.</summary>
-    public long GetCount(TunnelEvent kind) => Interlocked.Read(ref _counters[(int)kind]);
+    public long GetCount(TunnelEvent kind) => Interlocked.Read(ref _counters[(int)kind * CounterStride]);
 
     // ------------------------------------------------------------------ data path: outward
 
@@ -318,11 +321,14 @@ public sealed class WireGuardEngine : IDisposable
         int padded = Messages.PaddedLength(packetLength, _mtu == 0 ? int.MaxValue : _mtu);
         int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
         long now = Now;
+        Keypair keypair;
+        ulong counter;
+        IpEndpoint endpoint;
         lock (peer.Sync)
         {
             if (peer.Removed) return Count(TunnelResult.Dropped(TunnelEvent.NoRoute));
-            var keypair = peer.Current;
-            bool usable = keypair is not null && keypair.CanSend(now);
+            var current = peer.Current;
+            bool usable = current is not null && current.CanSend(now);
             if (!usable || peer.Staged.Count > 0)
             {
                 // Keep order: anything already waiting goes first.
@@ -332,16 +338,27 @@ public sealed class WireGuardEngine : IDisposable
             }
             if (!peer.EndpointValue.IsSet()) return Count(TunnelResult.Dropped(TunnelEvent.NoEndpoint, peer));
             if (buffer.Length < total) return Count(TunnelResult.Dropped(TunnelEvent.BufferTooSmall, peer));
-            SealLocked(keypair!, buffer, packetLength, padded);
-            AfterTransportSentLocked(peer, keypair!, total, packetLength == 0, now);
-            return Count(new TunnelResult(TunnelAction.SendToNetwork, TunnelEvent.TransportSent, 0, total, peer.EndpointValue, peer));
+            keypair = current!;
+            if (!keypair.TryAcquire()) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, peer));
+            counter = keypair.SendCounter++;
+            endpoint = peer.EndpointValue;
+            AfterTransportSentLocked(peer, keypair, total, packetLength == 0, now);
         }
+        // The AEAD runs outside the peer lock: the receive path for this peer is not held up.
+        try
+        {
+            Seal(keypair, counter, buffer, packetLength, padded);
+        }
+        finally
+        {
+            keypair.Release();
+        }
+        return Count(new TunnelResult(TunnelAction.SendToNetwork, TunnelEvent.TransportSent, 0, total, endpoint, peer));
     }
 
-    /// <summary>Header, zero padding, then ChaCha20-Poly1305 in place with the next counter.</summary>
-    private static void SealLocked(Keypair keypair, Span<byte> buffer, int packetLength, int padded)
+    /// <summary>Header, zero padding, then ChaCha20-Poly1305 in place with the given counter.</summary>
+    private static void Seal(Keypair keypair, ulong counter, Span<byte> buffer, int packetLength, int padded)
     {
-        ulong counter = keypair.SendCounter++;
         BinaryPrimitives.WriteUInt32LittleEndian(buffer, (uint)MessageType.TransportData);
         BinaryPrimitives.WriteUInt32LittleEndian(buffer[Messages.TransportReceiver..], keypair.RemoteIndex);
         BinaryPrimitives.WriteUInt64LittleEndian(buffer[Messages.TransportCounter..], counter);
@@ -369,7 +386,7 @@ public sealed class WireGuardEngine : IDisposable
         }
         if (!peer.EndpointValue.IsSet())
         {
-            Interlocked.Add(ref _counters[(int)TunnelEvent.NoEndpoint], peer.Staged.Count);
+            Interlocked.Add(ref _counters[(int)TunnelEvent.NoEndpoint * CounterStride], peer.Staged.Count);
             peer.Staged.Clear();
             return;
         }
@@ -381,9 +398,9 @@ public sealed class WireGuardEngine : IDisposable
             int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
             if (total > scratch.Length) continue;
             packet.CopyTo(scratch.AsSpan(Messages.TransportHeaderSize));
-            SealLocked(keypair, scratch, packet.Length, padded);
+            Seal(keypair, keypair.SendCounter++, scratch, packet.Length, padded); // under the lock: the keypair cannot retire
             _output.SendDatagram(peer.EndpointValue, scratch.AsSpan(0, total));
-            Interlocked.Increment(ref _counters[(int)TunnelEvent.TransportSent]);
+            Interlocked.Increment(ref _counters[(int)TunnelEvent.TransportSent * CounterStride]);
             AfterTransportSentLocked(peer, keypair, total, packet.Length == 0, now);
         }
     }
@@ -436,14 +453,24 @@ public sealed class WireGuardEngine : IDisposable
             return Count(TunnelResult.Dropped(TunnelEvent.UnknownIndex));
         var peer = keypair.Peer;
         long now = Now;
+        if (!keypair.CanReceive(now) || !keypair.TryAcquire()) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, peer));
+        ulong counter = BinaryPrimitives.ReadUInt64LittleEndian(datagram[Messages.TransportCounter..]);
+        var sealedPart = datagram[Messages.TransportHeaderSize..];
+        var plaintext = datagram.Slice(Messages.TransportHeaderSize, datagram.Length - Messages.TransportOverhead);
+        bool authentic;
+        try
+        {
+            // Outside the peer lock, like the send side.
+            authentic = keypair.Receive.Open(counter, sealedPart, ReadOnlySpan<byte>.Empty, plaintext);
+        }
+        finally
+        {
+            keypair.Release();
+        }
+        if (!authentic) return Count(TunnelResult.Dropped(TunnelEvent.AuthenticationFailed, peer));
         lock (peer.Sync)
         {
-            if (!keypair.CanReceive(now)) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, peer));
-            ulong counter = BinaryPrimitives.ReadUInt64LittleEndian(datagram[Messages.TransportCounter..]);
-            var sealedPart = datagram[Messages.TransportHeaderSize..];
-            var plaintext = datagram.Slice(Messages.TransportHeaderSize, datagram.Length - Messages.TransportOverhead);
-            if (!keypair.Receive.Open(counter, sealedPart, ReadOnlySpan<byte>.Empty, plaintext))
-                return Count(TunnelResult.Dropped(TunnelEvent.AuthenticationFailed, peer));
+            if (keypair.Retired) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, peer));
             // Only an authenticated counter may move the window.
             if (!keypair.Replay.TryAccept(counter))
                 return Count(TunnelResult.Dropped(TunnelEvent.Replayed, peer));
@@ -895,7 +922,7 @@ public sealed class WireGuardEngine : IDisposable
 
     private TunnelResult Count(TunnelResult result)
     {
-        Interlocked.Increment(ref _counters[(int)result.Reason]);
+        Interlocked.Increment(ref _counters[(int)result.Reason * CounterStride]);
         return result;
     }
 

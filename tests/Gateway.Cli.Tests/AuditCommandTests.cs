@@ -105,7 +105,7 @@ public sealed class AuditCommandTests : IDisposable
         // Only fd00::/8 is cluster space: the IPv4 pod traffic is no longer a leak.
         var narrowed = Run("audit", Fixture("synthetic-plain-tcp-udp.pcap"), "--cluster-cidr", "fd00::/8", "--cluster-cidr", "172.31.0.0/16");
         Assert.Equal(1, narrowed.Code);
-        Assert.Contains("1 packets carried cluster traffic in plaintext", narrowed.Out);
+        Assert.Contains("LEAK - 1 packet carried cluster traffic in plaintext", narrowed.Out);
         Assert.Contains("Cluster ranges: fd00::/8, 172.31.0.0/16", narrowed.Out);
     }
 

@@ -119,4 +119,19 @@ public class AuditorTests
         Assert.Equal(1, auditor.Report.UnparsableReasons[ParseStatus.BadTotalLength]);
         Assert.False(auditor.Report.IsLeak);
     }
+
+    [Fact]
+    public void FragmentedVxlanDatagramCarryingPodTrafficIsALeakInEveryFragment()
+    {
+        var auditor = new CaptureAuditor(LinkType.Ethernet);
+        byte[] innerIp = PacketFactory.Ipv4(0x0A000105, 0x0A000207, IpProtocol.Udp, PacketFactory.Udp(5000, 6000, new byte[1900]));
+        byte[] outerUdp = PacketFactory.Udp(40000, 8472, PacketFactory.Vxlan(42, PacketFactory.Ethernet(innerIp)));
+        byte[] first = PacketFactory.Ethernet(PacketFactory.Ipv4(0xC0A80001, 0xC0A80002, IpProtocol.Udp, outerUdp[..1480], id: 3, moreFragments: true));
+        byte[] later = PacketFactory.Ethernet(PacketFactory.Ipv4(0xC0A80001, 0xC0A80002, IpProtocol.Udp, outerUdp[1480..], id: 3, fragmentOffset: 185));
+        Assert.Equal(PacketClass.PlaintextOverlay, auditor.Add(first, DateTime.UnixEpoch));
+        Assert.Equal(PacketClass.PlaintextOverlay, auditor.Add(later, DateTime.UnixEpoch));
+        Assert.Equal(2, auditor.Report.LeakPackets);
+        Offender o = auditor.Report.Offenders[0];
+        Assert.Equal((42u, IpAddress.Parse("10.0.2.7")), (o.Vni!.Value, o.Inner!.Value.Destination));
+    }
 }

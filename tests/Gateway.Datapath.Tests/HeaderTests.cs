@@ -260,3 +260,97 @@ public class HeaderTests
         Assert.Equal(ParseStatus.Truncated, WireGuardHeader.TryRead([4, 0, 0], out _));
     }
 }
+
+public class FlowParserEdgeTests
+{
+    [Fact]
+    public void Ipv4OptionsAreSkippedBeforeTheTransportHeader()
+    {
+        byte[] tcp = PacketFactory.Tcp(1234, 443, TcpFlags.Syn | TcpFlags.Ece, []);
+        byte[] packet = new byte[28 + tcp.Length];
+        new Ipv4Header { TotalLength = (ushort)packet.Length, TimeToLive = 1, Protocol = IpProtocol.Tcp, Source = 0x0A000001, Destination = 0x0A000002 }
+            .Write(packet, [0x94, 0x04, 0, 0, 1, 1, 1, 0]);   // Router Alert, NOP NOP NOP EOL
+        tcp.CopyTo(packet, 28);
+        Assert.Equal(ParseStatus.Ok, FlowParser.ParseIp(packet, out FlowKey key, out PacketLayout layout));
+        Assert.Equal((1234, 443, (byte)(TcpFlags.Syn | TcpFlags.Ece)), ((int)key.SourcePort, (int)key.DestinationPort, key.TcpFlags));
+        Assert.Equal(28, layout.TransportOffset);
+        Assert.Equal(48, layout.PayloadOffset);
+    }
+
+    [Fact]
+    public void QinQAndCookedV1FramesParseToTheSameKey()
+    {
+        byte[] ip = PacketFactory.Ipv6(IpAddress.Parse("fd00::1").V6, IpAddress.Parse("fd00::2").V6, IpProtocol.Udp, PacketFactory.Udp(10, 20, [1]));
+        Assert.Equal(ParseStatus.Ok, FlowParser.Parse(LinkType.Ethernet, PacketFactory.Ethernet(ip, vlan: 7, outerVlan: 3), out FlowKey qinq, out PacketLayout l));
+        Assert.Equal((2, (ushort)3, (ushort)7, 22), ((int)l.VlanCount, l.OuterVlanId, l.InnerVlanId, l.NetworkOffset));
+        byte[] sll = new byte[16 + ip.Length];
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(sll.AsSpan(14), EtherType.Ipv6);
+        ip.CopyTo(sll, 16);
+        Assert.Equal(ParseStatus.Ok, FlowParser.Parse(LinkType.LinuxSll, sll, out FlowKey cooked));
+        Assert.Equal(qinq, cooked);
+        Assert.Equal(6, cooked.IpVersion);
+    }
+
+    [Fact]
+    public void NonIpAndIcmpErrorsAndUnknownProtocols()
+    {
+        Assert.Equal(ParseStatus.NotIp, FlowParser.ParseEthernet(PacketFactory.Arp(1, 2), out _));
+        byte[] unreachable = PacketFactory.Ipv4(1, 2, IpProtocol.Icmp, PacketFactory.IcmpPortUnreachable(PacketFactory.Ipv4(2, 1, IpProtocol.Udp, PacketFactory.Udp(5, 6, []))));
+        Assert.Equal(ParseStatus.Ok, FlowParser.ParseIp(unreachable, out FlowKey icmp));
+        Assert.Equal((3, 3, 0), ((int)icmp.IcmpType, (int)icmp.IcmpCode, (int)icmp.IcmpId));
+        byte[] gre = PacketFactory.Ipv4(1, 2, IpProtocol.Gre, new byte[8]);
+        Assert.Equal(ParseStatus.Ok, FlowParser.ParseIp(gre, out FlowKey g, out PacketLayout gl));
+        Assert.Equal((IpProtocol.Gre, (ushort)0, 20), (g.Protocol, g.SourcePort, gl.TransportOffset));
+        // ICMPv6 inside IPv4 is not ICMP for the key.
+        byte[] odd = PacketFactory.Ipv4(1, 2, IpProtocol.Icmpv6, [128, 0, 0, 0, 0, 9, 0, 1]);
+        Assert.Equal(ParseStatus.Ok, FlowParser.ParseIp(odd, out FlowKey o));
+        Assert.Equal(0, o.IcmpId);
+    }
+
+    [Fact]
+    public void GenevePayloadWithOptionsCarryingIpv6()
+    {
+        byte[] inner = PacketFactory.Ipv6(IpAddress.Parse("fd00::a").V6, IpAddress.Parse("fd00::b").V6, IpProtocol.Tcp, PacketFactory.Tcp(1, 2, TcpFlags.Rst, []));
+        byte[] geneve = PacketFactory.Geneve(0xABCDEF, EtherType.Ipv6, inner, optionBytes: 12);
+        Assert.Equal(ParseStatus.Ok, FlowParser.ParseGenevePayload(geneve, out uint vni, out FlowKey key, out PacketLayout layout));
+        Assert.Equal(0xABCDEFu, vni);
+        Assert.Equal((IpProtocol.Tcp, TcpFlags.Rst, 20), (key.Protocol, key.TcpFlags, layout.NetworkOffset));
+        byte[] bad = PacketFactory.Geneve(1, 0x1234, inner);
+        Assert.Equal(ParseStatus.BadGeneveHeader, FlowParser.ParseGenevePayload(bad, out _, out _, out _));
+    }
+
+    [Fact]
+    public void VxlanOverNonUdpIsRejected()
+    {
+        byte[] tcp = PacketFactory.Ethernet(PacketFactory.Ipv4(1, 2, IpProtocol.Tcp, PacketFactory.Tcp(1, 8472, 0, [])));
+        Assert.Equal(ParseStatus.NotUdp, FlowParser.ParseVxlan(LinkType.Ethernet, tcp, out _, out _, out _));
+    }
+}
+
+public class Ipv6ExtensionWriterTests
+{
+    [Theory]
+    [InlineData(8)]
+    [InlineData(16)]
+    [InlineData(264)]
+    [InlineData(2048)]
+    public void PaddedHeadersAndFragmentHeaderWalkBack(int length)
+    {
+        byte[] tcp = PacketFactory.Tcp(7, 8, TcpFlags.Fin, []);
+        byte[] payload = new byte[length + 8 + tcp.Length];
+        Ipv6Extensions.WritePaddedHeader(payload, IpProtocol.Fragment, length);
+        Ipv6Extensions.WriteFragmentHeader(payload.AsSpan(length), IpProtocol.Tcp, 0, moreFragments: true, identification: 99);
+        tcp.CopyTo(payload, length + 8);
+        Assert.Equal(ParseStatus.Ok, Ipv6Extensions.TryWalk(payload, IpProtocol.HopByHop, out var info));
+        Assert.Equal((IpProtocol.Tcp, length + 8, true, true, 99u), (info.Protocol, info.TransportOffset, info.IsFragment, info.MoreFragments, info.FragmentIdentification));
+        // PacketDotNet agrees on where TCP starts for a single padded header.
+        byte[] single = new byte[length + tcp.Length];
+        Ipv6Extensions.WritePaddedHeader(single, IpProtocol.Tcp, length);
+        tcp.CopyTo(single, length);
+        byte[] packet = PacketFactory.Ipv6(1, 2, IpProtocol.DestinationOptions, single);
+        var parsed = PacketDotNet.Packet.ParsePacket(PacketDotNet.LinkLayers.Raw, packet).Extract<PacketDotNet.TcpPacket>();
+        Assert.Equal(7, parsed.SourcePort);
+        Assert.Equal(ParseStatus.Ok, FlowParser.ParseIp(packet, out FlowKey key));
+        Assert.Equal((7, 8, TcpFlags.Fin), ((int)key.SourcePort, (int)key.DestinationPort, key.TcpFlags));
+    }
+}

@@ -157,4 +157,22 @@ public class CookieTests
         Assert.Equal(TunnelEvent.BadMac1, p.Deliver(p.B, p.A.Endpoint, init).Reason);
         Assert.Empty(p.B.Output.Sent);
     }
+
+    [Fact]
+    public void Cookie_path_works_for_ipv6_sources()
+    {
+        using var p = new EnginePair();
+        p.Random.FixedJitter = 0;
+        var a6 = new IpEndpoint(IpAddress.Parse("2001:db8::1"), 40000);
+        p.B.Engine.ReportHandshakeBacklog(500);
+        p.A.Engine.InitiateHandshake(p.PeerBOnA);
+        Assert.Equal(TunnelEvent.CookieReplySent, p.Deliver(p.B, a6, p.A.Output.Drain().Single().Data).Reason);
+        var reply = p.B.Output.Drain().Single();
+        Assert.Equal(a6, reply.To);
+        Assert.Equal(TunnelEvent.CookieReplyProcessed, p.Deliver(p.A, p.B.Endpoint, reply.Data).Reason);
+        Step(p, 5);
+        var retry = p.A.Output.Drain().Single().Data;
+        Assert.Equal(TunnelEvent.InitiationProcessed, p.Deliver(p.B, a6, retry).Reason);
+        Assert.Equal(a6, p.PeerAOnB.Endpoint); // roamed to the v6 source
+    }
 }

@@ -59,12 +59,18 @@ public sealed class FakeRandom(int seed = 1) : IRandomSource
 public sealed class CapturingOutput : ITunnelOutput
 {
     public readonly List<(IpEndpoint To, byte[] Data)> Sent = new();
-    public void SendDatagram(in IpEndpoint destination, ReadOnlySpan<byte> datagram) => Sent.Add((destination, datagram.ToArray()));
+    public void SendDatagram(in IpEndpoint destination, ReadOnlySpan<byte> datagram)
+    {
+        lock (Sent) Sent.Add((destination, datagram.ToArray()));
+    }
     public List<(IpEndpoint To, byte[] Data)> Drain()
     {
-        var copy = Sent.ToList();
-        Sent.Clear();
-        return copy;
+        lock (Sent)
+        {
+            var copy = Sent.ToList();
+            Sent.Clear();
+            return copy;
+        }
     }
     public IEnumerable<byte[]> OfType(MessageType type) => Sent.Where(s => Messages.Classify(s.Data) == type).Select(s => s.Data);
 }

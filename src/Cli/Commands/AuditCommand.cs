@@ -5,7 +5,7 @@ using System.Text.Json;
 using Gateway.Datapath;
 using Gateway.Datapath.Audit;
 
-namespace Gateway.Cli;
+namespace Gateway.Cli.Commands;
 
 /// <summary>
 /// `gateway audit CAPTURE [--cluster-cidr CIDR]... [--tunnel-port N]... [--json]`: reads a pcap or
@@ -107,11 +107,13 @@ internal static class AuditCommand
         (PacketClass.Unparsable, "Unparsable"),
     ];
 
+    private static string Packets(long n) => n == 1 ? "1 packet" : $"{n} packets";
+
     private static string Time(DateTime t) => t.ToString("yyyy-MM-dd'T'HH:mm:ss.ffffff'Z'", CultureInfo.InvariantCulture);
 
     private static void WriteText(TextWriter w, string path, AuditReport r)
     {
-        w.WriteLine($"Capture: {path} (link type {r.LinkType}, {r.TotalPackets} packets)");
+        w.WriteLine($"Capture: {path} (link type {r.LinkType}, {Packets(r.TotalPackets)})");
         w.WriteLine($"Cluster ranges: {string.Join(", ", r.ClusterPrefixes)}; VXLAN ports: {string.Join(", ", r.VxlanPorts)}; Geneve port: {GeneveHeader.Port}");
         if (r.TruncatedBySnapLength > 0)
         {
@@ -144,14 +146,14 @@ internal static class AuditCommand
             w.WriteLine("Plaintext overlay flows:");
             foreach (OverlayFlow f in r.OverlayFlows)
             {
-                w.WriteLine($"  {f.Protocol} {f.Source} -> {f.Destination} VNI {f.Vni}: {f.Packets} packets, {f.ClusterPackets} carrying plaintext cluster traffic");
+                w.WriteLine($"  {f.Protocol} {f.Source} -> {f.Destination} VNI {f.Vni}: {Packets(f.Packets)}, {f.ClusterPackets} carrying plaintext cluster traffic");
             }
         }
 
         w.WriteLine();
         if (r.IsLeak)
         {
-            w.WriteLine($"Verdict: LEAK - {r.LeakPackets} packets carried cluster traffic in plaintext.");
+            w.WriteLine($"Verdict: LEAK - {Packets(r.LeakPackets)} carried cluster traffic in plaintext.");
             w.WriteLine($"First offending packets:");
             foreach (Offender o in r.Offenders)
             {

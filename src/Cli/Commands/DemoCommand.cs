@@ -1,113 +1,18 @@
 using System.CommandLine;
-using System.Diagnostics;
-using Gateway.Crypto;
+using Gateway.Cli.Demo;
 
-namespace Gateway.Cli;
+namespace Gateway.Cli.Commands;
 
-/// <summary>
-/// `gateway demo`, for now: a self-contained crypto check with live figures. It generates a
-/// key pair and a preshared key, runs the published known-answer vectors (the same
-/// <see cref="CryptoSelfTest"/> the unit tests use), performs an X25519 agreement between two
-/// fresh keys, and measures BLAKE2s and ChaCha20-Poly1305 throughput on this machine.
-/// A later issue replaces it with the two-node network demo.
-/// </summary>
+/// <summary>`gateway demo`: the two-node encrypted overlay with policy, on this machine (root).</summary>
 internal static class DemoCommand
 {
-    private static readonly TimeSpan MeasureFor = TimeSpan.FromMilliseconds(300);
-
     public static Command Create()
     {
-        var command = new Command("demo", "Generate keys, run the crypto self-test and measure BLAKE2s and ChaCha20-Poly1305 speed.");
-        command.SetAction(parseResult => Run(parseResult.InvocationConfiguration.Output));
+        var command = new Command("demo",
+            "Run the built-in demo: two nodes and four pods in network namespaces, gateway up in overlay mode on both, " +
+            "CiliumNetworkPolicy (frontend may reach backend on TCP 80; other flows are denied), real ping and HTTP traffic, " +
+            "the flow log, and an audit of the underlay capture. Needs root; removes everything it made.");
+        command.SetAction(parse => ClusterDemo.Run(parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error));
         return command;
-    }
-
-    internal static int Run(TextWriter output)
-    {
-        bool allPassed = true;
-        output.WriteLine("gateway demo: crypto core self-check");
-
-        using (WireGuardKey privateKey = WireGuardKey.GeneratePrivate())
-        using (WireGuardKey publicKey = privateKey.DerivePublic())
-        using (WireGuardKey preshared = WireGuardKey.GeneratePreshared())
-        {
-            output.WriteLine($"  public key      {publicKey.ToBase64()}");
-            output.WriteLine("  private key     generated (not shown)");
-            output.WriteLine($"  preshared key   generated (not shown, {WireGuardKey.Size} bytes)");
-        }
-
-        output.WriteLine("known-answer tests:");
-        foreach (CryptoSelfTest.Result result in CryptoSelfTest.Run())
-        {
-            output.WriteLine($"  {(result.Passed ? "ok  " : "FAIL")}  {result.Name}");
-            allPassed &= result.Passed;
-        }
-
-        bool agreed = AgreeBetweenTwoFreshKeys();
-        output.WriteLine($"  {(agreed ? "ok  " : "FAIL")}  X25519 agreement between two fresh key pairs");
-        allPassed &= agreed;
-
-        output.WriteLine($"throughput on this machine (measured now, ~{MeasureFor.TotalMilliseconds:F0} ms each):");
-        output.WriteLine($"  BLAKE2s-256, 8 KiB messages:            {MeasureBlake2s(),8:F0} MB/s");
-        output.WriteLine($"  ChaCha20-Poly1305 seal, 1420 B packets: {MeasureSeal(),8:F0} MB/s");
-
-        output.WriteLine(allPassed ? "all checks passed" : "SELF-TEST FAILED");
-        output.Flush();
-        return allPassed ? 0 : 1;
-    }
-
-    private static bool AgreeBetweenTwoFreshKeys()
-    {
-        using WireGuardKey alice = WireGuardKey.GeneratePrivate();
-        using WireGuardKey bob = WireGuardKey.GeneratePrivate();
-        using WireGuardKey alicePublic = alice.DerivePublic();
-        using WireGuardKey bobPublic = bob.DerivePublic();
-        Span<byte> s1 = stackalloc byte[X25519.KeySize];
-        Span<byte> s2 = stackalloc byte[X25519.KeySize];
-        bool ok = X25519.TryAgree(alice.Bytes, bobPublic.Bytes, s1)
-            && X25519.TryAgree(bob.Bytes, alicePublic.Bytes, s2)
-            && s1.SequenceEqual(s2);
-        System.Security.Cryptography.CryptographicOperations.ZeroMemory(s1);
-        System.Security.Cryptography.CryptographicOperations.ZeroMemory(s2);
-        return ok;
-    }
-
-    private static double MeasureBlake2s()
-    {
-        byte[] data = new byte[8192];
-        Random.Shared.NextBytes(data);
-        byte[] digest = new byte[Blake2s.HashSize];
-        return Measure(data.Length, () => Blake2s.Hash(data, digest));
-    }
-
-    private static double MeasureSeal()
-    {
-        byte[] keyBytes = new byte[ChaCha20Poly1305Key.KeySize];
-        Random.Shared.NextBytes(keyBytes);
-        using var key = new ChaCha20Poly1305Key(keyBytes);
-        byte[] packet = new byte[1420 + ChaCha20Poly1305Key.TagSize];
-        ulong counter = 0;
-        return Measure(1420, () => key.Seal(counter++, packet.AsSpan(0, 1420), default, packet));
-    }
-
-    /// <summary>Runs the operation for a short warm-up, then for ~MeasureFor; returns MB/s (10^6 bytes).</summary>
-    private static double Measure(int bytesPerCall, Action operation)
-    {
-        for (int i = 0; i < 200; i++)
-        {
-            operation();
-        }
-        long calls = 0;
-        var watch = Stopwatch.StartNew();
-        while (watch.Elapsed < MeasureFor)
-        {
-            for (int i = 0; i < 64; i++)
-            {
-                operation();
-            }
-            calls += 64;
-        }
-        double seconds = watch.Elapsed.TotalSeconds;
-        return calls * (double)bytesPerCall / seconds / 1e6;
     }
 }

@@ -251,12 +251,20 @@ public sealed class CaptureAuditor
             if (_vxlanPorts.Contains(key.DestinationPort) && Vxlan.TryRead(payload, out _) == ParseStatus.Ok)
             {
                 ParseStatus innerStatus = FlowParser.ParseVxlanPayload(payload, out uint vni, out FlowKey inner, out PacketLayout innerLayout);
+                if (innerStatus is not (ParseStatus.Ok or ParseStatus.NotIp))
+                {
+                    LenientInner(payload.Slice(Vxlan.HeaderLength), ethernet: true, ref innerStatus, ref inner);
+                }
                 return Overlay("VXLAN", key, vni, payload, innerStatus, inner, innerLayout, number, time);
             }
             if (key.DestinationPort == GeneveHeader.Port &&
-                GeneveHeader.TryRead(payload, out _) == ParseStatus.Ok)
+                GeneveHeader.TryRead(payload, out GeneveHeader geneve) == ParseStatus.Ok)
             {
                 ParseStatus innerStatus = FlowParser.ParseGenevePayload(payload, out uint vni, out FlowKey inner, out PacketLayout innerLayout);
+                if (innerStatus is not (ParseStatus.Ok or ParseStatus.NotIp or ParseStatus.BadGeneveHeader))
+                {
+                    LenientInner(payload.Slice(geneve.HeaderLength), geneve.ProtocolType == EtherType.TransparentEthernetBridging, ref innerStatus, ref inner);
+                }
                 return Overlay("Geneve", key, vni, payload, innerStatus, inner, innerLayout, number, time);
             }
 
@@ -313,6 +321,47 @@ public sealed class CaptureAuditor
         }
         flow.ClusterPackets++;
         return (PacketClass.PlaintextOverlay, true, new Offender(number, time, $"{protocol} carrying plaintext cluster traffic", outer, inner, vni));
+    }
+
+    /// <summary>
+    /// The inner packet of a plaintext overlay datagram failed the strict parse (typically a
+    /// first IP fragment of a large VXLAN datagram, whose inner length fields point past the
+    /// fragment). Its addresses are still on the wire in plaintext, so read them leniently: a
+    /// plaintext inner packet between cluster addresses is a leak whatever its length fields say.
+    /// </summary>
+    private static void LenientInner(ReadOnlySpan<byte> innerStart, bool ethernet, ref ParseStatus status, ref FlowKey inner)
+    {
+        int offset = 0;
+        if (ethernet)
+        {
+            ParseStatus link = LinkLayer.TryReadEthernet(innerStart, out LinkLayerInfo info);
+            if (link != ParseStatus.Ok)
+            {
+                return;
+            }
+            offset = info.NetworkOffset;
+        }
+        ReadOnlySpan<byte> ip = innerStart.Slice(offset);
+        if (ip.Length >= Ipv4Header.MinLength && ip[0] >> 4 == 4)
+        {
+            inner = new FlowKey
+            {
+                Source = IpAddress.FromV4(BinaryPrimitives.ReadUInt32BigEndian(ip.Slice(12))),
+                Destination = IpAddress.FromV4(BinaryPrimitives.ReadUInt32BigEndian(ip.Slice(16))),
+                Protocol = ip[9],
+            };
+            status = ParseStatus.Ok;
+        }
+        else if (ip.Length >= Ipv6Header.Length && ip[0] >> 4 == 6)
+        {
+            inner = new FlowKey
+            {
+                Source = IpAddress.FromV6(BinaryPrimitives.ReadUInt128BigEndian(ip.Slice(8))),
+                Destination = IpAddress.FromV6(BinaryPrimitives.ReadUInt128BigEndian(ip.Slice(24))),
+                Protocol = ip[6],
+            };
+            status = ParseStatus.Ok;
+        }
     }
 
     private void CountWireGuard(FlowKey key, WireGuardHeader wg, int datagramLength)

@@ -88,6 +88,71 @@ public sealed class PacketBatch
         return dropped;
     }
 
+    /// <summary>
+    /// Prepares a device receive: writes each buffer's receive address into
+    /// <paramref name="addresses"/> and returns how many, with the smallest receive capacity
+    /// among them in <paramref name="capacity"/> (all buffers of one pool have the same).
+    /// </summary>
+    public int GetReceiveAddresses(Span<nint> addresses, out int capacity)
+    {
+        int n = Math.Min(_count, addresses.Length);
+        capacity = int.MaxValue;
+        for (int i = 0; i < n; i++)
+        {
+            PacketBuffer b = _items[i];
+            addresses[i] = b.WritableTailAddress;
+            capacity = Math.Min(capacity, b.WritableTail.Length);
+        }
+        if (n == 0)
+        {
+            capacity = 0;
+        }
+        return n;
+    }
+
+    /// <summary>
+    /// Finishes a device receive: buffer i gets length <c>lengths[i]</c> for i &lt; <paramref name="received"/>;
+    /// buffers with a negative length (the device's "drop this one", e.g. truncated) and every
+    /// buffer past <paramref name="received"/> go back to their pool. Keeps order; returns the
+    /// packets kept.
+    /// </summary>
+    public int CommitReceived(ReadOnlySpan<int> lengths, int received)
+    {
+        if ((uint)received > (uint)_count || received > lengths.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(received));
+        }
+        int write = 0;
+        for (int read = 0; read < _count; read++)
+        {
+            PacketBuffer b = _items[read];
+            if (read < received && lengths[read] >= 0 && lengths[read] <= b.WritableTail.Length)
+            {
+                b.SetLength(lengths[read]);
+                _items[write++] = b;
+            }
+            else
+            {
+                b.Return();
+            }
+        }
+        Array.Clear(_items, write, _count - write);
+        _count = write;
+        return write;
+    }
+
+    /// <summary>Prepares a device send: data address and length of every packet, in order.</summary>
+    public int GetSendSegments(Span<nint> addresses, Span<int> lengths)
+    {
+        int n = Math.Min(_count, Math.Min(addresses.Length, lengths.Length));
+        for (int i = 0; i < n; i++)
+        {
+            addresses[i] = _items[i].DataAddress;
+            lengths[i] = _items[i].Length;
+        }
+        return n;
+    }
+
     /// <summary>Empties the batch without returning the buffers (ownership moved elsewhere).</summary>
     public void Clear()
     {

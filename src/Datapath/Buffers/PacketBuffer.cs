@@ -64,6 +64,15 @@ public sealed class PacketBuffer
     /// into before calling <see cref="SetLength"/>.</summary>
     public Span<byte> WritableTail => _slab.AsSpan(_regionOffset + _start, _regionLength - _start);
 
+    /// <summary>Address of the first data byte, for native I/O (sendmmsg, TUN writes). Stable:
+    /// the slab is pinned for the pool's lifetime. Valid while the buffer is rented.</summary>
+    public unsafe nint DataAddress =>
+        (nint)Unsafe.AsPointer(ref Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(_slab), _regionOffset + _start));
+
+    /// <summary>Address of <see cref="WritableTail"/> (recvmmsg, TUN reads); its capacity is
+    /// <c>WritableTail.Length</c>.</summary>
+    public nint WritableTailAddress => DataAddress;
+
     /// <summary>Sets the data length after a device wrote into <see cref="WritableTail"/>.</summary>
     public void SetLength(int length)
     {

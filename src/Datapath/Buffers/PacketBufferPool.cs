@@ -6,8 +6,8 @@ namespace Gateway.Datapath;
 /// A fixed pool of equally sized packet buffers carved out of one pinned slab
 /// (<see cref="GC.AllocateUninitializedArray{T}(int, bool)"/> with pinned: true), so devices can
 /// hand addresses to the kernel and no packet ever allocates after the pool is built.
-/// Rent/Return are lock-free-ish via a small lock over an index stack; the pool is shared by a
-/// device's reader and the pipeline stages that return buffers, so it must be thread safe.
+/// Rent/Return take a short lock over a stack of free indices (the pool is shared by a
+/// device reader and the pipeline stages that return buffers, so it must be thread safe).
 /// </summary>
 public sealed class PacketBufferPool
 {

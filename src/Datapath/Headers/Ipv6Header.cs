@@ -122,6 +122,55 @@ public static class Ipv6Extensions
         nextHeader is IpProtocol.HopByHop or IpProtocol.Routing or IpProtocol.Fragment
             or IpProtocol.DestinationOptions or IpProtocol.Ah;
 
+    /// <summary>
+    /// Writes a Hop-by-Hop, Routing or Destination Options header of <paramref name="length"/>
+    /// bytes (a multiple of 8, 8..2048) whose body is padding (Pad1/PadN) — the shape used to
+    /// carry or reserve room for options. Returns <paramref name="length"/>.
+    /// </summary>
+    public static int WritePaddedHeader(Span<byte> destination, byte nextHeader, int length)
+    {
+        if (length < 8 || length > 2048 || length % 8 != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(length));
+        }
+        if (destination.Length < length)
+        {
+            throw new ArgumentException("Destination too small.", nameof(destination));
+        }
+        destination[0] = nextHeader;
+        destination[1] = (byte)(length / 8 - 1);
+        Span<byte> body = destination.Slice(2, length - 2);
+        body.Clear();
+        // PadN carries at most 255 data bytes; chain PadN options to fill the body.
+        int at = 0;
+        while (body.Length - at >= 2)
+        {
+            int data = Math.Min(255, body.Length - at - 2);
+            body[at] = 1;
+            body[at + 1] = (byte)data;
+            at += 2 + data;
+        }
+        return length;   // a single leftover byte stays 0 = Pad1
+    }
+
+    /// <summary>Writes an 8-byte Fragment header; <paramref name="fragmentOffset"/> in 8-byte units. Returns 8.</summary>
+    public static int WriteFragmentHeader(Span<byte> destination, byte nextHeader, ushort fragmentOffset, bool moreFragments, uint identification)
+    {
+        if (fragmentOffset > 0x1FFF)
+        {
+            throw new ArgumentOutOfRangeException(nameof(fragmentOffset));
+        }
+        if (destination.Length < 8)
+        {
+            throw new ArgumentException("Destination too small.", nameof(destination));
+        }
+        destination[0] = nextHeader;
+        destination[1] = 0;
+        BinaryPrimitives.WriteUInt16BigEndian(destination.Slice(2), (ushort)((fragmentOffset << 3) | (moreFragments ? 1 : 0)));
+        BinaryPrimitives.WriteUInt32BigEndian(destination.Slice(4), identification);
+        return 8;
+    }
+
     /// <summary>Walks the chain starting with <paramref name="nextHeader"/> over the IPv6 payload.
     /// Stops at the first non-extension header (TCP, UDP, ICMPv6, ESP, no-next-header, ...), and
     /// after a non-first fragment, whose remaining bytes are the middle of the datagram.</summary>

@@ -34,6 +34,9 @@ public struct PacketLayout
 /// beyond the bytes present, a UDP length beyond the IP payload or a TCP data offset beyond the
 /// segment are rejected rather than trusted.
 /// </summary>
+// Locals are always assigned before use here, so the JIT's zeroing of them is per-packet waste.
+// (Class-scoped on purpose: other datapath code relies on zeroed stackalloc.)
+[SkipLocalsInit]
 public static class FlowParser
 {
     /// <summary>Parses a frame of the given link type.</summary>
@@ -47,6 +50,16 @@ public static class FlowParser
     {
         key = default;
         layout = default;
+        // Fast path: untagged Ethernet II carrying IP, the overwhelmingly common frame.
+        if (linkType == LinkType.Ethernet && frame.Length >= LinkLayer.EthernetHeaderLength)
+        {
+            ushort etherType = BinaryPrimitives.ReadUInt16BigEndian(frame.Slice(12));
+            if (etherType is EtherType.Ipv4 or EtherType.Ipv6)
+            {
+                layout.EtherType = etherType;
+                return ParseNetwork(frame, LinkLayer.EthernetHeaderLength, etherType == EtherType.Ipv6, ref key, ref layout);
+            }
+        }
         ParseStatus status;
         LinkLayerInfo link;
         if (linkType == LinkType.Ethernet)
@@ -117,7 +130,14 @@ public static class FlowParser
         {
             return ParseStatus.NotUdp;
         }
-        return ParseVxlanPayload(frame.Slice(layout.PayloadOffset, layout.PayloadLength), out vni, out inner, out _);
+        // Inline of ParseVxlanPayload without the inner layout it would compute and shift.
+        ReadOnlySpan<byte> payload = frame.Slice(layout.PayloadOffset, layout.PayloadLength);
+        status = Vxlan.TryRead(payload, out vni);
+        if (status != ParseStatus.Ok)
+        {
+            return status;
+        }
+        return Parse(LinkType.Ethernet, payload.Slice(Vxlan.HeaderLength), out inner, out _);
     }
 
     /// <summary>Parses the VXLAN header and inner Ethernet frame of a UDP payload. The inner

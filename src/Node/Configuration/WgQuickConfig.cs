@@ -38,6 +38,8 @@ public sealed class PeerSection
     public ushort PersistentKeepalive { get; set; }
     /// <summary>Line of the [Peer] header, for messages.</summary>
     public int Line { get; init; }
+    /// <summary>Overlay settings (TunnelAddress, PodCIDRs); empty without an [Overlay] section.</summary>
+    public PeerOverlay Overlay { get; } = new();
 }
 
 /// <summary>
@@ -46,12 +48,16 @@ public sealed class PeerSection
 /// PublicKey, PresharedKey, AllowedIPs, Endpoint, PersistentKeepalive. Key names are
 /// case-insensitive, '#' starts a comment, list values are comma-separated and may repeat.
 /// Every problem is reported with file and line; nothing is half-loaded.
+/// Gateway adds an optional [Overlay] section and the [Peer] keys TunnelAddress and PodCIDRs
+/// for overlay mode (docs/overlay.md).
 /// </summary>
 public sealed class WgQuickConfig : IDisposable
 {
     public required string Path { get; init; }
     public InterfaceSection Interface { get; } = new();
     public List<PeerSection> Peers { get; } = [];
+    /// <summary>The [Overlay] section, when the file has one.</summary>
+    public OverlaySection? Overlay { get; private set; }
     /// <summary>Things the file asks for that Gateway does not act on (e.g. DNS), with lines.</summary>
     public List<string> Warnings { get; } = [];
 
@@ -146,9 +152,17 @@ public sealed class WgQuickConfig : IDisposable
             {
                 FinishPeer();
                 string name = line.Trim('[', ']').Trim().ToLowerInvariant();
-                if (!line.EndsWith(']') || name is not ("interface" or "peer"))
+                if (!line.EndsWith(']') || name is not ("interface" or "peer" or "overlay"))
                 {
-                    throw new ConfigException(Path, lineNumber, $"unknown section {line} (expected [Interface] or [Peer])");
+                    throw new ConfigException(Path, lineNumber, $"unknown section {line} (expected [Interface], [Peer] or [Overlay])");
+                }
+                if (name == "overlay")
+                {
+                    if (Overlay is not null)
+                    {
+                        throw new ConfigException(Path, lineNumber, "a second [Overlay] section");
+                    }
+                    Overlay = new OverlaySection { Line = lineNumber };
                 }
                 if (name == "interface")
                 {
@@ -177,13 +191,18 @@ public sealed class WgQuickConfig : IDisposable
             {
                 ApplyInterfaceKey(keyName, value, lineNumber);
             }
+            else if (section == "overlay")
+            {
+                ApplyOverlayKey(keyName, value, lineNumber);
+            }
             else
             {
                 if (!IsPeerKey(keyName))
                 {
                     throw new ConfigException(Path, lineNumber, $"unknown key '{keyName}' in [Peer]");
                 }
-                bool isList = keyName.Equals("AllowedIPs", StringComparison.OrdinalIgnoreCase);
+                bool isList = keyName.Equals("AllowedIPs", StringComparison.OrdinalIgnoreCase) ||
+                              keyName.Equals("PodCIDRs", StringComparison.OrdinalIgnoreCase);
                 if (pending.TryGetValue(keyName, out var earlier))
                 {
                     if (!isList)
@@ -208,9 +227,131 @@ public sealed class WgQuickConfig : IDisposable
         {
             throw new ConfigException(Path, 0, "[Interface] has no PrivateKey");
         }
+        ValidateOverlay(overlayKeyLines);
+    }
+
+    private readonly List<(PeerSection Peer, string Key, int Line)> overlayKeyLines = [];
+
+    private void ValidateOverlay(List<(PeerSection Peer, string Key, int Line)> peerOverlayKeys)
+    {
+        if (Overlay is null)
+        {
+            if (peerOverlayKeys.Count > 0)
+            {
+                var (_, key, line) = peerOverlayKeys[0];
+                throw new ConfigException(Path, line, $"{key} needs an [Overlay] section");
+            }
+            return;
+        }
+        if (Overlay.TunnelAddress == default)
+        {
+            throw new ConfigException(Path, Overlay.Line, "[Overlay] has no TunnelAddress");
+        }
+        if (Overlay.EndpointsPath is null)
+        {
+            throw new ConfigException(Path, Overlay.Line, "[Overlay] has no Endpoints file");
+        }
+        var tunnelAddresses = new Dictionary<IpAddress, int> { [Overlay.TunnelAddress] = Overlay.Line };
+        foreach (var peer in Peers)
+        {
+            if (peer.Overlay.TunnelAddress is not { } address)
+            {
+                if (peer.Overlay.PodCidrs.Count > 0)
+                {
+                    throw new ConfigException(Path, peer.Line, "[Peer] has PodCIDRs but no TunnelAddress");
+                }
+                continue;
+            }
+            if (!tunnelAddresses.TryAdd(address, peer.Line))
+            {
+                throw new ConfigException(Path, peer.Line, $"TunnelAddress {address} is also used on line {tunnelAddresses[address]}");
+            }
+            // The VXLAN datagrams come from the peer's tunnel address: it must be routed to the peer.
+            var host = new IpPrefix(address, address.BitLength);
+            if (!peer.AllowedIps.Any(p => p.Contains(address)))
+            {
+                peer.AllowedIps.Add(host);
+            }
+        }
+        if (Overlay.ClusterCidrs.Count == 0)
+        {
+            Overlay.ClusterCidrs.AddRange(Overlay.PodCidrs);
+            foreach (var peer in Peers)
+            {
+                Overlay.ClusterCidrs.AddRange(peer.Overlay.PodCidrs);
+            }
+        }
+    }
+
+    private void ApplyOverlayKey(string name, string value, int line)
+    {
+        var overlay = Overlay!;
+        string directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(Path)) ?? ".";
+        string ResolvePath(string v) => System.IO.Path.IsPathRooted(v) ? v : System.IO.Path.Combine(directory, v);
+        switch (name.ToLowerInvariant())
+        {
+            case "tunneladdress":
+                if (!IpAddress.TryParse(value, out var address) || !address.IsV4)
+                {
+                    throw new ConfigException(Path, line, $"TunnelAddress '{value}' is not an IPv4 address");
+                }
+                overlay.TunnelAddress = address;
+                break;
+            case "podcidr":
+            case "podcidrs":
+                overlay.PodCidrs.AddRange(ParsePrefixes(value, line, "PodCIDR"));
+                break;
+            case "clustercidr":
+            case "clustercidrs":
+                overlay.ClusterCidrs.AddRange(ParsePrefixes(value, line, "ClusterCIDR"));
+                break;
+            case "vxlanport":
+                overlay.VxlanPort = ParsePort(value, line, "VxlanPort");
+                if (overlay.VxlanPort == 0)
+                {
+                    throw new ConfigException(Path, line, "VxlanPort must not be 0");
+                }
+                break;
+            case "endpoints":
+                overlay.EndpointsPath = ResolvePath(value);
+                break;
+            case "policy":
+                overlay.PolicyPath = ResolvePath(value);
+                break;
+            case "identitystore":
+                overlay.IdentityStorePath = ResolvePath(value);
+                break;
+            case "strict":
+                overlay.Strict = ParseBool(value, line, "Strict");
+                break;
+            case "flowlog":
+                overlay.FlowLogPath = value.Equals("off", StringComparison.OrdinalIgnoreCase) ? "off" : ResolvePath(value);
+                break;
+            case "nodename":
+                overlay.NodeName = value;
+                break;
+            default:
+                throw new ConfigException(Path, line, $"unknown key '{name}' in [Overlay]");
+        }
+    }
+
+    private List<IpPrefix> ParsePrefixes(string value, int line, string name)
+    {
+        var list = new List<IpPrefix>();
+        foreach (var item in SplitList(value))
+        {
+            if (!IpPrefix.TryParse(item, out var prefix))
+            {
+                throw new ConfigException(Path, line, $"{name} entry '{item}' is not an address or prefix");
+            }
+            list.Add(prefix);
+        }
+        return list;
     }
 
     private static bool IsPeerKey(string name) =>
+        name.Equals("TunnelAddress", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("PodCIDRs", StringComparison.OrdinalIgnoreCase) ||
         name.Equals("PublicKey", StringComparison.OrdinalIgnoreCase) ||
         name.Equals("PresharedKey", StringComparison.OrdinalIgnoreCase) ||
         name.Equals("AllowedIPs", StringComparison.OrdinalIgnoreCase) ||
@@ -307,6 +448,18 @@ public sealed class WgQuickConfig : IDisposable
             case "endpoint":
                 peer.EndpointText = value;
                 peer.Endpoint = ResolveEndpoint(value, line, resolve);
+                break;
+            case "tunneladdress":
+                if (!IpAddress.TryParse(value, out var tunnel) || !tunnel.IsV4)
+                {
+                    throw new ConfigException(Path, line, $"TunnelAddress '{value}' is not an IPv4 address");
+                }
+                peer.Overlay.TunnelAddress = tunnel;
+                overlayKeyLines.Add((peer, "TunnelAddress", line));
+                break;
+            case "podcidrs":
+                peer.Overlay.PodCidrs.AddRange(ParsePrefixes(value, line, "PodCIDRs"));
+                overlayKeyLines.Add((peer, "PodCIDRs", line));
                 break;
             case "persistentkeepalive":
                 peer.PersistentKeepalive = value.Equals("off", StringComparison.OrdinalIgnoreCase)

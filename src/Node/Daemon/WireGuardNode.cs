@@ -6,6 +6,7 @@ using Gateway.Datapath.Devices;
 using Gateway.Node.Configuration;
 using Gateway.Node.Link;
 using Gateway.Node.Metrics;
+using Gateway.Node.Overlay;
 using Gateway.Node.Uapi;
 using Gateway.Tunnel;
 
@@ -49,6 +50,8 @@ public sealed class WireGuardNode : IAsyncDisposable
     private UdpBatchSocket? _socket;
     private UapiSocketServer? _uapi;
     private MetricsServer? _metrics;
+    private OverlayRuntime? _overlay;
+    private readonly List<IpPrefix> _prohibitRoutes = [];
     private WgQuickConfig _config;
     private readonly HashSet<IpPrefix> _routes = [];
     private readonly Lock _reloadLock = new();
@@ -70,6 +73,9 @@ public sealed class WireGuardNode : IAsyncDisposable
     public int Mtu { get; private set; }
 
     public ushort ListenPort => _socket?.LocalPort ?? 0;
+
+    /// <summary>The overlay control plane, when the configuration has an [Overlay] section.</summary>
+    public OverlayRuntime? Overlay => _overlay;
 
     /// <summary>Brings the interface up. On any failure everything done so far is undone and
     /// the exception propagates: the node never runs half-configured.</summary>
@@ -97,9 +103,17 @@ public sealed class WireGuardNode : IAsyncDisposable
         _tun = TunDevice.Create(_options.InterfaceName);
         _undo.Add(() => _tun.Dispose());
 
-        Mtu = iface.Mtu ?? DefaultMtu();
-        _engine = new WireGuardEngine(new SocketOutput(this), new WireGuardEngineOptions { Mtu = Mtu });
+        bool overlay = _config.Overlay is not null;
+        // In overlay mode the TUN carries workload packets; each gains 50 bytes of VXLAN
+        // framing before WireGuard sees it (Cilium's 80 + 50 on a 1500-byte link: 1370).
+        Mtu = iface.Mtu ?? DefaultMtu() - (overlay ? VxlanFrame.Overhead : 0);
+        _engine = new WireGuardEngine(new SocketOutput(this), new WireGuardEngineOptions { Mtu = Mtu + (overlay ? VxlanFrame.Overhead : 0) });
         _undo.Add(() => _engine.Dispose());
+        if (overlay)
+        {
+            _overlay = OverlayRuntime.Create(_config, _engine, _log);
+            _undo.Add(() => _overlay.Dispose());
+        }
 
         _socket = new UdpBatchSocket(iface.ListenPort ?? 0, bindAddress: null, batchSize: _options.BatchSize);
         _undo.Add(() => _socket.Dispose());
@@ -125,6 +139,11 @@ public sealed class WireGuardNode : IAsyncDisposable
             _undo.Add(() => _metrics.DisposeAsync().AsTask().GetAwaiter().GetResult());
         }
 
+        if (_overlay is not null)
+        {
+            InstallStrictRoutes();
+            _overlay.WatchFiles();
+        }
         StartThread("tun-rx", TunToNetworkLoop);
         StartThread("udp-rx", NetworkToTunLoop);
         StartThread("timers", TimerLoop);
@@ -177,6 +196,11 @@ public sealed class WireGuardNode : IAsyncDisposable
             var previous = _config;
             ApplyConfig(next, previous);
             _config = next;
+            if (_overlay is not null)
+            {
+                _overlay.ApplyPeers(next);
+                _overlay.ReloadPolicy();
+            }
             SyncRoutes();
             if (!ReferenceEquals(previous, _options.Config))
             {
@@ -250,7 +274,16 @@ public sealed class WireGuardNode : IAsyncDisposable
         var wanted = new HashSet<IpPrefix>();
         foreach (var peer in Engine.Peers)
         {
-            foreach (var prefix in peer.AllowedIps)
+            var routed = peer.AllowedIps.ToList();
+            if (_overlay is not null)
+            {
+                var overlayPeer = _overlay.Pipeline.Peers.FirstOrDefault(p => p.PublicKey == peer.PublicKey);
+                if (overlayPeer is not null)
+                {
+                    routed.AddRange(overlayPeer.PodCidrs);
+                }
+            }
+            foreach (var prefix in routed)
             {
                 if (prefix.Length == 0)
                 {
@@ -271,6 +304,35 @@ public sealed class WireGuardNode : IAsyncDisposable
             _routes.Add(prefix);
         }
     }
+
+    /// <summary>
+    /// Strict mode: cluster prefixes get a 'prohibit' route with a high metric, so that if the
+    /// tunnel's routes are missing (gateway stopped, crashed, or a route deleted) cluster traffic
+    /// is refused by the kernel instead of leaving in plaintext by the default route.
+    /// </summary>
+    private void InstallStrictRoutes()
+    {
+        var settings = _config.Overlay!;
+        if (!settings.Strict)
+        {
+            return;
+        }
+        foreach (var prefix in settings.ClusterCidrs)
+        {
+            IpCommand.Run($"{(prefix.Address.IsV6 ? "-6" : "-4")} route replace prohibit {prefix} metric {StrictRouteMetric}");
+            _prohibitRoutes.Add(prefix);
+        }
+        _undo.Add(() =>
+        {
+            foreach (var prefix in _prohibitRoutes)
+            {
+                IpCommand.Run($"{(prefix.Address.IsV6 ? "-6" : "-4")} route del prohibit {prefix} metric {StrictRouteMetric}", check: false);
+            }
+        });
+    }
+
+    /// <summary>Metric of strict mode's fallback routes: worse than any route that carries traffic.</summary>
+    public const int StrictRouteMetric = 4242;
 
     private string HandleUapi(Func<WireGuardEngine, string, string> handler, string request)
     {
@@ -321,9 +383,11 @@ public sealed class WireGuardNode : IAsyncDisposable
         var tun = _tun!;
         var socket = _socket!;
         var engine = _engine!;
+        var pipeline = _overlay?.Pipeline;
+        int headroom = pipeline is null ? Headroom : OverlayPipeline.Headroom;
         int batch = _options.BatchSize;
-        // Room for the header in front, and padding plus tag behind, of an MTU-sized packet.
-        int slotSize = (Headroom + Mtu + 16 + 16 + 63) & ~63;
+        // Room for the headers in front, and padding plus tag behind, of an MTU-sized packet.
+        int slotSize = (headroom + Mtu + 16 + 16 + 63) & ~63;
         byte[] slab = GC.AllocateUninitializedArray<byte>(slotSize * batch, pinned: true);
         var pointers = new nint[batch];
         var lengths = new int[batch];
@@ -332,7 +396,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         {
             while (!_stop.IsCancellationRequested)
             {
-                int n = tun.Read(slab.AsSpan(Headroom, slotSize - Headroom));
+                int n = tun.Read(slab.AsSpan(headroom, slotSize - headroom));
                 if (n < 0)
                 {
                     return;
@@ -341,19 +405,33 @@ public sealed class WireGuardNode : IAsyncDisposable
                 for (int i = 0; ; i++)
                 {
                     var slot = slab.AsSpan(i * slotSize, slotSize);
-                    var result = engine.EncapsulateInPlace(slot, n);
-                    if (result.Action == TunnelAction.SendToNetwork)
+                    if (pipeline is null)
                     {
-                        pointers[count] = (nint)(basePointer + i * slotSize + result.Offset);
-                        lengths[count] = result.Length;
-                        destinations[count] = result.Endpoint;
-                        count++;
+                        var result = engine.EncapsulateInPlace(slot, n);
+                        if (result.Action == TunnelAction.SendToNetwork)
+                        {
+                            pointers[count] = (nint)(basePointer + i * slotSize + result.Offset);
+                            lengths[count] = result.Length;
+                            destinations[count] = result.Endpoint;
+                            count++;
+                        }
+                    }
+                    else
+                    {
+                        var result = pipeline.Outbound(slot, headroom, n);
+                        if (result.Action == OverlayAction.Send)
+                        {
+                            pointers[count] = (nint)(basePointer + i * slotSize + headroom - OverlayPipeline.Headroom + result.Offset);
+                            lengths[count] = result.Length;
+                            destinations[count] = result.Endpoint;
+                            count++;
+                        }
                     }
                     if (i + 1 == batch)
                     {
                         break;
                     }
-                    n = tun.TryRead(slab.AsSpan((i + 1) * slotSize + Headroom, slotSize - Headroom));
+                    n = tun.TryRead(slab.AsSpan((i + 1) * slotSize + headroom, slotSize - headroom));
                     if (n <= 0)
                     {
                         break;
@@ -372,6 +450,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         var tun = _tun!;
         var socket = _socket!;
         var engine = _engine!;
+        var pipeline = _overlay?.Pipeline;
         int batch = _options.BatchSize;
         byte* memory = (byte*)NativeMemory.AlignedAlloc((nuint)(ReceiveSlotSize * batch), 64);
         try
@@ -398,6 +477,23 @@ public sealed class WireGuardNode : IAsyncDisposable
                         continue;
                     }
                     var datagram = new Span<byte>((void*)pointers[i], lengths[i]);
+                    if (pipeline is not null)
+                    {
+                        var slot = new Span<byte>((void*)pointers[i], ReceiveSlotSize);
+                        var outcome = pipeline.Inbound(sources[i], slot, lengths[i]);
+                        if (outcome.Action == OverlayAction.Deliver)
+                        {
+                            if (!tun.Write(slot.Slice(outcome.Offset, outcome.Length)))
+                            {
+                                Interlocked.Increment(ref _tunWriteFailures);
+                            }
+                        }
+                        else if (outcome.Action == OverlayAction.Send)
+                        {
+                            socket.Send(slot.Slice(outcome.Offset, outcome.Length), outcome.Endpoint);
+                        }
+                        continue;
+                    }
                     var result = engine.Decapsulate(sources[i], datagram);
                     switch (result.Action)
                     {
@@ -479,7 +575,56 @@ public sealed class WireGuardNode : IAsyncDisposable
         text.Describe("gateway_forward_count_total", "counter", "Packets forwarded, by direction.");
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportSent), ("interface", InterfaceName), ("direction", "egress"));
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportDelivered), ("interface", InterfaceName), ("direction", "ingress"));
+        if (_overlay is { } overlay)
+        {
+            RenderOverlayMetrics(text, overlay);
+        }
         return text.ToString();
+    }
+
+    private void RenderOverlayMetrics(PrometheusText text, OverlayRuntime overlay)
+    {
+        var pipeline = overlay.Pipeline;
+        // Cilium's metric names (cilium_ prefix dropped for gateway_): drops and forwards by
+        // reason and direction, policy verdicts, conntrack entries, lost flow events.
+        text.Describe("gateway_overlay_drop_count_total", "counter", "Workload packets dropped by the overlay, by Cilium drop reason and direction.");
+        foreach (var direction in new[] { Gateway.Policy.Direction.Ingress, Gateway.Policy.Direction.Egress })
+        {
+            foreach (var reason in Enum.GetValues<OverlayDrop>())
+            {
+                if (reason == OverlayDrop.None)
+                {
+                    continue;
+                }
+                text.Sample("gateway_overlay_drop_count_total", pipeline.Drops(direction, reason),
+                    ("interface", InterfaceName), ("reason", OverlayDropNames.Name(reason)), ("direction", direction.ToString().ToUpperInvariant()));
+            }
+        }
+        text.Describe("gateway_overlay_forward_count_total", "counter", "Workload packets forwarded by the overlay, by direction.");
+        text.Sample("gateway_overlay_forward_count_total", pipeline.Forwards(Gateway.Policy.Direction.Ingress), ("interface", InterfaceName), ("direction", "INGRESS"));
+        text.Sample("gateway_overlay_forward_count_total", pipeline.Forwards(Gateway.Policy.Direction.Egress), ("interface", InterfaceName), ("direction", "EGRESS"));
+        text.Describe("gateway_policy_verdict_total", "counter", "Policy verdicts on new flows, by direction and outcome.");
+        foreach (var direction in new[] { Gateway.Policy.Direction.Ingress, Gateway.Policy.Direction.Egress })
+        {
+            string d = direction.ToString().ToUpperInvariant();
+            text.Sample("gateway_policy_verdict_total", PolicyVerdicts(direction, allowed: true), ("interface", InterfaceName), ("direction", d), ("verdict", "allowed"));
+            text.Sample("gateway_policy_verdict_total", PolicyVerdicts(direction, allowed: false), ("interface", InterfaceName), ("direction", d), ("verdict", "denied"));
+        }
+        text.Describe("gateway_conntrack_entries", "gauge", "Connection tracking entries in use.");
+        text.Sample("gateway_conntrack_entries", overlay.Policy.Conntrack.Count, ("interface", InterfaceName));
+        text.Describe("gateway_flow_events_lost_total", "counter", "Flow events lost because the flow log could not keep up.");
+        text.Sample("gateway_flow_events_lost_total", overlay.Policy.Events.Lost, ("interface", InterfaceName));
+        text.Describe("gateway_policy_loads_total", "counter", "Policy loads, by outcome.");
+        text.Sample("gateway_policy_loads_total", overlay.PolicyLoads, ("interface", InterfaceName), ("outcome", "success"));
+        text.Sample("gateway_policy_loads_total", overlay.PolicyLoadFailures, ("interface", InterfaceName), ("outcome", "failure"));
+    }
+
+    private long PolicyVerdicts(Gateway.Policy.Direction direction, bool allowed)
+    {
+        var pipeline = _overlay!.Pipeline;
+        return allowed
+            ? pipeline.PolicyAllowed(direction)
+            : pipeline.Drops(direction, OverlayDrop.PolicyDenied) + pipeline.Drops(direction, OverlayDrop.PolicyDeny);
     }
 
     // ------------------------------------------------------------------ shutdown

@@ -49,7 +49,7 @@ public class RealCaptureIntegrationTests
             AuditReport wg = CaptureAuditor.AuditFile(Path.Combine(dir, "wireguard-go-underlay.pcap"));
             Assert.Equal("ENCRYPTED", wg.Verdict);
             WireGuardFlow flow = Assert.Single(wg.WireGuardFlows);
-            Assert.True(flow.Initiations >= 1 && flow.Responses >= 1 && flow.TransportMessages >= 6,
+            Assert.True(flow.Initiations >= 1 && flow.Responses >= 1 && flow.TransportMessages >= 2,
                 $"init {flow.Initiations} resp {flow.Responses} transport {flow.TransportMessages}");
 
             AuditReport vx = CaptureAuditor.AuditFile(Path.Combine(dir, "linux-vxlan-dns.pcap"));

@@ -1,12 +1,12 @@
 namespace Gateway.Cli.Tests;
 
 [Collection(ConsoleInputCollection.Name)]
-public class KeyDemoTests
+public class KeySelfTestTests
 {
     [Fact]
-    public void DemoPassesPrintsPublicKeyAndFiguresButNoSecret()
+    public void SelfTestPassesPrintsPublicKeyAndFiguresButNoSecret()
     {
-        var (code, output, err) = KeyCommandTests.Run(null, "demo");
+        var (code, output, err) = KeyCommandTests.Run(null, "selftest");
         Assert.Equal("", err);
         Assert.Equal(0, code);
         Assert.Contains("public key", output);

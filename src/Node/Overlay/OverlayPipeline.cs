@@ -1,0 +1,395 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using Gateway.Datapath;
+using Gateway.Policy;
+using Gateway.Tunnel;
+
+namespace Gateway.Node.Overlay;
+
+/// <summary>What the caller does with the outcome of one overlay step.</summary>
+public enum OverlayAction : byte
+{
+    /// <summary>Nothing (a handshake was handled, a packet staged until one completes).</summary>
+    None,
+    /// <summary>Send bytes [Offset, Offset+Length) of the buffer to <see cref="OverlayResult.Endpoint"/>.</summary>
+    Send,
+    /// <summary>Write bytes [Offset, Offset+Length) of the buffer (an IP packet) to TUN.</summary>
+    Deliver,
+    /// <summary>Dropped; <see cref="OverlayResult.Drop"/> (and for the tunnel layer
+    /// <see cref="OverlayResult.TunnelReason"/>) says why.</summary>
+    Drop,
+}
+
+/// <summary>The outcome of <see cref="OverlayPipeline.Outbound"/> or <see cref="OverlayPipeline.Inbound"/>. No allocation.</summary>
+public readonly record struct OverlayResult(OverlayAction Action, int Offset, int Length, IpEndpoint Endpoint, OverlayDrop Drop, TunnelEvent TunnelReason)
+{
+    internal static OverlayResult Dropped(OverlayDrop reason) => new(OverlayAction.Drop, 0, 0, default, reason, TunnelEvent.None);
+
+    internal static OverlayResult FromTunnel(in TunnelResult r) => r.Action switch
+    {
+        TunnelAction.SendToNetwork => new(OverlayAction.Send, r.Offset, r.Length, r.Endpoint, OverlayDrop.None, r.Reason),
+        TunnelAction.DeliverToTun => new(OverlayAction.Deliver, r.Offset, r.Length, default, OverlayDrop.None, r.Reason),
+        TunnelAction.Drop => new(OverlayAction.Drop, 0, 0, default, OverlayDrop.Tunnel, r.Reason),
+        _ => new(OverlayAction.None, 0, 0, default, OverlayDrop.None, r.Reason),
+    };
+}
+
+/// <summary>Static settings of an overlay node.</summary>
+public sealed class OverlayOptions
+{
+    public required IpAddress TunnelAddress { get; init; }
+    public IReadOnlyList<IpPrefix> PodCidrs { get; init; } = [];
+    public IReadOnlyList<IpPrefix> ClusterCidrs { get; init; } = [];
+    public ushort VxlanPort { get; init; } = 8472;
+    public bool Strict { get; init; } = true;
+}
+
+/// <summary>A remote node: its WireGuard peer, VXLAN endpoint and the workload prefixes behind it.</summary>
+public sealed class OverlayPeer(PublicKey publicKey, IpAddress tunnelAddress, IReadOnlyList<IpPrefix> podCidrs)
+{
+    private readonly byte[] _mac = new byte[6];
+    private int _macLearned;
+
+    public PublicKey PublicKey { get; } = publicKey;
+    public IpAddress TunnelAddress { get; } = tunnelAddress;
+    public IReadOnlyList<IpPrefix> PodCidrs { get; } = podCidrs;
+
+    /// <summary>The inner destination MAC for frames to this node: learned from its frames,
+    /// else the Gateway scheme derived from its tunnel address.</summary>
+    internal ReadOnlySpan<byte> Mac
+    {
+        get
+        {
+            if (Volatile.Read(ref _macLearned) == 0)
+            {
+                VxlanFrame.NodeMac(TunnelAddress, _mac);
+            }
+            return _mac;
+        }
+    }
+
+    internal void Learn(ReadOnlySpan<byte> sourceMac)
+    {
+        // Unicast source MACs only; a 6-byte copy, no allocation.
+        if ((sourceMac[0] & 1) == 0 && !sourceMac.SequenceEqual(_mac))
+        {
+            sourceMac.CopyTo(_mac);
+        }
+        Volatile.Write(ref _macLearned, 1);
+    }
+}
+
+/// <summary>
+/// Cilium's transparent encryption in user space, as a no-I/O pipeline shared by the daemon and
+/// the replay benchmark. Outbound: a workload packet from TUN is parsed in place, checked by the
+/// source endpoint's egress policy (conntrack first), wrapped in VXLAN whose VNI is the source's
+/// security identity, addressed to the destination node's tunnel address, and sealed by
+/// WireGuard in place. Inbound: a datagram is opened by WireGuard; if it is VXLAN it must come
+/// from the sending peer's tunnel address, the VNI gives the source identity, and the inner
+/// packet passes the destination endpoint's ingress policy before it is delivered.
+/// </summary>
+/// <remarks>
+/// Buffers: an outbound packet needs <see cref="Headroom"/> bytes in front of it and 32 bytes
+/// behind (padding and tag); inbound datagrams are opened in place, and the buffer must be large
+/// enough for an ARP reply to be sealed into it. Thread-safety: as the engine's (data-path calls
+/// may run in parallel); <see cref="SetPeers"/> swaps routing state atomically.
+/// </remarks>
+public sealed class OverlayPipeline
+{
+    /// <summary>Bytes needed in front of an outbound workload packet.</summary>
+    public const int Headroom = Messages.TransportHeaderSize + VxlanFrame.Overhead;
+
+    private sealed class Routing
+    {
+        public readonly LpmTable<OverlayPeer> ByPod = new();
+        public readonly Dictionary<IpAddress, OverlayPeer> ByTunnel = [];
+        public readonly Dictionary<PublicKey, OverlayPeer> ByKey = [];
+    }
+
+    private readonly WireGuardEngine _engine;
+    private readonly PolicyEngine _policy;
+    private readonly OverlayOptions _options;
+    private readonly TimeProvider _clock;
+    private readonly LpmTable<bool> _local = new();
+    private readonly LpmTable<bool> _cluster = new();
+    private readonly byte[] _mac = new byte[6];
+    private Routing _routing = new();
+    // [direction][reason] drop counters and per-direction forwards; Direction.Ingress = 0, Egress = 1.
+    private readonly long[] _drops = new long[2 * 256];
+    private readonly long[] _forwards = new long[2];
+    private readonly long[] _allowedNew = new long[2];
+
+    public OverlayPipeline(WireGuardEngine engine, PolicyEngine policy, OverlayOptions options, TimeProvider? clock = null)
+    {
+        _engine = engine ?? throw new ArgumentNullException(nameof(engine));
+        _policy = policy ?? throw new ArgumentNullException(nameof(policy));
+        _options = options ?? throw new ArgumentNullException(nameof(options));
+        if (!options.TunnelAddress.IsV4)
+        {
+            throw new ArgumentException("The tunnel address must be IPv4.", nameof(options));
+        }
+        _clock = clock ?? TimeProvider.System;
+        foreach (var prefix in options.PodCidrs)
+        {
+            _local.Set(prefix, true);
+        }
+        foreach (var prefix in options.ClusterCidrs)
+        {
+            _cluster.Set(prefix, true);
+        }
+        VxlanFrame.NodeMac(options.TunnelAddress, _mac);
+    }
+
+    public OverlayOptions Options => _options;
+
+    public PolicyEngine Policy => _policy;
+
+    /// <summary>Replaces the remote nodes (one reference swap: a packet sees old or new, never a mix).</summary>
+    public void SetPeers(IEnumerable<OverlayPeer> peers)
+    {
+        var next = new Routing();
+        var previous = Volatile.Read(ref _routing);
+        foreach (var peer in peers)
+        {
+            // Keep what was learned about a node that stays.
+            var kept = previous.ByKey.TryGetValue(peer.PublicKey, out var old) && old.TunnelAddress == peer.TunnelAddress &&
+                       old.PodCidrs.SequenceEqual(peer.PodCidrs) ? old : peer;
+            next.ByTunnel[kept.TunnelAddress] = kept;
+            next.ByKey[kept.PublicKey] = kept;
+            foreach (var prefix in kept.PodCidrs)
+            {
+                next.ByPod.Set(prefix, kept);
+            }
+        }
+        Volatile.Write(ref _routing, next);
+    }
+
+    public IReadOnlyCollection<OverlayPeer> Peers => Volatile.Read(ref _routing).ByKey.Values;
+
+    public long Drops(Direction direction, OverlayDrop reason) => Interlocked.Read(ref _drops[(int)direction * 256 + (int)reason]);
+
+    public long Forwards(Direction direction) => Interlocked.Read(ref _forwards[(int)direction]);
+
+    /// <summary>New flows the policy allowed (established flows and replies are not verdicts).</summary>
+    public long PolicyAllowed(Direction direction) => Interlocked.Read(ref _allowedNew[(int)direction]);
+
+    private void CountVerdict(Direction direction, in FlowDecision decision)
+    {
+        if (decision.Allowed && decision.Conntrack == CtResult.New)
+        {
+            Interlocked.Increment(ref _allowedNew[(int)direction]);
+        }
+    }
+
+    private long NowNs => (long)(_clock.GetTimestamp() * (1_000_000_000.0 / _clock.TimestampFrequency));
+
+    // ------------------------------------------------------------------ outbound
+
+    /// <summary>
+    /// Handles one packet read from TUN, located at buffer[<paramref name="packetOffset"/>, +length)
+    /// with at least <see cref="Headroom"/> bytes in front and 32 behind.
+    /// </summary>
+    public OverlayResult Outbound(Span<byte> buffer, int packetOffset, int packetLength)
+    {
+        if (packetOffset < Headroom || packetLength <= 0 || packetOffset + packetLength > buffer.Length)
+        {
+            return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
+        }
+        var packet = buffer.Slice(packetOffset, packetLength);
+        if (FlowParser.ParseIp(packet, out var key) != ParseStatus.Ok)
+        {
+            return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
+        }
+        if (!_local.TryLookup(key.Source, out _))
+        {
+            // Not from a workload: node traffic (e.g. to a peer's tunnel address), plain WireGuard.
+            return Count(Direction.Egress, OverlayResult.FromTunnel(_engine.EncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength)));
+        }
+        if (_options.Strict && key.Protocol == IpProtocol.Udp && key.DestinationPort == _options.VxlanPort)
+        {
+            // A workload must not inject encapsulated traffic of its own into the overlay.
+            return Reject(key, Direction.Egress, OverlayDrop.EncapsulationProhibited);
+        }
+        var routing = Volatile.Read(ref _routing);
+        if (!routing.ByPod.TryLookup(key.Destination, out var peer))
+        {
+            return Reject(key, Direction.Egress, _cluster.TryLookup(key.Destination, out _) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
+        }
+        var decision = _policy.Process(key, NowNs, PolicyChecks.Egress);
+        CountVerdict(Direction.Egress, decision);
+        if (!decision.Allowed)
+        {
+            return Count(Direction.Egress, OverlayResult.Dropped(decision.DropReason == DropReason.PolicyDeny ? OverlayDrop.PolicyDeny : OverlayDrop.PolicyDenied));
+        }
+        uint identity = decision.SourceIdentity;
+        if (identity is 0 or > ReservedIdentity.MaxAllocated)
+        {
+            return Reject(key, Direction.Egress, OverlayDrop.InvalidSourceIp);
+        }
+        ushort etherType = key.IpVersion == 4 ? (ushort)0x0800 : (ushort)0x86DD;
+        VxlanFrame.Write(buffer.Slice(packetOffset - VxlanFrame.Overhead, VxlanFrame.Overhead), packetLength,
+            _options.TunnelAddress, peer.TunnelAddress, _options.VxlanPort, identity, VxlanFrame.SourcePort(key), peer.Mac, _mac, etherType);
+        var sealedResult = _engine.EncapsulateInPlace(buffer[(packetOffset - Headroom)..], VxlanFrame.Overhead + packetLength);
+        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult));
+    }
+
+    // ------------------------------------------------------------------ inbound
+
+    /// <summary>
+    /// Handles one datagram received from <paramref name="source"/>: buffer[0, length), opened in
+    /// place. The buffer should have room past the datagram (an ARP reply is sealed into it).
+    /// </summary>
+    public OverlayResult Inbound(in IpEndpoint source, Span<byte> buffer, int length)
+    {
+        var opened = _engine.Decapsulate(source, buffer[..length]);
+        if (opened.Action != TunnelAction.DeliverToTun)
+        {
+            return Count(Direction.Ingress, OverlayResult.FromTunnel(opened));
+        }
+        var packet = buffer.Slice(opened.Offset, opened.Length);
+        if (!VxlanFrame.TryRead(packet, _options.TunnelAddress, _options.VxlanPort, out var outerSource, out uint vni,
+                out int frameOffset, out int frameLength, out bool malformed))
+        {
+            return InboundPlain(opened, packet);
+        }
+        if (malformed)
+        {
+            return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
+        }
+        var routing = Volatile.Read(ref _routing);
+        // The VXLAN datagram must come from the tunnel address of the peer that sealed it.
+        if (!routing.ByTunnel.TryGetValue(outerSource, out var peer) || opened.Peer is null || peer.PublicKey != opened.Peer.PublicKey)
+        {
+            return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.UnknownSender));
+        }
+        var frame = packet.Slice(frameOffset, frameLength);
+        peer.Learn(frame.Slice(6, 6));
+        ushort etherType = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
+        if (etherType == 0x0806)
+        {
+            return AnswerArp(buffer, opened.Offset, frame, peer);
+        }
+        if (etherType is not (0x0800 or 0x86DD))
+        {
+            return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.UnsupportedL3Protocol));
+        }
+        var inner = frame[VxlanFrame.EthernetLength..];
+        if (FlowParser.ParseIp(inner, out var key, out var layout) != ParseStatus.Ok)
+        {
+            return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
+        }
+        if (vni is 0 or > ReservedIdentity.MaxAllocated)
+        {
+            return Reject(key, Direction.Ingress, OverlayDrop.InvalidIdentity);
+        }
+        if (!_local.TryLookup(key.Destination, out _))
+        {
+            return Reject(key, Direction.Ingress, OverlayDrop.UnknownL3TargetAddress, vni);
+        }
+        var decision = _policy.Process(key, NowNs, PolicyChecks.Ingress, sourceIdentity: vni);
+        CountVerdict(Direction.Ingress, decision);
+        if (!decision.Allowed)
+        {
+            return Count(Direction.Ingress, OverlayResult.Dropped(decision.DropReason == DropReason.PolicyDeny ? OverlayDrop.PolicyDeny : OverlayDrop.PolicyDenied));
+        }
+        // Deliver the IP packet without the link padding a minimum-size frame may carry.
+        int innerOffset = opened.Offset + frameOffset + VxlanFrame.EthernetLength;
+        return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, opened.Reason));
+    }
+
+    private OverlayResult InboundPlain(in TunnelResult opened, ReadOnlySpan<byte> packet)
+    {
+        // Plain traffic inside the tunnel: fine between nodes; for a local workload it carries no
+        // identity, so the workload's ingress policy judges it by the sender's address.
+        if (FlowParser.ParseIp(packet, out var key) != ParseStatus.Ok)
+        {
+            return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
+        }
+        if (_local.TryLookup(key.Destination, out _))
+        {
+            var decision = _policy.Process(key, NowNs, PolicyChecks.Ingress);
+            CountVerdict(Direction.Ingress, decision);
+            if (!decision.Allowed)
+            {
+                return Count(Direction.Ingress, OverlayResult.Dropped(decision.DropReason == DropReason.PolicyDeny ? OverlayDrop.PolicyDeny : OverlayDrop.PolicyDenied));
+            }
+        }
+        return Count(Direction.Ingress, OverlayResult.FromTunnel(opened));
+    }
+
+    /// <summary>Answers an ARP request for a local workload address with this node's MAC, so that a
+    /// Linux vxlan device on the other side can resolve Gateway's workloads.</summary>
+    private OverlayResult AnswerArp(Span<byte> buffer, int datagramOffset, ReadOnlySpan<byte> frame, OverlayPeer peer)
+    {
+        // Ethernet(14) + ARP for IPv4 over Ethernet (28): htype 1, ptype 0x0800, hlen 6, plen 4, op.
+        if (frame.Length < 42 || BinaryPrimitives.ReadUInt16BigEndian(frame[14..]) != 1 ||
+            BinaryPrimitives.ReadUInt16BigEndian(frame[16..]) != 0x0800 || frame[18] != 6 || frame[19] != 4 ||
+            BinaryPrimitives.ReadUInt16BigEndian(frame[20..]) != 1)
+        {
+            return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.UnsupportedL3Protocol));
+        }
+        var target = IpAddress.FromV4(BinaryPrimitives.ReadUInt32BigEndian(frame[38..]));
+        if (!_local.TryLookup(target, out _))
+        {
+            return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.UnknownL3TargetAddress));
+        }
+        Span<byte> requesterMac = stackalloc byte[6];
+        frame.Slice(22, 6).CopyTo(requesterMac);
+        uint requesterIp = BinaryPrimitives.ReadUInt32BigEndian(frame[28..]);
+
+        // Build the reply where the request was: [16 header][50 VXLAN headers][28 ARP].
+        int arpOffset = datagramOffset + VxlanFrame.Overhead;
+        var arp = buffer.Slice(arpOffset, 28);
+        BinaryPrimitives.WriteUInt16BigEndian(arp, 1);
+        BinaryPrimitives.WriteUInt16BigEndian(arp[2..], 0x0800);
+        arp[4] = 6;
+        arp[5] = 4;
+        BinaryPrimitives.WriteUInt16BigEndian(arp[6..], 2);
+        _mac.CopyTo(arp[8..]);
+        BinaryPrimitives.WriteUInt32BigEndian(arp[14..], target.V4);
+        requesterMac.CopyTo(arp[18..]);
+        BinaryPrimitives.WriteUInt32BigEndian(arp[24..], requesterIp);
+        VxlanFrame.Write(buffer.Slice(datagramOffset, VxlanFrame.Overhead), 28, _options.TunnelAddress, peer.TunnelAddress,
+            _options.VxlanPort, ReservedIdentity.Host, _options.VxlanPort, requesterMac, _mac, 0x0806);
+        var reply = _engine.EncapsulateInPlace(buffer[(datagramOffset - Messages.TransportHeaderSize)..], VxlanFrame.Overhead + 28);
+        return OverlayResult.FromTunnel(reply);
+    }
+
+    // ------------------------------------------------------------------ accounting
+
+    private OverlayResult Reject(in FlowKey key, Direction direction, OverlayDrop reason, uint sourceIdentity = 0)
+    {
+        var snapshot = _policy.Current;
+        var ev = new FlowEvent
+        {
+            TimeUnixNs = (_clock.GetUtcNow().UtcTicks - DateTimeOffset.UnixEpoch.UtcTicks) * 100,
+            Verdict = FlowVerdict.Dropped,
+            DropReason = (DropReason)(byte)reason,
+            TrafficDirection = direction,
+            Encrypted = true,
+            Key = key,
+            SourceIdentity = sourceIdentity != 0 ? sourceIdentity : snapshot.IpCache.Lookup(key.Source),
+            DestinationIdentity = snapshot.IpCache.Lookup(key.Destination),
+            RuleId = -1,
+            PolicyVersion = snapshot.Version,
+        };
+        _policy.Events.TryWrite(ev);
+        return Count(direction, OverlayResult.Dropped(reason));
+    }
+
+    private OverlayResult Count(Direction direction, OverlayResult result)
+    {
+        if (result.Action == OverlayAction.Drop)
+        {
+            Interlocked.Increment(ref _drops[(int)direction * 256 + (int)result.Drop]);
+        }
+        else if (result.Action is OverlayAction.Send or OverlayAction.Deliver)
+        {
+            Interlocked.Increment(ref _forwards[(int)direction]);
+        }
+        return result;
+    }
+
+    [Conditional("DEBUG")]
+    private static void Check(bool condition) => Debug.Assert(condition);
+}

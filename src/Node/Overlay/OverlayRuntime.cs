@@ -1,0 +1,155 @@
+using Gateway.Node.Configuration;
+using Gateway.Node.Daemon;
+using Gateway.Policy;
+using Gateway.Tunnel;
+
+namespace Gateway.Node.Overlay;
+
+/// <summary>
+/// The control plane of an overlay node: loads the cluster's endpoints and policies into a
+/// <see cref="PolicyEngine"/>, builds the <see cref="OverlayPipeline"/>, keeps its view of the
+/// other nodes in step with the configuration, and reloads policy when its files change
+/// (file watch) or on request (SIGHUP). A file that does not load leaves the previous policy
+/// in force and says so in the log.
+/// </summary>
+public sealed class OverlayRuntime : IDisposable
+{
+    private readonly OverlaySection _settings;
+    private readonly NodeLog _log;
+    private readonly List<FileSystemWatcher> _watchers = [];
+    private readonly Lock _reloadLock = new();
+    private Timer? _debounce;
+
+    private OverlayRuntime(OverlaySection settings, PolicyEngine policy, OverlayPipeline pipeline, NodeLog log)
+    {
+        _settings = settings;
+        Policy = policy;
+        Pipeline = pipeline;
+        _log = log;
+    }
+
+    public PolicyEngine Policy { get; }
+
+    public OverlayPipeline Pipeline { get; }
+
+    /// <summary>Successful policy loads (the first included) and refused ones.</summary>
+    public long PolicyLoads { get; private set; }
+
+    public long PolicyLoadFailures { get; private set; }
+
+    /// <summary>Builds the runtime; a policy or endpoints file that does not load is an error here
+    /// (the node does not start without its policy).</summary>
+    public static OverlayRuntime Create(WgQuickConfig config, WireGuardEngine engine, NodeLog log, TimeProvider? clock = null)
+    {
+        var settings = config.Overlay ?? throw new ArgumentException("The configuration has no [Overlay] section.", nameof(config));
+        var identities = new IdentityAllocator(settings.IdentityStorePath);
+        var policy = new PolicyEngine(identities, new Conntrack(1 << 16), new FlowEventRing(1 << 13), clock);
+        if (!TryLoadPolicy(settings, policy, out string? error))
+        {
+            throw new ConfigException(config.Path, settings.Line, $"overlay policy did not load: {error}");
+        }
+        var pipeline = new OverlayPipeline(engine, policy, new OverlayOptions
+        {
+            TunnelAddress = settings.TunnelAddress,
+            PodCidrs = settings.PodCidrs,
+            ClusterCidrs = settings.ClusterCidrs,
+            VxlanPort = settings.VxlanPort,
+            Strict = settings.Strict,
+        }, clock);
+        var runtime = new OverlayRuntime(settings, policy, pipeline, log) { PolicyLoads = 1 };
+        runtime.ApplyPeers(config);
+        return runtime;
+    }
+
+    private static bool TryLoadPolicy(OverlaySection settings, PolicyEngine policy, out string? error)
+    {
+        try
+        {
+            var endpoints = EndpointFile.Load(settings.EndpointsPath!, policy.Identities);
+            var policies = settings.PolicyPath is null ? PolicySet.Empty : PolicyLoader.Load(settings.PolicyPath);
+            policy.Apply(policies, endpoints);
+            error = null;
+            return true;
+        }
+        catch (Exception e) when (e is PolicyLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            error = e.Message;
+            return false;
+        }
+    }
+
+    /// <summary>Points the pipeline at the overlay peers of <paramref name="config"/>.</summary>
+    public void ApplyPeers(WgQuickConfig config)
+    {
+        var peers = new List<OverlayPeer>();
+        foreach (var section in config.Peers)
+        {
+            if (section.Overlay.TunnelAddress is { } tunnel)
+            {
+                peers.Add(new OverlayPeer(new PublicKey(section.PublicKey.Bytes), tunnel, section.Overlay.PodCidrs.ToArray()));
+            }
+        }
+        Pipeline.SetPeers(peers);
+    }
+
+    /// <summary>Reloads endpoints and policies; on failure the previous policy stays in force.</summary>
+    public bool ReloadPolicy()
+    {
+        lock (_reloadLock)
+        {
+            if (TryLoadPolicy(_settings, Policy, out string? error))
+            {
+                PolicyLoads++;
+                _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
+                return true;
+            }
+            PolicyLoadFailures++;
+            _log.Error($"policy reload failed, previous policy stays in force: {error}");
+            return false;
+        }
+    }
+
+    /// <summary>Reloads policy shortly after its files change (editors write in several steps).</summary>
+    public void WatchFiles()
+    {
+        foreach (var path in new[] { _settings.EndpointsPath, _settings.PolicyPath })
+        {
+            if (path is null)
+            {
+                continue;
+            }
+            bool isDirectory = Directory.Exists(path);
+            string directory = isDirectory ? path : Path.GetDirectoryName(Path.GetFullPath(path))!;
+            var watcher = new FileSystemWatcher(directory)
+            {
+                Filter = isDirectory ? "*" : Path.GetFileName(path),
+                IncludeSubdirectories = isDirectory,
+                NotifyFilter = NotifyFilters.LastWrite | NotifyFilters.FileName | NotifyFilters.Size | NotifyFilters.CreationTime,
+            };
+            watcher.Changed += (_, _) => Schedule();
+            watcher.Created += (_, _) => Schedule();
+            watcher.Deleted += (_, _) => Schedule();
+            watcher.Renamed += (_, _) => Schedule();
+            watcher.EnableRaisingEvents = true;
+            _watchers.Add(watcher);
+        }
+    }
+
+    private void Schedule()
+    {
+        lock (_reloadLock)
+        {
+            _debounce ??= new Timer(_ => ReloadPolicy());
+            _debounce.Change(TimeSpan.FromMilliseconds(300), Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    public void Dispose()
+    {
+        foreach (var watcher in _watchers)
+        {
+            watcher.Dispose();
+        }
+        _debounce?.Dispose();
+    }
+}

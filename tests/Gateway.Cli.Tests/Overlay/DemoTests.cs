@@ -1,0 +1,35 @@
+using System.CommandLine;
+using Gateway.Cli.Demo;
+
+namespace Gateway.Cli.Tests.Overlay;
+
+[Collection("daemon")]
+public class DemoTests
+{
+    [SkippableFact]
+    public void TheDemoShowsAllowedAndDeniedFlowsAndAnEncryptedUnderlay()
+    {
+        Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
+        var root = new RootCommand("test");
+        foreach (var command in CommandCatalog.All())
+        {
+            root.Subcommands.Add(command);
+        }
+        var output = new StringWriter();
+        var error = new StringWriter();
+        int code = CliRunner.Run(root, ["demo"], output, error);
+        string text = output.ToString();
+        Assert.True(code == 0, $"demo failed ({code}):\n{text}\n{error}");
+        Assert.Matches(@"ping frontend -> backend\s+3/3 replies\s+ALLOWED", text);
+        Assert.Matches(@"HTTP frontend -> backend:80\s+HTTP/1.0 200 OK\s+ALLOWED", text);
+        Assert.Matches(@"HTTP frontend -> db:80\s+timed out\s+DENIED by frontend's egress policy on node-a", text);
+        Assert.Matches(@"HTTP intruder -> backend:80\s+timed out\s+DENIED by backend's ingress policy on node-b", text);
+        if (File.Exists("/usr/bin/tcpdump") || File.Exists("/usr/sbin/tcpdump"))
+        {
+            Assert.Matches(@"underlay capture on node-a \(\d+ packets, \d+ WireGuard\): gateway audit says ENCRYPTED", text);
+        }
+        Assert.Contains("removed the demo's namespaces, links and files", text);
+        // Nothing of the demo is left behind.
+        Assert.DoesNotContain("gd" + (Environment.ProcessId % 100000), DemoCluster.Sh("ip netns list"));
+    }
+}
