@@ -40,6 +40,10 @@ public sealed class PolicyEngine
     }
 
     public IdentityAllocator Identities { get; }
+
+    /// <summary>Marks the flow events of this engine as encrypted (a node whose workload traffic
+    /// only ever crosses the underlay inside WireGuard).</summary>
+    public bool EventsEncrypted { get; set; }
     public Conntrack Conntrack { get; }
     public FlowEventRing Events { get; }
 
@@ -134,6 +138,7 @@ public sealed class PolicyEngine
             Verdict = allowed ? FlowVerdict.Forwarded : FlowVerdict.Dropped,
             DropReason = reason,
             TrafficDirection = direction,
+            Encrypted = EventsEncrypted,
             Key = key,
             SourceIdentity = src,
             DestinationIdentity = dst,

@@ -43,7 +43,7 @@ public sealed class OverlayRuntime : IDisposable
     {
         var settings = config.Overlay ?? throw new ArgumentException("The configuration has no [Overlay] section.", nameof(config));
         var identities = new IdentityAllocator(settings.IdentityStorePath);
-        var policy = new PolicyEngine(identities, new Conntrack(1 << 16), new FlowEventRing(1 << 13), clock);
+        var policy = new PolicyEngine(identities, new Conntrack(1 << 16), new FlowEventRing(1 << 13), clock) { EventsEncrypted = true };
         if (!TryLoadPolicy(settings, policy, out string? error))
         {
             throw new ConfigException(config.Path, settings.Line, $"overlay policy did not load: {error}");

@@ -10,7 +10,8 @@ public enum FlowVerdict : byte
     Error = 3,
 }
 
-/// <summary>Drop reasons, numbered and named as Cilium's (pkg/monitor/api/drop.go) for the ones used here.</summary>
+/// <summary>Drop reasons, numbered as Cilium's (pkg/monitor/api/drop.go) and named as Hubble's
+/// flow.proto, for the ones Gateway produces.</summary>
 public enum DropReason : byte
 {
     None = 0,
@@ -18,8 +19,22 @@ public enum DropReason : byte
     PolicyDenied = 133,
     /// <summary>181 "Policy denied by denylist": an explicit ingressDeny/egressDeny rule.</summary>
     PolicyDeny = 181,
-    /// <summary>130 "Invalid packet": could not be classified.</summary>
-    InvalidPacket = 130,
+    /// <summary>132 "Invalid source ip": the source is not an endpoint this node owns.</summary>
+    InvalidSourceIp = 132,
+    /// <summary>134 "Invalid packet": could not be parsed.</summary>
+    InvalidPacket = 134,
+    /// <summary>139 "Unsupported L3 protocol".</summary>
+    UnsupportedL3Protocol = 139,
+    /// <summary>150 "Unknown L3 target address": not a local endpoint.</summary>
+    UnknownL3TargetAddress = 150,
+    /// <summary>160 "No tunnel/encapsulation endpoint": no node owns the destination.</summary>
+    NoTunnelEndpoint = 160,
+    /// <summary>170 "Encapsulation traffic is prohibited": a workload sent to the tunnel port.</summary>
+    EncapsulationProhibited = 170,
+    /// <summary>171 "Invalid identity": a VNI that is no security identity.</summary>
+    InvalidIdentity = 171,
+    /// <summary>172 "Unknown sender": overlay traffic from an address no peer owns.</summary>
+    UnknownSender = 172,
 }
 
 /// <summary>
@@ -47,7 +62,14 @@ public struct FlowEvent
     {
         DropReason.PolicyDenied => "POLICY_DENIED",
         DropReason.PolicyDeny => "POLICY_DENY",
-        DropReason.InvalidPacket => "INVALID_PACKET",
+        DropReason.InvalidSourceIp => "INVALID_SOURCE_IP",
+        DropReason.InvalidPacket => "INVALID_PACKET_DROPPED",
+        DropReason.UnsupportedL3Protocol => "UNSUPPORTED_L3_PROTOCOL",
+        DropReason.UnknownL3TargetAddress => "UNKNOWN_L3_TARGET_ADDRESS",
+        DropReason.NoTunnelEndpoint => "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT",
+        DropReason.EncapsulationProhibited => "ENCAPSULATION_TRAFFIC_IS_PROHIBITED",
+        DropReason.InvalidIdentity => "INVALID_IDENTITY",
+        DropReason.UnknownSender => "UNKNOWN_SENDER",
         _ => "DROP_REASON_UNKNOWN",
     };
 }
