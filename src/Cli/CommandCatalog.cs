@@ -15,5 +15,6 @@ internal static class CommandCatalog
         yield return DemoCommand.Create();
         yield return AuditCommand.Create();
         yield return PolicyCommand.Create();
+        yield return Commands.ObserveCommand.Create();
     }
 }
