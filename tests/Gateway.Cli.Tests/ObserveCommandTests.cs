@@ -109,6 +109,24 @@ public sealed class ObserveCommandTests : IDisposable
     }
 
     [Fact]
+    public void TheDocsShowWhatTheCodeWrites()
+    {
+        var root = new DirectoryInfo(AppContext.BaseDirectory);
+        while (root is not null && !File.Exists(Path.Combine(root.FullName, "Gateway.sln")))
+        {
+            root = root.Parent;
+        }
+        string docs = File.ReadAllText(Path.Combine(root!.FullName, "docs", "observe.md"));
+        string file = WriteSampleLog();
+        var json = File.ReadAllLines(file);
+        var compact = Lines(Run("observe", "--file", file).Out);
+        Assert.Contains(json[0] + "\n", docs, StringComparison.Ordinal);
+        Assert.Contains(json[1] + "\n", docs, StringComparison.Ordinal);
+        Assert.Contains(compact[0] + "\n", docs, StringComparison.Ordinal);
+        Assert.Contains(compact[1] + "\n", docs, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void LastKeepsTheNewestMatchingFlows()
     {
         string file = WriteSampleLog();
@@ -208,6 +226,7 @@ public sealed class ObserveCommandTests : IDisposable
     [InlineData("gateway: no flow log in DIR (is `gateway up` running? or pass --file)", "observe", "--flow-dir", "DIR")]
     [InlineData("gateway: no flow log for that interface (DIR/gwx.flows.jsonl does not exist)", "observe", "--flow-dir", "DIR", "--interface", "gwx")]
     [InlineData("gateway: cannot read flow log DIR/missing.jsonl: no such file", "observe", "--file", "DIR/missing.jsonl")]
+    [InlineData("gateway: cannot read flow log DIR: it is a folder", "observe", "--file", "DIR")]
     [InlineData("gateway: --verdict: 'ALLOWED' is not one of FORWARDED, DROPPED, ERROR", "observe", "--file", "DIR/x", "--verdict", "ALLOWED")]
     [InlineData("gateway: --from-label: '=x' is not a label filter: use key=value, key, or source:key=value (e.g. app=frontend, k8s:app=frontend)", "observe", "--file", "DIR/x", "--from-label", "=x")]
     [InlineData("gateway: --last must be 0 or more", "observe", "--file", "DIR/x", "--last", "-1")]

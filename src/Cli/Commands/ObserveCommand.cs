@@ -95,6 +95,10 @@ internal static class ObserveCommand
         }
         var (file, socketPath) = ResolveSources(request);
         int last = request.Last ?? DefaultLast;
+        if (file is not null && Directory.Exists(file))
+        {
+            throw new CliException($"cannot read flow log {file}: it is a folder");
+        }
         var printer = new Printer(request, output, maxFlows);
         try
         {

@@ -30,6 +30,13 @@ public sealed class FlowLogOptions
     /// <summary>Events serialized per write (one file write and one send per client per batch).</summary>
     public int MaxBatch { get; init; } = 512;
 
+    /// <summary>
+    /// When the file grows past this many bytes it is renamed to <c>PATH.1</c> (replacing an older
+    /// one) and a new file is started, so a long-running node keeps at most about twice this on disk.
+    /// 0 disables rotation.
+    /// </summary>
+    public long MaxFileBytes { get; init; } = 64L << 20;
+
     /// <summary>Receives one line per problem (file write failures, dropped clients); may be null.</summary>
     public Action<string>? Log { get; init; }
 }
@@ -60,7 +67,7 @@ public sealed class FlowLog : IDisposable
     private readonly FlowEventRing _ring;
     private readonly Func<PolicySnapshot?> _snapshot;
     private readonly FlowLogOptions _options;
-    private readonly FileStream? _file;
+    private FileStream? _file;
     private readonly Socket? _listener;
     private readonly ManualResetEventSlim _wake = new(false);
     private readonly CancellationTokenSource _stop = new();
@@ -84,6 +91,7 @@ public sealed class FlowLog : IDisposable
     private int _clientCount;
     private long _droppedClients;
     private long _writeErrors;
+    private long _rotations;
 
     public FlowLog(FlowEventRing ring, Func<PolicySnapshot?> snapshot, FlowLogOptions options)
     {
@@ -98,6 +106,7 @@ public sealed class FlowLog : IDisposable
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxClientBacklogBytes, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxClients, 1);
         ArgumentOutOfRangeException.ThrowIfLessThan(options.MaxBatch, 1);
+        ArgumentOutOfRangeException.ThrowIfNegative(options.MaxFileBytes);
         if (options.PollInterval <= TimeSpan.Zero || options.PollInterval > TimeSpan.FromSeconds(10))
         {
             throw new ArgumentOutOfRangeException(nameof(options), options.PollInterval, "PollInterval must be in (0, 10 s].");
@@ -158,6 +167,9 @@ public sealed class FlowLog : IDisposable
 
     /// <summary>Socket clients disconnected because they fell too far behind (or were over <see cref="FlowLogOptions.MaxClients"/>).</summary>
     public long DroppedClients => Interlocked.Read(ref _droppedClients);
+
+    /// <summary>Times the file was rotated (see <see cref="FlowLogOptions.MaxFileBytes"/>).</summary>
+    public long Rotations => Interlocked.Read(ref _rotations);
 
     /// <summary>Failed writes to the file (the lines still went to the socket).</summary>
     public long WriteErrors => Interlocked.Read(ref _writeErrors);
@@ -439,19 +451,25 @@ public sealed class FlowLog : IDisposable
             return 0;
         }
         var bytes = _buffer.WrittenSpan;
-        if (_file is not null)
+        if (_options.FilePath is not null)
         {
             try
             {
+                // Null after a failed rotation: try to open it again at every batch.
+                _file ??= OpenFile(_options.FilePath);
                 _file.Write(bytes);
                 _file.Flush();
+                if (_options.MaxFileBytes > 0 && _file.Position >= _options.MaxFileBytes)
+                {
+                    Rotate();
+                }
                 if (_fileFailing)
                 {
                     _fileFailing = false;
                     _options.Log?.Invoke($"flow log: writing {_options.FilePath} works again");
                 }
             }
-            catch (IOException e)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 Interlocked.Increment(ref _writeErrors);
                 if (!_fileFailing)
@@ -469,6 +487,21 @@ public sealed class FlowLog : IDisposable
         Interlocked.Add(ref _lines, n);
         Interlocked.Increment(ref _batches);
         return n;
+    }
+
+    /// <summary>
+    /// PATH -> PATH.1, then a fresh PATH. Readers tailing by name see the file shrink and start
+    /// over; a socket client's hello offset referred to the old file, but it reads live flows
+    /// from the socket from then on, so nothing is lost for it.
+    /// </summary>
+    private void Rotate()
+    {
+        string path = _options.FilePath!;
+        _file!.Dispose();
+        _file = null;
+        File.Move(path, path + ".1", overwrite: true);
+        _file = OpenFile(path);
+        Interlocked.Increment(ref _rotations);
     }
 
     private PolicySnapshot? CurrentSnapshot()

@@ -267,6 +267,30 @@ public sealed class FlowLogTests : IDisposable
     }
 
     [Fact]
+    public void TheFileIsRotatedPastItsSizeLimit()
+    {
+        string file = _world.NewPath("rot.flows.jsonl");
+        using var log = new FlowLog(_world.Ring, () => _world.Engine.Current, new FlowLogOptions { FilePath = file, MaxFileBytes = 4096 });
+        for (int round = 0; round < 2; round++)
+        {
+            for (int i = 0; i < 10; i++)
+            {
+                _world.Allowed((ushort)(5000 + round * 10 + i)); // ten lines are well over 4 KiB
+            }
+            log.Notify();
+            int expected = (round + 1) * 10;
+            FlowTestWorld.WaitUntil(() => log.LinesWritten == expected, $"{expected} lines are written");
+        }
+        Assert.Equal(2, log.Rotations);
+        var previous = File.ReadAllLines(file + ".1");
+        Assert.Equal(10, previous.Length);
+        Assert.Contains("\"source_port\":5010,", previous[0]);
+        Assert.Equal(0, new FileInfo(file).Length);
+        Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead, File.GetUnixFileMode(file));
+        Assert.Equal(0, log.WriteErrors);
+    }
+
+    [Fact]
     public void DisposeWritesWhatIsLeftInTheRing()
     {
         string file = _world.NewPath("drain.flows.jsonl");
