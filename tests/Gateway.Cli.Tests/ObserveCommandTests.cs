@@ -358,6 +358,46 @@ public sealed class ObserveCommandTests : IDisposable
         Assert.Equal("Nov 28 13:00:09.000: ? (ID:0) -> ? (ID:0) policy-verdict:none ERROR", lines[2]);
     }
 
+    [Fact]
+    public async Task TheRealCommandEndsFollowOnSigtermWithExitZero()
+    {
+        string file = WriteSampleLog();
+        File.AppendAllText(file, "not a flow\n");
+        string dll = Path.Combine(AppContext.BaseDirectory, "gateway.dll");
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet")
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        foreach (var a in (string[])[dll, "observe", "--file", file, "--follow", "--last", "1"])
+        {
+            start.ArgumentList.Add(a);
+        }
+        using var process = System.Diagnostics.Process.Start(start)!;
+        try
+        {
+            // The history line shows the signal handlers are in place.
+            string? first = await process.StandardOutput.ReadLineAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            Assert.NotNull(first);
+            Assert.Contains(":30005 ", first);
+            Assert.Equal(0, Kill(process.Id, 15));
+            await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));
+            string err = await process.StandardError.ReadToEndAsync();
+            Assert.True(process.ExitCode == 0, $"exit {process.ExitCode}: {err}");
+            Assert.Equal("gateway: skipped 1 malformed line in the flow log", err.Trim());
+        }
+        finally
+        {
+            if (!process.HasExited)
+            {
+                process.Kill();
+            }
+        }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
     private sealed class Clock : TimeProvider
     {
         private DateTimeOffset _now = new(2026, 11, 28, 13, 0, 0, TimeSpan.Zero);

@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Gateway.Node.Flows;
 
 namespace Gateway.Cli.Commands;
@@ -78,7 +79,18 @@ internal static class ObserveCommand
             var request = new ObserveRequest(
                 parse.GetValue(file), parse.GetValue(socket), parse.GetValue(iface), parse.GetValue(dir)!,
                 filter, parse.GetValue(last), parse.GetValue(follow), parse.GetValue(json));
-            return await RunAsync(request, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, cancel).ConfigureAwait(false);
+            // Ctrl+C (and SIGTERM) end --follow normally: the malformed-line note is still printed
+            // and the exit code is 0, as for hubble observe. The runner invokes synchronously,
+            // which does not hook the signals itself.
+            using var interrupt = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            void Stop(PosixSignalContext context)
+            {
+                context.Cancel = true;
+                interrupt.Cancel();
+            }
+            using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, Stop);
+            using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, Stop);
+            return await RunAsync(request, parse.InvocationConfiguration.Output, parse.InvocationConfiguration.Error, interrupt.Token).ConfigureAwait(false);
         });
         return command;
     }
@@ -129,6 +141,10 @@ internal static class ObserveCommand
                 }
                 PrintHistory(file, -1, last, printer);
             }
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            // Interrupted: a normal end of --follow.
         }
         catch (FileNotFoundException)
         {

@@ -114,6 +114,10 @@ public static class FlowLogReader
                 position = 0;
                 lines.Reset();
             }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                return;
+            }
             if (go)
             {
                 try
