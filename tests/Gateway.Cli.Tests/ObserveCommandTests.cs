@@ -327,6 +327,24 @@ public sealed class ObserveCommandTests : IDisposable
     }
 
     [Fact]
+    public async Task FollowEndsWhenTheNodeClosesTheSocket()
+    {
+        var log = StartLog(socket: true);
+        var output = new StringWriter { NewLine = "\n" };
+        var error = new StringWriter { NewLine = "\n" };
+        var request = new ObserveRequest(null, log.SocketPath, null, _dir, new FlowFilter(), Last: null, Follow: true, Json: false);
+        using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30)); // only against a hang
+        var run = ObserveCommand.RunAsync(request, output, error, cancel.Token);
+        Assert.True(SpinWait.SpinUntil(() => log.SocketClients == 1 || run.IsCompleted, TimeSpan.FromSeconds(20)));
+        Flow("10.2.0.30", 30002, 5432);
+        log.Dispose(); // drains the ring to the client, then closes it
+        Assert.Equal(0, await run);
+        Assert.False(cancel.IsCancellationRequested);
+        Assert.Contains(":30002 ", Assert.Single(Lines(output.ToString())));
+        Assert.Equal("gateway: the node closed the flow log socket\n", error.ToString());
+    }
+
+    [Fact]
     public async Task FollowTailsTheFileWhenThereIsNoSocket()
     {
         string file;

@@ -118,7 +118,10 @@ internal static class ObserveCommand
             {
                 using (socket)
                 {
-                    await FollowSocketAsync(socket, file, last, printer, cancel).ConfigureAwait(false);
+                    if (await FollowSocketAsync(socket, file, last, printer, cancel).ConfigureAwait(false))
+                    {
+                        error.WriteLine("gateway: the node closed the flow log socket");
+                    }
                 }
             }
             else if (request.Follow)
@@ -274,7 +277,8 @@ internal static class ObserveCommand
         return stop;
     }
 
-    private static async Task FollowSocketAsync(Socket socket, string? file, int last, Printer printer, CancellationToken cancel)
+    /// <summary>History then live flows from the socket; true when the node closed the stream.</summary>
+    private static async Task<bool> FollowSocketAsync(Socket socket, string? file, int last, Printer printer, CancellationToken cancel)
     {
         bool first = true;
         var helloWait = CancellationTokenSource.CreateLinkedTokenSource(cancel);
@@ -311,6 +315,7 @@ internal static class ObserveCommand
         {
             throw new CliException("the flow log socket sent nothing: is the node stuck?");
         }
+        return closed;
     }
 
     /// <summary>Parses, filters, counts and prints lines.</summary>

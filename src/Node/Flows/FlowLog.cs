@@ -183,7 +183,8 @@ public sealed class FlowLog : IDisposable
     /// </summary>
     public void Notify()
     {
-        if (Volatile.Read(ref _signalled) == 0 && Interlocked.Exchange(ref _signalled, 1) == 0)
+        // After Dispose this is a no-op (the event is never disposed, so a late call is harmless).
+        if (Volatile.Read(ref _signalled) == 0 && Interlocked.Exchange(ref _signalled, 1) == 0 && !_stopping)
         {
             _wake.Set();
         }
@@ -219,7 +220,8 @@ public sealed class FlowLog : IDisposable
             {
             }
         }
-        _wake.Dispose();
+        // _wake is deliberately not disposed: the datapath may still call Notify while shutting
+        // down, and a ManualResetEventSlim that never handed out a WaitHandle holds no OS resource.
         _stop.Dispose();
     }
 
