@@ -54,7 +54,15 @@ public static class FlowFormatter
         null => "",
         "POLICY_DENIED" => "Policy denied",
         "POLICY_DENY" => "Policy denied by denylist",
-        "INVALID_PACKET" => "Invalid packet",
+        "INVALID_PACKET" or "INVALID_PACKET_DROPPED" => "Invalid packet",
+        "INVALID_SOURCE_IP" => "Invalid source ip",
+        "UNSUPPORTED_L3_PROTOCOL" => "Unsupported L3 protocol",
+        "UNKNOWN_L3_TARGET_ADDRESS" => "Unknown L3 target address",
+        "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT" => "No tunnel/encapsulation endpoint",
+        "ENCAPSULATION_TRAFFIC_IS_PROHIBITED" => "Encapsulation traffic is prohibited",
+        "INVALID_IDENTITY" => "Invalid identity",
+        "UNKNOWN_SENDER" => "Unknown sender",
+        "TUNNEL" => "Refused by the tunnel",
         _ => desc,
     };
 

@@ -34,14 +34,36 @@ public static class FlowLogJson
                nanos.ToString("D9", CultureInfo.InvariantCulture) + "Z";
     }
 
-    /// <summary>Cilium's text for a drop reason (pkg/monitor/api/drop.go), used by the human output.</summary>
-    public static string DropReasonText(DropReason reason) => reason switch
+    /// <summary>
+    /// Hubble's name (flow.proto DropReason) for a drop reason number. The policy engine names its
+    /// own three; the overlay pipeline records Cilium's other numbers in the same byte (see
+    /// OverlayDrop), which are named here from Cilium's table.
+    /// </summary>
+    public static string DropReasonName(DropReason reason)
     {
-        DropReason.PolicyDenied => "Policy denied",
-        DropReason.PolicyDeny => "Policy denied by denylist",
-        DropReason.InvalidPacket => "Invalid packet",
-        _ => "Unknown reason",
-    };
+        string name = FlowEvent.DropReasonName(reason);
+        if (name != "DROP_REASON_UNKNOWN")
+        {
+            return name;
+        }
+        return (byte)reason switch
+        {
+            132 => "INVALID_SOURCE_IP",
+            134 => "INVALID_PACKET_DROPPED",
+            139 => "UNSUPPORTED_L3_PROTOCOL",
+            150 => "UNKNOWN_L3_TARGET_ADDRESS",
+            160 => "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT",
+            170 => "ENCAPSULATION_TRAFFIC_IS_PROHIBITED",
+            171 => "INVALID_IDENTITY",
+            172 => "UNKNOWN_SENDER",
+            // Not a Cilium reason: the overlay's name for a packet the WireGuard layer refused.
+            255 => "TUNNEL",
+            _ => name,
+        };
+    }
+
+    /// <summary>Cilium's text for a drop reason (pkg/monitor/api/drop.go), used by the human output.</summary>
+    public static string DropReasonText(DropReason reason) => FlowFormatter.DropText(DropReasonName(reason));
 
     /// <param name="current">The snapshot for labels, namespaces and pod names (may be null).</param>
     /// <param name="decidedBy">The snapshot whose <see cref="PolicySnapshot.Version"/> equals the event's
@@ -61,7 +83,7 @@ public static class FlowLogJson
         if (e.Verdict != FlowVerdict.Forwarded)
         {
             w.WriteNumber("drop_reason", (int)e.DropReason);
-            w.WriteString("drop_reason_desc", FlowEvent.DropReasonName(e.DropReason));
+            w.WriteString("drop_reason_desc", DropReasonName(e.DropReason));
         }
         w.WriteStartObject("IP");
         w.WriteString("source", e.Key.Source.ToString());

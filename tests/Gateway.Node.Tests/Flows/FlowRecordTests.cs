@@ -148,4 +148,18 @@ public class FlowRecordTests
         Assert.Equal(1_795_870_800_123_456_700 / 100, (t - DateTime.UnixEpoch).Ticks);
         Assert.Equal("Policy denied", FlowLogJson.DropReasonText(DropReason.PolicyDenied));
     }
+
+    [Theory]
+    [InlineData(133, "POLICY_DENIED", "Policy denied")]
+    [InlineData(181, "POLICY_DENY", "Policy denied by denylist")]
+    [InlineData(130, "INVALID_PACKET", "Invalid packet")]
+    [InlineData(170, "ENCAPSULATION_TRAFFIC_IS_PROHIBITED", "Encapsulation traffic is prohibited")]
+    [InlineData(171, "INVALID_IDENTITY", "Invalid identity")]
+    [InlineData(172, "UNKNOWN_SENDER", "Unknown sender")]
+    [InlineData(1, "DROP_REASON_UNKNOWN", "DROP_REASON_UNKNOWN")]
+    public void OverlayDropReasonsAreNamedAsHubbleDoes(byte number, string name, string text)
+    {
+        Assert.Equal(name, FlowLogJson.DropReasonName((DropReason)number));
+        Assert.Equal(text, FlowLogJson.DropReasonText((DropReason)number));
+    }
 }
