@@ -193,10 +193,10 @@ internal static class ObserveCommand
         if (r.File is not null || r.Socket is not null)
         {
             string? socket = r.Socket;
-            if (socket is null && r.File!.EndsWith(FlowLogPaths.FileSuffix, StringComparison.Ordinal))
+            if (socket is null)
             {
                 // The node serves the live stream next to its file: prefer it for --follow.
-                string sibling = r.File[..^FlowLogPaths.FileSuffix.Length] + FlowLogPaths.SocketSuffix;
+                string sibling = FlowLogPaths.SocketForFile(r.File!);
                 socket = File.Exists(sibling) ? sibling : null;
             }
             return (r.File, socket);

@@ -15,6 +15,19 @@ public static class FlowLogPaths
     public static string SocketFor(string interfaceName, string directory = DefaultDirectory) =>
         Path.Combine(directory, Validate(interfaceName) + SocketSuffix);
 
+    /// <summary>
+    /// The socket that goes with a flow log file at a custom path: <c>X.flows.jsonl</c> ->
+    /// <c>X.flows.sock</c>, any other name -> <c>NAME.sock</c>. <c>gateway observe --file</c>
+    /// looks there for the live stream.
+    /// </summary>
+    public static string SocketForFile(string filePath)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(filePath);
+        return filePath.EndsWith(FileSuffix, StringComparison.Ordinal)
+            ? filePath[..^FileSuffix.Length] + SocketSuffix
+            : filePath + ".sock";
+    }
+
     private static string Validate(string interfaceName)
     {
         ArgumentException.ThrowIfNullOrEmpty(interfaceName);

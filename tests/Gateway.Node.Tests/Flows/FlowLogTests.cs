@@ -384,6 +384,8 @@ public sealed class FlowLogTests : IDisposable
         Assert.Equal("/var/run/gateway/gw0.flows.jsonl", FlowLogPaths.FileFor("gw0"));
         Assert.Equal("/var/run/gateway/gw0.flows.sock", FlowLogPaths.SocketFor("gw0"));
         Assert.Equal("/tmp/x/wg1.flows.sock", FlowLogPaths.SocketFor("wg1", "/tmp/x"));
+        Assert.Equal("/var/log/gw/a.flows.sock", FlowLogPaths.SocketForFile("/var/log/gw/a.flows.jsonl"));
+        Assert.Equal("/var/log/flows.json.sock", FlowLogPaths.SocketForFile("/var/log/flows.json"));
         Assert.Throws<ArgumentException>(() => FlowLogPaths.FileFor("../etc"));
         Assert.Throws<ArgumentException>(() => FlowLogPaths.FileFor("averyveryverylongname"));
         Assert.Throws<ArgumentException>(() => FlowLogPaths.FileFor(""));
