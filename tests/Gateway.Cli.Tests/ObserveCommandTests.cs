@@ -284,7 +284,7 @@ public sealed class ObserveCommandTests : IDisposable
         log.Notify();
         Assert.True(SpinWait.SpinUntil(() => log.LinesWritten == 2, TimeSpan.FromSeconds(20)));
 
-        var output = new StringWriter { NewLine = "\n" };
+        var output = new SharedWriter();
         var error = new StringWriter();
         var request = new ObserveRequest(log.FilePath, null, null, _dir, new FlowFilter(), Last: 10, Follow: true, Json: false);
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30)); // only against a hang
@@ -309,7 +309,7 @@ public sealed class ObserveCommandTests : IDisposable
     public async Task FollowAppliesFiltersAndStopsOnCancellation()
     {
         using var log = StartLog(socket: true);
-        var output = new StringWriter { NewLine = "\n" };
+        var output = new SharedWriter();
         var filter = new FlowFilter();
         filter.TryAddVerdict("DROPPED");
         var request = new ObserveRequest(null, log.SocketPath, null, _dir, filter, Last: null, Follow: true, Json: true);
@@ -330,7 +330,7 @@ public sealed class ObserveCommandTests : IDisposable
     public async Task FollowEndsWhenTheNodeClosesTheSocket()
     {
         var log = StartLog(socket: true);
-        var output = new StringWriter { NewLine = "\n" };
+        var output = new SharedWriter();
         var error = new StringWriter { NewLine = "\n" };
         var request = new ObserveRequest(null, log.SocketPath, null, _dir, new FlowFilter(), Last: null, Follow: true, Json: false);
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30)); // only against a hang
@@ -353,7 +353,7 @@ public sealed class ObserveCommandTests : IDisposable
             Flow("10.2.0.20", 30001, 80);
             file = log.FilePath!;
         }
-        var output = new StringWriter { NewLine = "\n" };
+        var output = new SharedWriter();
         var request = new ObserveRequest(file, null, null, _dir, new FlowFilter(), Last: null, Follow: true, Json: false);
         using var cancel = new CancellationTokenSource(TimeSpan.FromSeconds(30)); // only against a hang
         var run = ObserveCommand.RunAsync(request, output, new StringWriter(), cancel.Token, maxFlows: 3);
@@ -415,6 +415,46 @@ public sealed class ObserveCommandTests : IDisposable
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
     private static extern int Kill(int pid, int signal);
+
+    /// <summary>A StringWriter the command writes from its task while the test reads it.</summary>
+    private sealed class SharedWriter : StringWriter
+    {
+        private readonly Lock _lock = new();
+
+        public SharedWriter() => NewLine = "\n";
+
+        public override void Write(char value)
+        {
+            lock (_lock)
+            {
+                base.Write(value);
+            }
+        }
+
+        public override void Write(string? value)
+        {
+            lock (_lock)
+            {
+                base.Write(value);
+            }
+        }
+
+        public override void WriteLine(string? value)
+        {
+            lock (_lock)
+            {
+                base.WriteLine(value);
+            }
+        }
+
+        public override string ToString()
+        {
+            lock (_lock)
+            {
+                return base.ToString();
+            }
+        }
+    }
 
     private sealed class Clock : TimeProvider
     {
