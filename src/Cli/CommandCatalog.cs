@@ -16,5 +16,6 @@ internal static class CommandCatalog
         yield return SelfTestCommand.Create();
         yield return Commands.AuditCommand.Create();
         yield return PolicyCommand.Create();
+        yield return Commands.ObserveCommand.Create();
     }
 }
