@@ -111,7 +111,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         _undo.Add(() => _engine.Dispose());
         if (overlay)
         {
-            _overlay = OverlayRuntime.Create(_config, _engine, _log);
+            _overlay = OverlayRuntime.Create(_config, _engine, _options.InterfaceName, _log);
             _undo.Add(() => _overlay.Dispose());
         }
 
@@ -384,6 +384,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         var socket = _socket!;
         var engine = _engine!;
         var pipeline = _overlay?.Pipeline;
+        var flowLog = _overlay?.FlowLog;
         int headroom = pipeline is null ? Headroom : OverlayPipeline.Headroom;
         int batch = _options.BatchSize;
         // Room for the headers in front, and padding plus tag behind, of an MTU-sized packet.
@@ -441,6 +442,7 @@ public sealed class WireGuardNode : IAsyncDisposable
                 {
                     socket.SendBatch(pointers.AsSpan(0, count), lengths.AsSpan(0, count), destinations.AsSpan(0, count));
                 }
+                flowLog?.Notify();
             }
         }
     }
@@ -451,6 +453,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         var socket = _socket!;
         var engine = _engine!;
         var pipeline = _overlay?.Pipeline;
+        var flowLog = _overlay?.FlowLog;
         int batch = _options.BatchSize;
         byte* memory = (byte*)NativeMemory.AlignedAlloc((nuint)(ReceiveSlotSize * batch), 64);
         try
@@ -508,6 +511,7 @@ public sealed class WireGuardNode : IAsyncDisposable
                             break;
                     }
                 }
+                flowLog?.Notify();
             }
         }
         finally

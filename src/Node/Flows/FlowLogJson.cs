@@ -39,28 +39,7 @@ public static class FlowLogJson
     /// own three; the overlay pipeline records Cilium's other numbers in the same byte (see
     /// OverlayDrop), which are named here from Cilium's table.
     /// </summary>
-    public static string DropReasonName(DropReason reason)
-    {
-        string name = FlowEvent.DropReasonName(reason);
-        if (name != "DROP_REASON_UNKNOWN")
-        {
-            return name;
-        }
-        return (byte)reason switch
-        {
-            132 => "INVALID_SOURCE_IP",
-            134 => "INVALID_PACKET_DROPPED",
-            139 => "UNSUPPORTED_L3_PROTOCOL",
-            150 => "UNKNOWN_L3_TARGET_ADDRESS",
-            160 => "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT",
-            170 => "ENCAPSULATION_TRAFFIC_IS_PROHIBITED",
-            171 => "INVALID_IDENTITY",
-            172 => "UNKNOWN_SENDER",
-            // Not a Cilium reason: the overlay's name for a packet the WireGuard layer refused.
-            255 => "TUNNEL",
-            _ => name,
-        };
-    }
+    public static string DropReasonName(DropReason reason) => FlowEvent.DropReasonName(reason);
 
     /// <summary>Cilium's text for a drop reason (pkg/monitor/api/drop.go), used by the human output.</summary>
     public static string DropReasonText(DropReason reason) => FlowFormatter.DropText(DropReasonName(reason));

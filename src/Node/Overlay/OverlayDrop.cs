@@ -23,20 +23,11 @@ public enum OverlayDrop : byte
 
 public static class OverlayDropNames
 {
-    /// <summary>Hubble's enum name (flow.proto DropReason) for the reason.</summary>
+    /// <summary>Hubble's enum name (flow.proto DropReason) for the reason; one table with the flow log's.</summary>
     public static string Name(OverlayDrop reason) => reason switch
     {
-        OverlayDrop.InvalidSourceIp => "INVALID_SOURCE_IP",
-        OverlayDrop.PolicyDenied => "POLICY_DENIED",
-        OverlayDrop.InvalidPacket => "INVALID_PACKET_DROPPED",
-        OverlayDrop.UnsupportedL3Protocol => "UNSUPPORTED_L3_PROTOCOL",
-        OverlayDrop.UnknownL3TargetAddress => "UNKNOWN_L3_TARGET_ADDRESS",
-        OverlayDrop.NoTunnelEndpoint => "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT",
-        OverlayDrop.EncapsulationProhibited => "ENCAPSULATION_TRAFFIC_IS_PROHIBITED",
-        OverlayDrop.InvalidIdentity => "INVALID_IDENTITY",
-        OverlayDrop.UnknownSender => "UNKNOWN_SENDER",
-        OverlayDrop.PolicyDeny => "POLICY_DENY",
+        OverlayDrop.None => "NONE",
         OverlayDrop.Tunnel => "TUNNEL",
-        _ => "NONE",
+        _ => Gateway.Policy.FlowEvent.DropReasonName((Gateway.Policy.DropReason)(byte)reason),
     };
 }

@@ -1,5 +1,6 @@
 using Gateway.Node.Configuration;
 using Gateway.Node.Daemon;
+using Gateway.Node.Flows;
 using Gateway.Policy;
 using Gateway.Tunnel;
 
@@ -32,6 +33,9 @@ public sealed class OverlayRuntime : IDisposable
 
     public OverlayPipeline Pipeline { get; }
 
+    /// <summary>The flow log writer, unless the configuration turned it off.</summary>
+    public FlowLog? FlowLog { get; private set; }
+
     /// <summary>Successful policy loads (the first included) and refused ones.</summary>
     public long PolicyLoads { get; private set; }
 
@@ -39,7 +43,7 @@ public sealed class OverlayRuntime : IDisposable
 
     /// <summary>Builds the runtime; a policy or endpoints file that does not load is an error here
     /// (the node does not start without its policy).</summary>
-    public static OverlayRuntime Create(WgQuickConfig config, WireGuardEngine engine, NodeLog log, TimeProvider? clock = null)
+    public static OverlayRuntime Create(WgQuickConfig config, WireGuardEngine engine, string interfaceName, NodeLog log, TimeProvider? clock = null)
     {
         var settings = config.Overlay ?? throw new ArgumentException("The configuration has no [Overlay] section.", nameof(config));
         var identities = new IdentityAllocator(settings.IdentityStorePath);
@@ -58,6 +62,17 @@ public sealed class OverlayRuntime : IDisposable
         }, clock);
         var runtime = new OverlayRuntime(settings, policy, pipeline, log) { PolicyLoads = 1 };
         runtime.ApplyPeers(config);
+        if (settings.FlowLogPath != "off")
+        {
+            string path = settings.FlowLogPath ?? FlowLogPaths.FileFor(interfaceName);
+            runtime.FlowLog = new FlowLog(policy.Events, () => policy.Current, new FlowLogOptions
+            {
+                FilePath = path,
+                SocketPath = FlowLogPaths.SocketForFile(path),
+                NodeName = settings.NodeName ?? interfaceName,
+                Log = message => log.Warn($"flow log: {message}"),
+            });
+        }
         return runtime;
     }
 
@@ -146,6 +161,7 @@ public sealed class OverlayRuntime : IDisposable
 
     public void Dispose()
     {
+        FlowLog?.Dispose();
         foreach (var watcher in _watchers)
         {
             watcher.Dispose();

@@ -24,6 +24,10 @@ public class DemoTests
         Assert.Matches(@"HTTP frontend -> backend:80\s+HTTP/1.0 200 OK\s+ALLOWED", text);
         Assert.Matches(@"HTTP frontend -> db:80\s+timed out\s+DENIED by frontend's egress policy on node-a", text);
         Assert.Matches(@"HTTP intruder -> backend:80\s+timed out\s+DENIED by backend's ingress policy on node-b", text);
+        // The flow log shows each verdict at the node that made it.
+        Assert.Matches(@"node-a .*default/frontend:\d+ \(ID:\d+\) -> default/db:80 \(ID:\d+\) policy-verdict:none EGRESS DROPPED \(Policy denied\)", text);
+        Assert.Matches(@"node-b .*default/intruder:\d+ \(ID:\d+\) -> default/backend:80 \(ID:\d+\) policy-verdict:none INGRESS DROPPED \(Policy denied\)", text);
+        Assert.Matches(@"node-b .*default/frontend:\d+ \(ID:\d+\) -> default/backend:80 \(ID:\d+\) policy-verdict:default/backend-ingress INGRESS FORWARDED", text);
         if (File.Exists("/usr/bin/tcpdump") || File.Exists("/usr/sbin/tcpdump"))
         {
             Assert.Matches(@"underlay capture on node-a \(\d+ packets, \d+ WireGuard\): gateway audit says ENCRYPTED", text);

@@ -45,6 +45,9 @@ public class OverlayTests
         // intruder has no egress policy, so node A lets it out; node B reads intruder's identity
         // from the VNI and backend's ingress policy drops it.
         Assert.Equal("timed out", DemoCluster.HttpGet(intruder, backend, 80, 1500));
+        // The other direction: backend pings frontend. frontend's egress policy allows only TCP 80
+        // and echo requests to backend, so its echo replies pass only as conntrack replies.
+        Assert.Equal(3, DemoCluster.Ping(backend, frontend));
         // Replies flow without rules of their own (conntrack): the GET above proved that too.
         string metricsA = DemoCluster.Metrics(cluster.A), metricsB = DemoCluster.Metrics(cluster.B);
         Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\",direction=\"EGRESS\"}} [1-9]", metricsA);
@@ -53,6 +56,35 @@ public class OverlayTests
         Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.B.Interface}\",reason=\"POLICY_DENIED\",direction=\"EGRESS\"}} 0\n", metricsB);
         Assert.Matches($"gateway_overlay_forward_count_total{{interface=\"{cluster.B.Interface}\",direction=\"INGRESS\"}} [1-9]", metricsB);
         Assert.Matches($"gateway_conntrack_entries{{interface=\"{cluster.B.Interface}\"}} [1-9]", metricsB);
+
+        // The flow log and observe: node B's drop of intruder carries intruder's identity (from
+        // the VNI), its labels, the direction and the encrypted flag.
+        var root = new System.CommandLine.RootCommand("test");
+        foreach (var command in CommandCatalog.All())
+        {
+            root.Subcommands.Add(command);
+        }
+        var output = new StringWriter();
+        int code = CliRunner.Run(root, ["observe", "--file", cluster.B.FlowLogPath, "--verdict", "DROPPED", "--from-label", "app=intruder", "--json"], output, new StringWriter());
+        Assert.Equal(0, code);
+        var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.NotEmpty(lines);
+        uint intruderId = new Gateway.Policy.IdentityAllocator() is var ids && Gateway.Policy.EndpointFile.Load(Path.Combine(cluster.Directory, "endpoints.yaml"), ids).FindByName("intruder") is { } ep ? ep.Identity.Id : 0;
+        foreach (var line in lines)
+        {
+            using var doc = System.Text.Json.JsonDocument.Parse(line);
+            var flow = doc.RootElement;
+            Assert.Equal("DROPPED", flow.GetProperty("verdict").GetString());
+            Assert.Equal("POLICY_DENIED", flow.GetProperty("drop_reason_desc").GetString());
+            Assert.Equal("INGRESS", flow.GetProperty("traffic_direction").GetString());
+            Assert.True(flow.GetProperty("IP").GetProperty("encrypted").GetBoolean());
+            Assert.Equal(intruderId, flow.GetProperty("source").GetProperty("identity").GetUInt32());
+            Assert.Equal(intruder.Ip, flow.GetProperty("IP").GetProperty("source").GetString());
+        }
+        // Nothing from frontend was dropped on node B.
+        var frontendDrops = new StringWriter();
+        CliRunner.Run(root, ["observe", "--file", cluster.B.FlowLogPath, "--verdict", "DROPPED", "--from-label", "app=frontend", "--json"], frontendDrops, new StringWriter());
+        Assert.Equal("", frontendDrops.ToString());
     }
 }
 
