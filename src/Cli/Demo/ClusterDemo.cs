@@ -160,7 +160,7 @@ internal static class ClusterDemo
         {
             return null;
         }
-        var psi = new ProcessStartInfo("ip", $"netns exec {cluster.A.Ns} tcpdump -i {cluster.UnderlayDeviceA} -U -s 0 -w {pcap} udp")
+        var psi = new ProcessStartInfo("ip", $"netns exec {cluster.A.Ns} tcpdump --immediate-mode -i {cluster.UnderlayDeviceA} -U -s 0 -w {pcap} udp")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

@@ -243,3 +243,77 @@ public class DaemonOperationsTests
         Assert.Contains($"AllowedIPs = {t.B.TunnelAddress}/32", conf);
     }
 }
+
+[Collection("daemon")]
+public class DaemonUnderlayTests
+{
+    [SkippableFact]
+    public void EveryUnderlayDatagramIsWireGuardAndTheAuditSaysEncrypted()
+    {
+        Skip.If(Sh.SkipReason() is not null, Sh.SkipReason());
+        Skip.IfNot(File.Exists("/usr/bin/tcpdump") || File.Exists("/usr/sbin/tcpdump"), "needs tcpdump (scripts/setup.sh installs it)");
+        using var t = new Topology();
+        t.A.StartGateway(t.B);
+        t.B.StartGateway(t.A);
+        string pcap = t.TempFile("underlay.pcap", "");
+        var capture = t.StartProcess(t.A.Ns, $"tcpdump --immediate-mode -i va{t.Id} -U -s 0 -w {pcap}");
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        // tcpdump reports when it is listening; wait for that line (another process, not protocol time).
+        while (!t.Logs[capture].ToString().Contains("listening on", StringComparison.Ordinal) && watch.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            Thread.Sleep(20);
+        }
+        Assert.Contains("5 received", t.A.Exec($"ping -c 5 -i 0.2 -W 3 -s 1200 {t.B.TunnelAddress}", check: false));
+        Assert.Contains("5 received", t.B.Exec($"ping -c 5 -i 0.2 -W 3 {t.A.TunnelAddress}", check: false));
+        Sh.Run($"kill -INT {capture.Id}");
+        capture.WaitForExit(10_000);
+
+        var report = Gateway.Datapath.Audit.CaptureAuditor.AuditFile(pcap);
+        Assert.Equal("ENCRYPTED", report.Verdict);
+        long wireGuard = report.Counts[Gateway.Datapath.Audit.PacketClass.WireGuard];
+        Assert.True(wireGuard >= 20, $"expected at least 20 WireGuard datagrams, saw {wireGuard}:\n{Sh.Run($"tcpdump -nr {pcap}", check: false)}\n{t.Logs[capture]}");
+        // Everything UDP on the underlay is WireGuard (ARP may appear as 'other'); no plaintext.
+        Assert.Equal(0, report.Counts[Gateway.Datapath.Audit.PacketClass.PlaintextCluster]);
+        Assert.Equal(0, report.Counts[Gateway.Datapath.Audit.PacketClass.PlaintextOverlay]);
+        Assert.Equal(report.TotalPackets, wireGuard + report.Counts[Gateway.Datapath.Audit.PacketClass.Other]);
+        Assert.Single(report.WireGuardFlows);
+        Assert.True(report.WireGuardFlows[0].TransportMessages >= 20);
+    }
+}
+
+[Collection("daemon")]
+public class DaemonIpv6UnderlayTests
+{
+    [SkippableFact]
+    public void GatewayToWireguardGoOverAnIpv6Underlay()
+    {
+        Skip.If(Sh.SkipReason() is not null, Sh.SkipReason());
+        using var t = new Topology();
+        t.A.Exec($"ip -6 addr add fd00:241::1/64 dev va{t.Id} nodad");
+        t.B.Exec($"ip -6 addr add fd00:241::2/64 dev vb{t.Id} nodad");
+        t.B.StartWireguardGo(t.A, endpoint: false);
+        string conf = t.TempFile("v6.conf", $"""
+            [Interface]
+            PrivateKey = {t.A.PrivateKey.ToBase64()}
+            ListenPort = {t.A.Port}
+            Address = {t.A.TunnelAddress}/24, fd00:a::1/64
+
+            [Peer]
+            PublicKey = {t.B.PublicKey.ToBase64()}
+            AllowedIPs = {t.B.TunnelAddress}/32, fd00:a::2/128
+            Endpoint = [fd00:241::2]:{t.B.Port}
+            """);
+        t.B.Exec($"wg set {t.B.Interface} peer {t.A.PublicKey.ToBase64()} allowed-ips {t.A.TunnelAddress}/32,fd00:a::1/128");
+        t.B.Exec($"ip -6 addr add fd00:a::2/64 dev {t.B.Interface} nodad");
+        var gateway = t.StartProcess(t.A.Ns, $"dotnet {Topology.GatewayDll} up {conf} --interface {t.A.Interface} --metrics off");
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        while (!File.Exists(t.A.UapiSocket) && !gateway.HasExited && watch.Elapsed < TimeSpan.FromSeconds(30))
+        {
+            Thread.Sleep(20); // another process starting, not protocol time
+        }
+        Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
+        // IPv6 inside the tunnel as well as under it.
+        Assert.Contains("3 received", t.A.Exec("ping -6 -c 3 -i 0.2 -W 3 fd00:a::2", check: false));
+        Assert.Contains("endpoint: [fd00:241::1]:", t.B.Exec($"wg show {t.B.Interface}"));
+    }
+}
