@@ -1,3 +1,4 @@
+using Gateway.Crypto.Interop;
 using System.Security.Cryptography;
 using NSec.Cryptography;
 
@@ -7,13 +8,12 @@ namespace Gateway.Crypto;
 /// X25519 Diffie-Hellman (RFC 7748) over raw 32-byte keys, via NSec/libsodium.
 /// </summary>
 /// <remarks>
-/// NSec 26.4.0 lets a SharedSecret be exported raw when created with
-/// <see cref="KeyExportPolicies.AllowPlaintextExport"/>, so no direct libsodium P/Invoke is
-/// needed. libsodium refuses small-order peer points and all-zero results; NSec reports
-/// that as a null SharedSecret. We additionally check the exported bytes for all-zero so
-/// that the contract ("false = low-order peer key") does not rest on one library detail.
-/// Each call imports the private key into NSec secure memory (tens of microseconds and a
-/// few small allocations): acceptable for handshakes, which is the only place agreement runs.
+/// Calls libsodium's crypto_scalarmult_curve25519 directly (the library NSec ships): going
+/// through NSec would import the private key into guarded memory on every call (an mmap and
+/// mprotect per key, hundreds of microseconds under load), and a handshake does four
+/// agreements. Keys stay in the caller's spans; nothing is allocated. libsodium refuses
+/// small-order peer points; the all-zero check is repeated here so that the contract
+/// ("false = low-order peer key") does not rest on one library detail.
 /// </remarks>
 public static class X25519
 {
@@ -40,13 +40,16 @@ public static class X25519
         DerivePublicKeyCore(privateKey, publicKey);
     }
 
-    private static void DerivePublicKeyCore(ReadOnlySpan<byte> privateKey, Span<byte> publicKey)
+    private static unsafe void DerivePublicKeyCore(ReadOnlySpan<byte> privateKey, Span<byte> publicKey)
     {
-        var importParameters = new KeyCreationParameters { ExportPolicy = KeyExportPolicies.None };
-        using Key key = Key.Import(KeyAgreementAlgorithm.X25519, privateKey, KeyBlobFormat.RawPrivateKey, in importParameters);
-        if (!key.PublicKey.TryExport(KeyBlobFormat.RawPublicKey, publicKey, out int written) || written != KeySize)
+        Sodium.EnsureInitialized();
+        fixed (byte* n = privateKey)
+        fixed (byte* q = publicKey)
         {
-            throw new CryptographicException("X25519 public key export failed.");
+            if (Sodium.CryptoScalarMultCurve25519Base(q, n) != 0)
+            {
+                throw new CryptographicException("X25519 public key derivation failed.");
+            }
         }
     }
 
@@ -63,29 +66,22 @@ public static class X25519
         return TryAgreeCore(privateKey, peerPublicKey, sharedSecret);
     }
 
-    private static bool TryAgreeCore(ReadOnlySpan<byte> privateKey, ReadOnlySpan<byte> peerPublicKey, Span<byte> sharedSecret)
+    private static unsafe bool TryAgreeCore(ReadOnlySpan<byte> privateKey, ReadOnlySpan<byte> peerPublicKey, Span<byte> sharedSecret)
     {
-        sharedSecret.Clear();
-        if (!PublicKey.TryImport(KeyAgreementAlgorithm.X25519, peerPublicKey, KeyBlobFormat.RawPublicKey, out PublicKey? peer) || peer is null)
+        Sodium.EnsureInitialized();
+        int result;
+        fixed (byte* n = privateKey)
+        fixed (byte* p = peerPublicKey)
+        fixed (byte* q = sharedSecret)
         {
-            return false;
+            // libsodium refuses small-order points (result -1, all-zero output).
+            result = Sodium.CryptoScalarMultCurve25519(q, n, p);
         }
-
-        var importParameters = new KeyCreationParameters { ExportPolicy = KeyExportPolicies.None };
-        var secretParameters = new SharedSecretCreationParameters { ExportPolicy = KeyExportPolicies.AllowPlaintextExport };
-        using Key key = Key.Import(KeyAgreementAlgorithm.X25519, privateKey, KeyBlobFormat.RawPrivateKey, in importParameters);
-        using SharedSecret? secret = KeyAgreementAlgorithm.X25519.Agree(key, peer, in secretParameters);
-        if (secret is null)
-        {
-            return false;
-        }
-        if (!secret.TryExport(SharedSecretBlobFormat.RawSharedSecret, sharedSecret, out int written) || written != KeySize)
+        // Belt and braces: the contract "false = no usable secret" must not rest on one library
+        // detail, so an all-zero output is refused here as well.
+        if (result != 0 || IsAllZero(sharedSecret))
         {
             sharedSecret.Clear();
-            return false;
-        }
-        if (IsAllZero(sharedSecret))
-        {
             return false;
         }
         return true;
