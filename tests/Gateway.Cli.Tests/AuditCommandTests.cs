@@ -26,18 +26,7 @@ public sealed class AuditCommandTests : IDisposable
         }
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        foreach (var command in CommandCatalog.All())
-        {
-            root.Subcommands.Add(command);
-        }
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliRunner.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(args);
 
     private static string Fixture(string name) => Path.Combine(Captures, name);
 

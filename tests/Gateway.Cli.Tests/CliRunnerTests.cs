@@ -4,18 +4,7 @@ namespace Gateway.Cli.Tests;
 
 public class CliRunnerTests
 {
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        foreach (var command in CommandCatalog.All())
-        {
-            root.Subcommands.Add(command);
-        }
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliRunner.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(args);
 
     [Fact]
     public void UnknownOptionIsAUsageErrorWithoutStackTrace()

@@ -21,18 +21,7 @@ public class PolicyCommandTests
     private static string Docs(string file) => Path.Combine(Root, "fixtures", "policies", "cilium-docs", file);
     private static string DocsEndpoints => Path.Combine(Root, "fixtures", "policies", "docs-endpoints.yaml");
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        foreach (var command in CommandCatalog.All())
-        {
-            root.Subcommands.Add(command);
-        }
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliRunner.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(args);
 
     [Fact]
     public void TraceAllowedPrintsRuleAndFinalVerdict()

@@ -17,18 +17,7 @@ public sealed class ShowCommandTests : IDisposable
         }
     }
 
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        foreach (var command in CommandCatalog.All())
-        {
-            root.Subcommands.Add(command);
-        }
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliRunner.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(args);
 
     [Fact]
     public async Task RendersAUapiReplyLikeWgShow()

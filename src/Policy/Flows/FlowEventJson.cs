@@ -22,27 +22,36 @@ public static class FlowEventJson
         return Encoding.UTF8.GetString(stream.ToArray());
     }
 
-    public static void Write(Utf8JsonWriter w, in FlowEvent e, PolicySnapshot? snapshot)
+    /// <summary>Formats Unix nanoseconds as RFC 3339 with all nine fraction digits, as Hubble prints it.</summary>
+    public static string FormatTime(long unixNs)
     {
-        ArgumentNullException.ThrowIfNull(w);
-        w.WriteStartObject();
-        // RFC 3339 with nanoseconds, as Hubble prints it.
-        long seconds = Math.DivRem(e.TimeUnixNs, 1_000_000_000L, out long nanos);
+        long seconds = Math.DivRem(unixNs, 1_000_000_000L, out long nanos);
         if (nanos < 0)
         {
             seconds--;
             nanos += 1_000_000_000L;
         }
         var time = DateTimeOffset.FromUnixTimeSeconds(seconds).UtcDateTime;
-        w.WriteString("time", time.ToString("yyyy-MM-dd'T'HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture) +
-            "." + nanos.ToString("D9", System.Globalization.CultureInfo.InvariantCulture) + "Z");
+        return time.ToString("yyyy-MM-dd'T'HH:mm:ss", System.Globalization.CultureInfo.InvariantCulture) +
+            "." + nanos.ToString("D9", System.Globalization.CultureInfo.InvariantCulture) + "Z";
+    }
+
+    /// <param name="snapshot">Resolves labels, namespaces and pod names (may be null).</param>
+    /// <param name="decidedBy">The snapshot the verdict came from, when the caller kept it (rule ids
+    /// index one compiled snapshot); defaults to <paramref name="snapshot"/>.</param>
+    /// <param name="nodeName">Written as <c>node_name</c> when given.</param>
+    public static void Write(Utf8JsonWriter w, in FlowEvent e, PolicySnapshot? snapshot, PolicySnapshot? decidedBy = null, string? nodeName = null)
+    {
+        ArgumentNullException.ThrowIfNull(w);
+        w.WriteStartObject();
+        w.WriteString("time", FormatTime(e.TimeUnixNs));
         w.WriteString("verdict", e.Verdict switch
         {
             FlowVerdict.Forwarded => "FORWARDED",
             FlowVerdict.Dropped => "DROPPED",
             _ => "ERROR",
         });
-        if (e.Verdict == FlowVerdict.Dropped)
+        if (e.Verdict != FlowVerdict.Forwarded)
         {
             w.WriteNumber("drop_reason", (int)e.DropReason);
             w.WriteString("drop_reason_desc", FlowEvent.DropReasonName(e.DropReason));
@@ -57,11 +66,19 @@ public static class FlowEventJson
         WritePeer(w, "source", e.SourceIdentity, e.Key.Source, snapshot);
         WritePeer(w, "destination", e.DestinationIdentity, e.Key.Destination, snapshot);
         w.WriteString("Type", "L3_L4");
+        if (nodeName is not null)
+        {
+            w.WriteString("node_name", nodeName);
+        }
         w.WriteString("traffic_direction", PolicyText.DirectionName(e.TrafficDirection));
         w.WriteBoolean("is_reply", e.IsReply);
-        if (snapshot is not null && e.RuleId >= 0 && e.PolicyVersion == snapshot.Version && e.RuleId < snapshot.Rules.Count)
+        var rules = decidedBy is not null && decidedBy.Version == e.PolicyVersion ? decidedBy
+            : snapshot is not null && snapshot.Version == e.PolicyVersion ? snapshot
+            : null;
+        // Rule ids index one compiled snapshot; from any other version they would name the wrong rule.
+        if (rules is not null && e.RuleId >= 0 && e.RuleId < rules.Rules.Count)
         {
-            var rule = snapshot.Rules[e.RuleId];
+            var rule = rules.Rules[e.RuleId];
             string field = (e.TrafficDirection == Direction.Ingress ? "ingress_" : "egress_") +
                            (e.Verdict == FlowVerdict.Forwarded ? "allowed_by" : "denied_by");
             w.WriteStartArray(field);

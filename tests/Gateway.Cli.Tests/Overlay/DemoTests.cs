@@ -10,15 +10,7 @@ public class DemoTests
     public void TheDemoShowsAllowedAndDeniedFlowsAndAnEncryptedUnderlay()
     {
         Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
-        var root = new RootCommand("test");
-        foreach (var command in CommandCatalog.All())
-        {
-            root.Subcommands.Add(command);
-        }
-        var output = new StringWriter();
-        var error = new StringWriter();
-        int code = CliRunner.Run(root, ["demo"], output, error);
-        string text = output.ToString();
+        var (code, text, error) = CliHarness.Run("demo");
         Assert.True(code == 0, $"demo failed ({code}):\n{text}\n{error}");
         Assert.Matches(@"ping frontend -> backend\s+3/3 replies\s+ALLOWED", text);
         Assert.Matches(@"HTTP frontend -> backend:80\s+HTTP/1.0 200 OK\s+ALLOWED", text);

@@ -16,19 +16,10 @@ public class OverlayTests
     private static string Interesting(string metrics) =>
         string.Join("\n", metrics.Split('\n').Where(l => !l.StartsWith('#') && !l.EndsWith(" 0")));
 
-    private static DemoCluster Build(out DemoCluster.Pod frontend, out DemoCluster.Pod intruder, out DemoCluster.Pod backend, out DemoCluster.Pod db) =>
+    internal static DemoCluster Build(out DemoCluster.Pod frontend, out DemoCluster.Pod intruder, out DemoCluster.Pod backend, out DemoCluster.Pod db) =>
         ClusterDemo.Build($"go{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}", out frontend, out intruder, out backend, out db);
 
-    private static void WaitFor(Func<bool> condition, string what)
-    {
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        // Waiting for another process (file watch, log line), not for protocol time.
-        while (!condition())
-        {
-            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"timed out waiting for {what}");
-            Thread.Sleep(50);
-        }
-    }
+    private static void WaitFor(Func<bool> condition, string what) => CliHarness.WaitFor(condition, what);
 
     [SkippableFact]
     public void AllowedFlowsPassAndDeniedFlowsDropAtTheRightNode()
@@ -59,15 +50,9 @@ public class OverlayTests
 
         // The flow log and observe: node B's drop of intruder carries intruder's identity (from
         // the VNI), its labels, the direction and the encrypted flag.
-        var root = new System.CommandLine.RootCommand("test");
-        foreach (var command in CommandCatalog.All())
-        {
-            root.Subcommands.Add(command);
-        }
-        var output = new StringWriter();
-        int code = CliRunner.Run(root, ["observe", "--file", cluster.B.FlowLogPath, "--verdict", "DROPPED", "--from-label", "app=intruder", "--json"], output, new StringWriter());
+        var (code, observed, _) = CliHarness.Run("observe", "--file", cluster.B.FlowLogPath, "--verdict", "DROPPED", "--from-label", "app=intruder", "--json");
         Assert.Equal(0, code);
-        var lines = output.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        var lines = observed.Split('\n', StringSplitOptions.RemoveEmptyEntries);
         Assert.NotEmpty(lines);
         uint intruderId = new Gateway.Policy.IdentityAllocator() is var ids && Gateway.Policy.EndpointFile.Load(Path.Combine(cluster.Directory, "endpoints.yaml"), ids).FindByName("intruder") is { } ep ? ep.Identity.Id : 0;
         foreach (var line in lines)
@@ -82,30 +67,17 @@ public class OverlayTests
             Assert.Equal(intruder.Ip, flow.GetProperty("IP").GetProperty("source").GetString());
         }
         // Nothing from frontend was dropped on node B.
-        var frontendDrops = new StringWriter();
-        CliRunner.Run(root, ["observe", "--file", cluster.B.FlowLogPath, "--verdict", "DROPPED", "--from-label", "app=frontend", "--json"], frontendDrops, new StringWriter());
-        Assert.Equal("", frontendDrops.ToString());
+        Assert.Equal("", CliHarness.Run("observe", "--file", cluster.B.FlowLogPath, "--verdict", "DROPPED", "--from-label", "app=frontend", "--json").Out);
     }
 }
 
 [Collection("daemon")]
 public class OverlayOperationsTests
 {
-    private static int s_runs;
-
     private static DemoCluster Build(out DemoCluster.Pod frontend, out DemoCluster.Pod intruder, out DemoCluster.Pod backend, out DemoCluster.Pod db) =>
-        ClusterDemo.Build($"oo{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}", out frontend, out intruder, out backend, out db);
+        OverlayTests.Build(out frontend, out intruder, out backend, out db);
 
-    private static void WaitFor(Func<bool> condition, string what)
-    {
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        // Waiting for another process (file watch, log line), not for protocol time.
-        while (!condition())
-        {
-            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"timed out waiting for {what}");
-            Thread.Sleep(50);
-        }
-    }
+    private static void WaitFor(Func<bool> condition, string what) => CliHarness.WaitFor(condition, what);
 
     [SkippableFact]
     public void StrictModeDropsWorkloadVxlanAndInstallsFallbackRoutes()
