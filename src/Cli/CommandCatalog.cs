@@ -15,5 +15,6 @@ internal static class CommandCatalog
         yield return DemoCommand.Create();
         yield return Commands.AuditCommand.Create();
         yield return PolicyCommand.Create();
+        yield return Commands.ReplayCommand.Create();
     }
 }
