@@ -24,7 +24,7 @@ internal static class ReplayCommand
         var workers = new Option<int>("--workers") { Description = "Independent node pairs, one thread each, over a partition of the flows", DefaultValueFactory = _ => 1 };
         var loops = new Option<int>("--loops") { Description = "Measured passes over the capture (after one warm-up pass)", DefaultValueFactory = _ => 1 };
         var write = new Option<string>("--write") { Description = "Write the sealed underlay traffic (handshake and the warm-up pass) as an Ethernet pcap (192.0.2.1 <-> 192.0.2.2, UDP 51871)" };
-        var keylog = new Option<string>("--keylog") { Description = "Write a Wireshark WireGuard key log (wg.keylog_file). Limitation: static private keys only - the engine exposes no ephemeral keys, so Wireshark decrypts handshake fields but not transport data" };
+        var keylog = new Option<string>("--keylog") { Description = "Write a Wireshark WireGuard key log (wg.keylog_file, file mode 0600). Limitation: today it holds the static private keys only (the engine does not yet expose handshake ephemeral keys), so Wireshark decrypts the handshake's static-key field but not transport data; see docs/replay.md" };
         var json = new Option<bool>("--json") { Description = "Print the report as one JSON document" };
 
         var command = new Command("replay", "Replay a capture through the node pipeline in memory and measure it (no TUN, no sockets, no root)");
@@ -128,6 +128,7 @@ internal static class ReplayCommand
             ["dropped"] = r.Dropped,
             ["drops"] = r.Drops,
             ["control_datagrams"] = r.ControlDatagrams,
+            ["ephemeral_keys_logged"] = r.EphemeralKeys,
             ["stage_ns"] = r.StageNs,
             ["sampled_packets"] = r.SampledPackets,
             ["allocated_bytes"] = r.AllocatedBytes,
@@ -153,7 +154,7 @@ internal static class ReplayCommand
         o.WriteLine(string.Format(c, "verdicts: {0} round-tripped byte for byte, {1} dropped, {2} mismatched, {3} not sent; {4} handshake-layer datagrams",
             r.RoundTripped, r.Dropped, r.Mismatched, r.NotSent, r.ControlDatagrams));
         foreach (var (reason, count) in r.Drops) o.WriteLine(string.Format(c, "  drop {0}: {1}", reason, count));
-        o.WriteLine(string.Format(c, "stages (ns/packet, sampled 1 in 8, {0} packets):", r.SampledPackets));
+        o.WriteLine(string.Format(c, "stages (mean ns/packet over the 1-in-8 sample, {0} packets):", r.SampledPackets));
         foreach (var (stage, ns) in r.StageNs) o.WriteLine(string.Format(c, "  {0,-20} {1,8:F0}", stage, ns));
         o.WriteLine(string.Format(c, "allocated: {0} bytes in the measured loops = {1:F3} B/packet", r.AllocatedBytes, r.AllocatedBytesPerPacket));
         o.WriteLine(string.Format(c, "bare ChaCha20-Poly1305, same sizes, same run: seal {0:F0} ns/packet ({1:F3} Mpps), seal+open {2:F0} ns/packet",
@@ -161,7 +162,12 @@ internal static class ReplayCommand
         o.WriteLine(string.Format(c, "pipeline / bare: {0:P1} of seal, {1:P1} of seal+open (like for like: one thread seals and opens); sender side {2:P1} of seal",
             r.RatioToSeal, r.RatioToSealOpen, r.SenderRatioToSeal));
         if (writePath is not null) o.WriteLine($"wrote {frames} underlay frame(s) to {writePath}");
-        if (keylogPath is not null) o.WriteLine($"wrote static keys to {keylogPath} (no ephemeral keys: transport data stays opaque to Wireshark)");
+        if (keylogPath is not null)
+        {
+            o.WriteLine(r.EphemeralKeys > 0
+                ? $"wrote static and {r.EphemeralKeys} ephemeral key(s) to {keylogPath}: Wireshark can decrypt the transport data"
+                : $"wrote static keys only to {keylogPath}: no ephemeral key was visible, so transport data stays opaque to Wireshark (docs/replay.md)");
+        }
     }
 
     /// <summary>A one-line progress bar on stderr, shown only on a terminal and only once a run has taken over a second.</summary>

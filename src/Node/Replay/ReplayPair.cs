@@ -49,6 +49,8 @@ public sealed class ReplayPair : IDisposable
     }
 
     private readonly HandshakeOutbox _outA = new(), _outB = new();
+    private readonly EphemeralKeyRecorder _random = new();
+    private readonly List<(bool NodeA, byte[] Key)> _ephemerals = [];
     private readonly byte[] _privateA = GC.AllocateArray<byte>(32, pinned: true);
     private readonly byte[] _privateB = GC.AllocateArray<byte>(32, pinned: true);
     private readonly byte[] _scratch = new byte[1 << 16];
@@ -66,8 +68,8 @@ public sealed class ReplayPair : IDisposable
         Clock = clock;
         X25519.GeneratePrivateKey(_privateA);
         X25519.GeneratePrivateKey(_privateB);
-        EngineA = new WireGuardEngine(_outA, new WireGuardEngineOptions { Clock = clock });
-        EngineB = new WireGuardEngine(_outB, new WireGuardEngineOptions { Clock = clock });
+        EngineA = new WireGuardEngine(_outA, new WireGuardEngineOptions { Clock = clock, Random = _random });
+        EngineB = new WireGuardEngine(_outB, new WireGuardEngineOptions { Clock = clock, Random = _random });
         EngineA.SetPrivateKey(_privateA);
         EngineB.SetPrivateKey(_privateB);
         EngineA.ListenPort = UnderlayA.Port;
@@ -150,6 +152,7 @@ public sealed class ReplayPair : IDisposable
         {
             outbox.Count = outbox.Pending.Count;
             ControlDatagrams++;
+            RememberEphemeral(fromA, datagram);
             Sink?.Datagram(fromA, datagram);
             datagram.CopyTo(_scratch, 0);
             var from = fromA ? UnderlayA : UnderlayB;
@@ -164,8 +167,24 @@ public sealed class ReplayPair : IDisposable
         }
     }
 
+    /// <summary>Ephemeral private keys recognised for this pair's handshakes (see <see cref="EphemeralKeyRecorder"/>).</summary>
+    internal IReadOnlyList<(bool NodeA, byte[] Key)> EphemeralKeys => _ephemerals;
+
+    private void RememberEphemeral(bool fromA, byte[] datagram)
+    {
+        // Initiation: ephemeral public at [8, 40); response: at [12, 44).
+        int at = datagram.Length == Messages.InitiationSize && datagram[0] == 1 ? 8
+            : datagram.Length == Messages.ResponseSize && datagram[0] == 2 ? 12 : -1;
+        if (at >= 0 && _random.FindPrivate(datagram.AsSpan(at, 32)) is { } key)
+        {
+            _ephemerals.Add((fromA, key));
+        }
+    }
+
     public void Dispose()
     {
+        foreach (var (_, key) in _ephemerals) System.Security.Cryptography.CryptographicOperations.ZeroMemory(key);
+        _random.Dispose();
         EngineA.Dispose();
         EngineB.Dispose();
         System.Security.Cryptography.CryptographicOperations.ZeroMemory(_privateA);

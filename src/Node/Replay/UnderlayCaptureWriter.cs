@@ -72,9 +72,11 @@ public sealed class UnderlayCaptureWriter : IUnderlaySink, IDisposable
 
 /// <summary>
 /// Writes a key log for Wireshark's WireGuard dissector (preference wg.keylog_file): lines
-/// "NAME = base64(32 bytes)". Only the nodes' static private keys are known to the replay: the
-/// engine draws each handshake's ephemeral key internally and exposes no hook to read it, so
-/// Wireshark can decrypt the handshake's encrypted static/timestamp fields but not transport data.
+/// "NAME = base64(32 bytes)": both nodes' LOCAL_STATIC_PRIVATE_KEY, and a LOCAL_EPHEMERAL_PRIVATE_KEY
+/// for each handshake whose ephemeral key the replay could recognise. Wireshark needs one side's
+/// static and ephemeral private keys to derive the transport keys; with static keys alone it
+/// decrypts the initiation's static-key and timestamp fields only. The current engine draws
+/// ephemeral keys where the replay cannot see them (see EphemeralKeyRecorder).
 /// </summary>
 public static class WireGuardKeyLog
 {
@@ -95,5 +97,9 @@ public static class WireGuardKeyLog
         writer.WriteLine("# Gateway replay: static keys of both simulated nodes (192.0.2.1 = A, 192.0.2.2 = B)");
         writer.WriteLine($"LOCAL_STATIC_PRIVATE_KEY = {Convert.ToBase64String(pair.PrivateA)}");
         writer.WriteLine($"LOCAL_STATIC_PRIVATE_KEY = {Convert.ToBase64String(pair.PrivateB)}");
+        foreach (var (_, key) in pair.EphemeralKeys)
+        {
+            writer.WriteLine($"LOCAL_EPHEMERAL_PRIVATE_KEY = {Convert.ToBase64String(key)}");
+        }
     }
 }
