@@ -103,7 +103,7 @@ internal static class ReplayCommand
         return command;
     }
 
-    private static CliException Usage(string message) => new($"gateway replay: {message}", CliRunner.UsageExitCode);
+    private static CliException Usage(string message) => new($"replay: {message}", CliRunner.UsageExitCode);
 
     private static string ToJson(ReplayReport r, long? framesWritten)
     {
