@@ -18,13 +18,13 @@ internal static class ReplayCommand
     public static Command Create()
     {
         var capture = new Argument<string>("CAPTURE") { Description = "pcap or pcapng file of IP traffic (Ethernet, Linux cooked or raw IP)" };
-        var policy = new Option<string>("--policy") { Description = "CiliumNetworkPolicy/NetworkPolicy YAML file or directory (overlay mode)" };
-        var endpoints = new Option<string>("--endpoints") { Description = "Endpoints YAML (name, namespace, ips, labels): gives the capture's addresses their identities (overlay mode)" };
-        var mode = new Option<string>("--mode") { Description = "plain (WireGuard only) or overlay (policy + VXLAN + WireGuard). Default: overlay with --endpoints, else plain" };
-        var workers = new Option<int>("--workers") { Description = "Independent node pairs, one thread each, over a partition of the flows", DefaultValueFactory = _ => 1 };
-        var loops = new Option<int>("--loops") { Description = "Measured passes over the capture (after one warm-up pass)", DefaultValueFactory = _ => 1 };
-        var write = new Option<string>("--write") { Description = "Write the sealed underlay traffic (handshake and the warm-up pass) as an Ethernet pcap (192.0.2.1 <-> 192.0.2.2, UDP 51871)" };
-        var keylog = new Option<string>("--keylog") { Description = "Write a Wireshark WireGuard key log (wg.keylog_file, file mode 0600). Limitation: today it holds the static private keys only (the engine does not yet expose handshake ephemeral keys), so Wireshark decrypts the handshake's static-key field but not transport data; see docs/replay.md" };
+        var policy = new Option<string>("--policy") { HelpName = "PATH", Description = "CiliumNetworkPolicy/NetworkPolicy YAML file or directory (overlay mode)" };
+        var endpoints = new Option<string>("--endpoints") { HelpName = "FILE", Description = "Endpoints YAML (name, namespace, ips, labels): gives the capture's addresses their identities (overlay mode)" };
+        var mode = new Option<string>("--mode") { HelpName = "plain|overlay", Description = "plain (WireGuard only) or overlay (policy + VXLAN + WireGuard). Default: overlay with --endpoints, else plain" };
+        var workers = new Option<int>("--workers") { HelpName = "N", Description = "Independent node pairs, one thread each, over a partition of the flows", DefaultValueFactory = _ => 1 };
+        var loops = new Option<int>("--loops") { HelpName = "K", Description = "Measured passes over the capture (after one warm-up pass)", DefaultValueFactory = _ => 1 };
+        var write = new Option<string>("--write") { HelpName = "OUT.pcap", Description = "Write the sealed underlay traffic (handshake and the warm-up pass) as an Ethernet pcap (192.0.2.1 <-> 192.0.2.2, UDP 51871)" };
+        var keylog = new Option<string>("--keylog") { HelpName = "FILE", Description = "Write a Wireshark WireGuard key log (wg.keylog_file, file mode 0600). Limitation: today it holds the static private keys only (the engine does not yet expose handshake ephemeral keys), so Wireshark decrypts the handshake's static-key field but not transport data; see docs/replay.md" };
         var json = new Option<bool>("--json") { Description = "Print the report as one JSON document" };
 
         var command = new Command("replay", "Replay a capture through the node pipeline in memory and measure it (no TUN, no sockets, no root)");

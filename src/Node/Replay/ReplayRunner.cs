@@ -406,7 +406,10 @@ public static class ReplayRunner
             var pair = Pair!;
             var work = _work;
             const int at = OverlayPipeline.Headroom;
-            Span<byte> mac = stackalloc byte[6];
+            // The pipeline keeps each node's own MAC precomputed; so does this pass.
+            Span<byte> macA = stackalloc byte[6], macB = stackalloc byte[6];
+            VxlanFrame.NodeMac(pair.PipelineA!.Options.TunnelAddress, macA);
+            VxlanFrame.NodeMac(pair.PipelineB!.Options.TunnelAddress, macB);
             for (int k = 0; k < indices.Length; k += options.SampleEvery)
             {
                 int i = indices[k];
@@ -423,7 +426,7 @@ public static class ReplayRunner
                 long t1 = Stopwatch.GetTimestamp();
                 if (!decision.Allowed) continue;
                 VxlanFrame.Write(work.AsSpan(at - VxlanFrame.Overhead, VxlanFrame.Overhead), original.Length, sender.Options.TunnelAddress,
-                    peer.TunnelAddress, sender.Options.VxlanPort, decision.SourceIdentity, VxlanFrame.SourcePort(key), peer.Mac, Mac(sender, mac),
+                    peer.TunnelAddress, sender.Options.VxlanPort, decision.SourceIdentity, VxlanFrame.SourcePort(key), peer.Mac, fromA ? macA : macB,
                     key.IpVersion == 4 ? (ushort)0x0800 : (ushort)0x86DD);
                 long t2 = Stopwatch.GetTimestamp();
                 var sent = engine.EncapsulateInPlace(work, VxlanFrame.Overhead + original.Length);
@@ -438,12 +441,6 @@ public static class ReplayRunner
                 _breakdownCount++;
                 if (pair.HasPending) pair.Pump();
             }
-        }
-
-        private static Span<byte> Mac(OverlayPipeline pipeline, Span<byte> mac)
-        {
-            VxlanFrame.NodeMac(pipeline.Options.TunnelAddress, mac);
-            return mac;
         }
 
         private static long NowNs(TimeProvider clock) => (long)(clock.GetTimestamp() * (1_000_000_000.0 / clock.TimestampFrequency));
