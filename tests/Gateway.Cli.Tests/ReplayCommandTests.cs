@@ -90,12 +90,15 @@ public sealed class ReplayCommandTests : IDisposable
     [InlineData("replay", "{imix}", "--endpoints", "/nonexistent/endpoints.yaml")]
     [InlineData("replay", "{junk}")]
     [InlineData("replay", "{imix}", "--workers", "many")]
+    [InlineData("replay", "{two-way}")]
     public void Replay_bad_input_is_one_line_and_exit_2(params string[] args)
     {
         string junk = Path.Combine(_tmp, "junk.pcap");
         File.WriteAllText(junk, "not a capture at all");
         var resolved = args.Select(a => a.Replace("{imix}", Imix).Replace("{endpoints}", Endpoints).Replace("{policy}", Policy)
-            .Replace("{tmp}", _tmp).Replace("{junk}", junk)).ToArray();
+            .Replace("{tmp}", _tmp).Replace("{junk}", junk)
+            // Node-to-node WireGuard where both addresses start flows: cannot be split into two sides.
+            .Replace("{two-way}", Path.Combine(Fixtures, "..", "captures", "synthetic-wireguard.pcap"))).ToArray();
         var (code, _, error) = Run(resolved);
         Assert.Equal(2, code);
         Assert.DoesNotContain("   at ", error);
