@@ -91,6 +91,7 @@ public sealed class ReplayCommandTests : IDisposable
     [InlineData("replay", "{junk}")]
     [InlineData("replay", "{imix}", "--workers", "many")]
     [InlineData("replay", "{two-way}")]
+    [InlineData("replay", "{imix}", "--keylog", "/nonexistent/dir/keys.log")]
     public void Replay_bad_input_is_one_line_and_exit_2(params string[] args)
     {
         string junk = Path.Combine(_tmp, "junk.pcap");

@@ -50,6 +50,8 @@ internal static class ReplayCommand
             string? writePath = parse.GetValue(write), keylogPath = parse.GetValue(keylog);
             if ((writePath ?? keylogPath) is not null && workerCount != 1) throw Usage("--write and --keylog need --workers 1 (one session to record)");
 
+            if (keylogPath is not null && Path.GetDirectoryName(Path.GetFullPath(keylogPath)) is { } keyDir && !Directory.Exists(keyDir))
+                throw Usage($"--keylog: directory '{keyDir}' does not exist");
             ReplayCapture loaded;
             ReplayPolicy? loadedPolicy = null;
             try
