@@ -17,5 +17,6 @@ internal static class CommandCatalog
         yield return Commands.AuditCommand.Create();
         yield return PolicyCommand.Create();
         yield return Commands.ObserveCommand.Create();
+        yield return Commands.ReplayCommand.Create();
     }
 }
