@@ -18,7 +18,7 @@ public sealed class Peer
         PublicKey = publicKey;
         Span<byte> key = stackalloc byte[32];
         publicKey.CopyTo(key);
-        Handshake = new Handshake(key);
+        Handshake = new Handshake(key) { Random = engine.RandomSource };
         Cookies = new CookieGenerator(key);
     }
 

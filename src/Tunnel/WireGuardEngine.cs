@@ -94,6 +94,9 @@ public sealed class WireGuardEngine : IDisposable
 
     internal long Now => _clock.NowNanoseconds();
 
+    /// <summary>The random source handshakes draw their ephemeral keys from.</summary>
+    internal IRandomSource RandomSource => _random;
+
     // ------------------------------------------------------------------ configuration
 
     /// <summary>Our public key, or null while no private key is set.</summary>

@@ -24,7 +24,7 @@ internal static class ReplayCommand
         var workers = new Option<int>("--workers") { HelpName = "N", Description = "Independent node pairs, one thread each, over a partition of the flows", DefaultValueFactory = _ => 1 };
         var loops = new Option<int>("--loops") { HelpName = "K", Description = "Measured passes over the capture (after one warm-up pass)", DefaultValueFactory = _ => 1 };
         var write = new Option<string>("--write") { HelpName = "OUT.pcap", Description = "Write the sealed underlay traffic (handshake and the warm-up pass) as an Ethernet pcap (192.0.2.1 <-> 192.0.2.2, UDP 51871)" };
-        var keylog = new Option<string>("--keylog") { HelpName = "FILE", Description = "Write a Wireshark WireGuard key log (wg.keylog_file, file mode 0600). Limitation: today it holds the static private keys only (the engine does not yet expose handshake ephemeral keys), so Wireshark decrypts the handshake's static-key field but not transport data; see docs/replay.md" };
+        var keylog = new Option<string>("--keylog") { HelpName = "FILE", Description = "Write a Wireshark WireGuard key log (wg.keylog_file, file mode 0600): both nodes' static and handshake ephemeral private keys, so Wireshark/tshark decrypts the --write capture, transport data included; see docs/replay.md" };
         var json = new Option<bool>("--json") { Description = "Print the report as one JSON document" };
 
         var command = new Command("replay", "Replay a capture through the node pipeline in memory and measure it (no TUN, no sockets, no root)");

@@ -20,6 +20,19 @@ internal enum HandshakeState : byte
 /// </summary>
 internal sealed class Handshake
 {
+    /// <summary>Where ephemeral private keys come from: the engine's <see cref="IRandomSource"/>
+    /// (the OS CSPRNG in the daemon), so a tool that owns the engine, such as the replay's key
+    /// log for Wireshark, can record them.</summary>
+    public IRandomSource Random = SystemRandomSource.Instance;
+
+    private void NewEphemeral()
+    {
+        Random.Fill(EphemeralPrivate);
+        // Clamp as RFC 7748 decodeScalar25519 (what X25519.GeneratePrivateKey does).
+        EphemeralPrivate[0] &= 248;
+        EphemeralPrivate[31] = (byte)((EphemeralPrivate[31] & 127) | 64);
+    }
+
     public HandshakeState State;
     public readonly byte[] Hash = new byte[32];
     public readonly byte[] ChainKey = new byte[32];
@@ -98,7 +111,7 @@ internal sealed class Handshake
         NoiseConstants.MixHash(Hash, RemoteStatic);
 
         // e
-        X25519.GeneratePrivateKey(EphemeralPrivate);
+        NewEphemeral();
         var ephemeral = message.Slice(Messages.InitEphemeral, 32);
         X25519.DerivePublicKey(EphemeralPrivate, ephemeral);
         WireGuardKdf.Kdf1(ChainKey, ephemeral, ChainKey);
@@ -139,7 +152,7 @@ internal sealed class Handshake
         BinaryPrimitives.WriteUInt32LittleEndian(message[Messages.RespSender..], LocalIndex);
         BinaryPrimitives.WriteUInt32LittleEndian(message[Messages.RespReceiver..], RemoteIndex);
 
-        X25519.GeneratePrivateKey(EphemeralPrivate);
+        NewEphemeral();
         var ephemeral = message.Slice(Messages.RespEphemeral, 32);
         X25519.DerivePublicKey(EphemeralPrivate, ephemeral);
         WireGuardKdf.Kdf1(ChainKey, ephemeral, ChainKey);

@@ -91,8 +91,10 @@ public sealed class ReplayRunnerTests : IDisposable
         Assert.Equal(frames, audit.TotalPackets);
         Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keylog));
         var lines = File.ReadAllLines(keylog).Where(l => !l.StartsWith('#')).ToArray();
-        Assert.Equal(2, lines.Length);
-        Assert.All(lines, l => Assert.Matches("^LOCAL_STATIC_PRIVATE_KEY = [A-Za-z0-9+/]{43}=$", l));
+        // Both nodes' static keys and the ephemeral key of each side's handshake message.
+        Assert.Equal(2, lines.Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, "^LOCAL_STATIC_PRIVATE_KEY = [A-Za-z0-9+/]{43}=$")));
+        Assert.Equal(2, lines.Count(l => System.Text.RegularExpressions.Regex.IsMatch(l, "^LOCAL_EPHEMERAL_PRIVATE_KEY = [A-Za-z0-9+/]{43}=$")));
+        Assert.Equal(4, lines.Length);
     }
 
     [SkippableFact]
