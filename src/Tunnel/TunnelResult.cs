@@ -34,6 +34,8 @@ public enum TunnelEvent : byte
     NoEndpoint,
     BufferTooSmall,
     NoPrivateKey,
+    /// <summary>The queue of packets waiting for a handshake was full; its oldest packet was dropped.</summary>
+    StagedOverflow,
     // Inbound drops.
     InvalidMessage,
     BadMac1,

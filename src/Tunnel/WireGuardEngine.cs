@@ -372,7 +372,11 @@ public sealed class WireGuardEngine : IDisposable
 
     private void StagePacketLocked(Peer peer, ReadOnlySpan<byte> packet)
     {
-        if (peer.Staged.Count >= WireGuardConstants.MaxStagedPackets) peer.Staged.Dequeue(); // drop the oldest
+        if (peer.Staged.Count >= WireGuardConstants.MaxStagedPackets)
+        {
+            peer.Staged.Dequeue(); // drop the oldest, as wireguard-go does, and count it
+            Interlocked.Increment(ref _counters[(int)TunnelEvent.StagedOverflow * CounterStride]);
+        }
         peer.Staged.Enqueue(packet.ToArray());
     }
 
