@@ -67,7 +67,7 @@ public class HandshakeTests
         using var p = new EnginePair();
         for (int i = 0; i < WireGuardConstants.MaxStagedPackets + 10; i++) p.Send(p.A, Ping(p, p.A, (ushort)i));
         Assert.Equal(WireGuardConstants.MaxStagedPackets, p.PeerBOnA.StagedCount);
-        Assert.Equal(10, p.A.GetCount(TunnelEvent.StagedOverflow));
+        Assert.Equal(10, p.A.Engine.GetCount(TunnelEvent.StagedOverflow));
         p.Pump();
         Assert.Equal(WireGuardConstants.MaxStagedPackets, p.DeliveredToB.Count);
         Assert.Equal(Ping(p, p.A, 10), p.DeliveredToB[0]);
