@@ -113,6 +113,17 @@ public class WgQuickConfigTests
     }
 
     [Fact]
+    public void APeerWithTheInterfacesOwnKeyIsAConfigError()
+    {
+        using var own = WireGuardKey.GeneratePrivate();
+        using var ownPublic = own.DerivePublic();
+        string text = $"[Interface]\nPrivateKey = {own.ToBase64()}\n\n[Peer]\nPublicKey = {ownPublic.ToBase64()}\n";
+        var e = Assert.Throws<ConfigException>(() => WgQuickConfig.Parse(text, "self.conf", NoDns));
+        Assert.Equal(4, e.Line);
+        Assert.Contains("own public key", e.Message);
+    }
+
+    [Fact]
     public void MissingFileIsAConfigError()
     {
         var e = Assert.Throws<ConfigException>(() => WgQuickConfig.Load("/nonexistent/dir/wg9.conf"));

@@ -227,6 +227,14 @@ public sealed class WgQuickConfig : IDisposable
         {
             throw new ConfigException(Path, 0, "[Interface] has no PrivateKey");
         }
+        using (var own = Interface.PrivateKey.DerivePublic())
+        {
+            // The engine cannot have itself as a peer; say so here rather than fail half-way up.
+            if (Peers.FirstOrDefault(p => p.PublicKey.Equals(own)) is { } self)
+            {
+                throw new ConfigException(Path, self.Line, "[Peer] PublicKey is this interface's own public key");
+            }
+        }
         ValidateOverlay(overlayKeyLines);
     }
 

@@ -52,43 +52,8 @@ public sealed class UapiSocketServer : IAsyncDisposable
         File.SetUnixFileMode(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute |
             UnixFileMode.GroupRead | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherExecute);
         string path = Path.Combine(directory, interfaceName + ".sock");
-        if (File.Exists(path))
-        {
-            if (IsServed(path))
-            {
-                throw new IOException($"{path} is in use: another process already serves interface '{interfaceName}'.");
-            }
-            File.Delete(path); // stale socket left by a process that died
-        }
-        var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            // With the usual umask the fresh socket is not writable (connectable) by others;
-            // tighten it to 0600 at once, as wireguard-go does.
-            listener.Bind(new UnixDomainSocketEndPoint(path));
-            File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            listener.Listen(16);
-        }
-        catch
-        {
-            listener.Dispose();
-            throw;
-        }
+        var listener = OwnerOnlySocket.Listen(path, $"interface '{interfaceName}'");
         return new UapiSocketServer(path, listener, handler);
-    }
-
-    private static bool IsServed(string path)
-    {
-        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        try
-        {
-            probe.Connect(new UnixDomainSocketEndPoint(path));
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
     }
 
     private async Task AcceptLoopAsync()
