@@ -4,6 +4,7 @@
 # prints both and their ratio. Root only. Traffic stays inside the namespaces this script makes.
 #
 #   perf/netns/throughput.sh [SECONDS] [ROUNDS]
+#   GATEWAY_UP_ARGS="--crypto-workers 0" perf/netns/throughput.sh   # extra `gateway up` options
 #
 # Each round measures both implementations back to back (alternating which goes first), so
 # load from elsewhere on the machine hits both alike; the median of the rounds is reported.
@@ -59,8 +60,8 @@ wait_sock() { for _ in $(seq 300); do [[ -S /var/run/wireguard/$1.sock ]] && ret
 start_gateway() {
   conf "$ka" "$pb" 10.242.0.1 10.242.0.2 192.168.242.2 > "$tmp/a.conf"
   conf "$kb" "$pa" 10.242.0.2 10.242.0.1 192.168.242.1 > "$tmp/b.conf"
-  ip netns exec $nsa dotnet $out/gateway.dll up "$tmp/a.conf" --interface tpa$id --metrics off 2>"$tmp/a.log" & pids+=($!)
-  ip netns exec $nsb dotnet $out/gateway.dll up "$tmp/b.conf" --interface tpb$id --metrics off 2>"$tmp/b.log" & pids+=($!)
+  ip netns exec $nsa dotnet $out/gateway.dll up "$tmp/a.conf" --interface tpa$id --metrics off ${GATEWAY_UP_ARGS:-} 2>"$tmp/a.log" & pids+=($!)
+  ip netns exec $nsb dotnet $out/gateway.dll up "$tmp/b.conf" --interface tpb$id --metrics off ${GATEWAY_UP_ARGS:-} 2>"$tmp/b.log" & pids+=($!)
   wait_sock tpa$id; wait_sock tpb$id
 }
 

@@ -23,7 +23,7 @@ public sealed class Peer
     }
 
     internal WireGuardEngine Engine { get; }
-    internal readonly object Sync = new();
+    internal readonly Lock Sync = new();
     internal readonly Handshake Handshake;
     internal readonly CookieGenerator Cookies;
     internal Keypair? Previous, Current, Next;

@@ -90,3 +90,43 @@ public interface ITunnelOutput
 {
     void SendDatagram(in IpEndpoint destination, ReadOnlySpan<byte> datagram);
 }
+
+/// <summary>A seal begun by <see cref="WireGuardEngine.BeginEncapsulateInPlace"/> and not yet
+/// completed: the session and the counter the packet was given. A value type: no allocation.</summary>
+public readonly struct SealTicket
+{
+    internal SealTicket(Keypair keypair, ulong counter, int packetLength, int padded)
+    {
+        Keypair = keypair;
+        Counter = counter;
+        PacketLength = packetLength;
+        Padded = padded;
+    }
+
+    internal Keypair? Keypair { get; }
+    internal ulong Counter { get; }
+    internal int PacketLength { get; }
+    internal int Padded { get; }
+
+    /// <summary>True when <see cref="WireGuardEngine.CompleteEncapsulate"/> must still run.</summary>
+    public bool IsPending => Keypair is not null;
+}
+
+/// <summary>A transport message authenticated and decrypted by
+/// <see cref="WireGuardEngine.BeginDecapsulate"/> whose in-order bookkeeping is still to be done.</summary>
+public readonly struct OpenTicket
+{
+    internal OpenTicket(Keypair keypair, ulong counter, long now)
+    {
+        Keypair = keypair;
+        Counter = counter;
+        Now = now;
+    }
+
+    internal Keypair? Keypair { get; }
+    internal ulong Counter { get; }
+    internal long Now { get; }
+
+    /// <summary>True when <see cref="WireGuardEngine.CompleteDecapsulate"/> must still run.</summary>
+    public bool IsPending => Keypair is not null;
+}

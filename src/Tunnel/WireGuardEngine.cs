@@ -50,7 +50,7 @@ public sealed class WireGuardEngine : IDisposable
 
     private const int HandshakeBacklogUnderLoad = 128; // wireguard-go: QueueHandshakeSize / 8
 
-    private readonly object _control = new();
+    private readonly Lock _control = new();
     private readonly TimeProvider _clock;
     private readonly IRandomSource _random;
     private readonly ITunnelOutput _output;
@@ -316,6 +316,60 @@ public sealed class WireGuardEngine : IDisposable
 
     private TunnelResult EncapsulateCore(Span<byte> buffer, int packetLength)
     {
+        var result = PrepareSeal(buffer, packetLength, out var ticket);
+        if (!ticket.IsPending) return result;
+        // The AEAD runs outside the peer lock: the receive path for this peer is not held up.
+        return CompleteSeal(ticket, buffer) ? result : Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, result.Peer));
+    }
+
+    /// <summary>
+    /// First half of a split seal, for pipelines that encrypt on worker threads: routes the packet
+    /// at buffer[16 .. 16+packetLength), picks the session and assigns the next counter, all
+    /// under the peer's lock, so that calling this in order gives each peer's packets rising
+    /// counters. When <paramref name="ticket"/> is pending the result is SendToNetwork and the
+    /// caller must run <see cref="CompleteEncapsulate"/> on the same buffer (any thread) before
+    /// sending; otherwise the result is final (dropped, or staged awaiting a handshake).
+    /// </summary>
+    public TunnelResult BeginEncapsulateInPlace(Span<byte> buffer, int packetLength, out SealTicket ticket)
+    {
+        if (packetLength < 0 || Messages.TransportHeaderSize + packetLength > buffer.Length)
+        {
+            ticket = default;
+            return Count(TunnelResult.Dropped(TunnelEvent.BufferTooSmall));
+        }
+        return PrepareSeal(buffer, packetLength, out ticket);
+    }
+
+    /// <summary>Second half of a split seal: the AEAD in place. False (counted as KeypairExpired)
+    /// when the session's keys were destroyed in between; the packet must then not be sent.</summary>
+    public bool CompleteEncapsulate(in SealTicket ticket, Span<byte> buffer)
+    {
+        if (!ticket.IsPending) throw new ArgumentException("The ticket has no seal pending.", nameof(ticket));
+        if (CompleteSeal(ticket, buffer)) return true;
+        Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, ticket.Keypair!.Peer));
+        return false;
+    }
+
+    private static bool CompleteSeal(in SealTicket ticket, Span<byte> buffer)
+    {
+        var keypair = ticket.Keypair!;
+        // A reference for the AEAD call: retiring the keypair meanwhile cannot zero the keys
+        // under us. Failing means the keys are already gone.
+        if (!keypair.TryAcquire()) return false;
+        try
+        {
+            Seal(keypair, ticket.Counter, buffer, ticket.PacketLength, ticket.Padded);
+        }
+        finally
+        {
+            keypair.Release();
+        }
+        return true;
+    }
+
+    private TunnelResult PrepareSeal(Span<byte> buffer, int packetLength, out SealTicket ticket)
+    {
+        ticket = default;
         var packet = buffer.Slice(Messages.TransportHeaderSize, packetLength);
         if (!InnerPacket.TryGetDestination(packet, out var destinationAddress))
             return Count(TunnelResult.Dropped(TunnelEvent.NotIpPacket));
@@ -324,8 +378,6 @@ public sealed class WireGuardEngine : IDisposable
         int padded = Messages.PaddedLength(packetLength, _mtu == 0 ? int.MaxValue : _mtu);
         int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
         long now = Now;
-        Keypair keypair;
-        ulong counter;
         IpEndpoint endpoint;
         lock (peer.Sync)
         {
@@ -341,20 +393,9 @@ public sealed class WireGuardEngine : IDisposable
             }
             if (!peer.EndpointValue.IsSet()) return Count(TunnelResult.Dropped(TunnelEvent.NoEndpoint, peer));
             if (buffer.Length < total) return Count(TunnelResult.Dropped(TunnelEvent.BufferTooSmall, peer));
-            keypair = current!;
-            if (!keypair.TryAcquire()) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, peer));
-            counter = keypair.SendCounter++;
+            ticket = new SealTicket(current!, current!.SendCounter++, packetLength, padded);
             endpoint = peer.EndpointValue;
-            AfterTransportSentLocked(peer, keypair, total, packetLength == 0, now);
-        }
-        // The AEAD runs outside the peer lock: the receive path for this peer is not held up.
-        try
-        {
-            Seal(keypair, counter, buffer, packetLength, padded);
-        }
-        finally
-        {
-            keypair.Release();
+            AfterTransportSentLocked(peer, current, total, packetLength == 0, now);
         }
         return Count(new TunnelResult(TunnelAction.SendToNetwork, TunnelEvent.TransportSent, 0, total, endpoint, peer));
     }
@@ -439,10 +480,25 @@ public sealed class WireGuardEngine : IDisposable
     /// </summary>
     public TunnelResult Decapsulate(in IpEndpoint source, Span<byte> datagram)
     {
+        var result = BeginDecapsulate(source, datagram, out var ticket);
+        return ticket.IsPending ? CompleteDecapsulate(ticket, source, datagram) : result;
+    }
+
+    /// <summary>
+    /// First half of a split receive, for pipelines that decrypt on worker threads (any thread,
+    /// any order): transport data is authenticated and decrypted in place, and
+    /// <paramref name="ticket"/> is pending; the caller must then run
+    /// <see cref="CompleteDecapsulate"/> for the peer's datagrams in arrival order, which applies
+    /// the replay window, roaming, timers and the inner-source check. Any other message is handled
+    /// entirely here and the result is final.
+    /// </summary>
+    public TunnelResult BeginDecapsulate(in IpEndpoint source, Span<byte> datagram, out OpenTicket ticket)
+    {
+        ticket = default;
         switch (Messages.Classify(datagram))
         {
             case MessageType.TransportData:
-                return ReceiveTransport(source, datagram);
+                return OpenTransport(datagram, out ticket);
             case MessageType.HandshakeInitiation:
             case MessageType.HandshakeResponse:
                 lock (_control) return Count(ReceiveHandshakeLocked(source, datagram));
@@ -453,33 +509,44 @@ public sealed class WireGuardEngine : IDisposable
         }
     }
 
-    private TunnelResult ReceiveTransport(in IpEndpoint source, Span<byte> datagram)
+    private TunnelResult OpenTransport(Span<byte> datagram, out OpenTicket ticket)
     {
+        ticket = default;
         uint receiver = BinaryPrimitives.ReadUInt32LittleEndian(datagram[Messages.TransportReceiver..]);
         if (!_index.TryGetValue(receiver, out var entry) || entry.Keypair is not { } keypair)
             return Count(TunnelResult.Dropped(TunnelEvent.UnknownIndex));
-        var peer = keypair.Peer;
         long now = Now;
-        if (!keypair.CanReceive(now) || !keypair.TryAcquire()) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, peer));
+        if (!keypair.CanReceive(now) || !keypair.TryAcquire()) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, keypair.Peer));
         ulong counter = BinaryPrimitives.ReadUInt64LittleEndian(datagram[Messages.TransportCounter..]);
-        var sealedPart = datagram[Messages.TransportHeaderSize..];
-        var plaintext = datagram.Slice(Messages.TransportHeaderSize, datagram.Length - Messages.TransportOverhead);
         bool authentic;
         try
         {
             // Outside the peer lock, like the send side.
-            authentic = keypair.Receive.Open(counter, sealedPart, ReadOnlySpan<byte>.Empty, plaintext);
+            authentic = keypair.Receive.Open(counter, datagram[Messages.TransportHeaderSize..], ReadOnlySpan<byte>.Empty,
+                datagram.Slice(Messages.TransportHeaderSize, datagram.Length - Messages.TransportOverhead));
         }
         finally
         {
             keypair.Release();
         }
-        if (!authentic) return Count(TunnelResult.Dropped(TunnelEvent.AuthenticationFailed, peer));
+        if (!authentic) return Count(TunnelResult.Dropped(TunnelEvent.AuthenticationFailed, keypair.Peer));
+        ticket = new OpenTicket(keypair, counter, now);
+        return default;
+    }
+
+    /// <summary>Second half of a split receive (see <see cref="BeginDecapsulate"/>), on the same
+    /// datagram span, in the order the peer's datagrams arrived.</summary>
+    public TunnelResult CompleteDecapsulate(in OpenTicket ticket, in IpEndpoint source, Span<byte> datagram)
+    {
+        var keypair = ticket.Keypair ?? throw new ArgumentException("The ticket has no open pending.", nameof(ticket));
+        var peer = keypair.Peer;
+        long now = ticket.Now;
+        var plaintext = datagram.Slice(Messages.TransportHeaderSize, datagram.Length - Messages.TransportOverhead);
         lock (peer.Sync)
         {
             if (keypair.Retired) return Count(TunnelResult.Dropped(TunnelEvent.KeypairExpired, peer));
             // Only an authenticated counter may move the window.
-            if (!keypair.Replay.TryAccept(counter))
+            if (!keypair.Replay.TryAccept(ticket.Counter))
                 return Count(TunnelResult.Dropped(TunnelEvent.Replayed, peer));
 
             peer.EndpointValue = source; // roaming
@@ -494,14 +561,14 @@ public sealed class WireGuardEngine : IDisposable
             TimerAnyAuthenticatedPacketReceived(peer);
             if (plaintext.IsEmpty) return Count(TunnelResult.Done(TunnelEvent.KeepaliveReceived, peer));
             TimerDataReceived(peer, now);
-
-            if (!InnerPacket.TryGetSource(plaintext, out var innerSource, out int innerLength))
-                return Count(TunnelResult.Dropped(TunnelEvent.InnerPacketInvalid, peer));
-            if (!_allowedIps.TryLookup(innerSource, out var owner) || owner != peer)
-                return Count(TunnelResult.Dropped(TunnelEvent.InnerSourceNotAllowed, peer));
-            return Count(new TunnelResult(TunnelAction.DeliverToTun, TunnelEvent.TransportDelivered,
-                Messages.TransportHeaderSize, innerLength, source, peer));
         }
+        // The source check reads only the immutable allowed-IPs trie: no lock needed.
+        if (!InnerPacket.TryGetSource(plaintext, out var innerSource, out int innerLength))
+            return Count(TunnelResult.Dropped(TunnelEvent.InnerPacketInvalid, peer));
+        if (!_allowedIps.TryLookup(innerSource, out var owner) || owner != peer)
+            return Count(TunnelResult.Dropped(TunnelEvent.InnerSourceNotAllowed, peer));
+        return Count(new TunnelResult(TunnelAction.DeliverToTun, TunnelEvent.TransportDelivered,
+            Messages.TransportHeaderSize, innerLength, source, peer));
     }
 
     private TunnelResult ReceiveHandshakeLocked(in IpEndpoint source, ReadOnlySpan<byte> message)

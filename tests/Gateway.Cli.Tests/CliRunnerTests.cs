@@ -22,4 +22,25 @@ public class CliRunnerTests
         Assert.Equal(0, code);
         Assert.Contains("Usage:", output);
     }
+
+    [Theory]
+    [InlineData("-1")]
+    [InlineData("1000")]
+    [InlineData("many")]
+    public void AnOutOfRangeCryptoWorkerCountIsAUsageError(string value)
+    {
+        var (code, _, err) = Run("up", "/nonexistent/wg0.conf", "--crypto-workers", value);
+        Assert.Equal(CliRunner.UsageExitCode, code);
+        Assert.Contains("--crypto-workers", err);
+        Assert.DoesNotContain("   at ", err);
+    }
+
+    [Fact]
+    public void UpHelpExplainsTheCryptoWorkers()
+    {
+        var (code, output, _) = Run("up", "--help");
+        Assert.Equal(0, code);
+        Assert.Contains("--crypto-workers", output);
+        Assert.Contains("one per CPU", output);
+    }
 }

@@ -34,16 +34,30 @@ internal static class UpCommand
             Description = "Folder for the UAPI socket that `wg` and `gateway show` use.",
             DefaultValueFactory = _ => UapiSocketServer.DefaultDirectory,
         };
+        var workers = new Option<int?>("--crypto-workers")
+        {
+            Description = "Threads that seal and open packets, with per-peer order kept (default: one per CPU; " +
+                          "0: the TUN and UDP reader threads do it themselves).",
+            CustomParser = result =>
+            {
+                if (result.Tokens.Count == 1 && int.TryParse(result.Tokens[0].Value, out int count) && count is >= 0 and <= 256)
+                {
+                    return count;
+                }
+                result.AddError("--crypto-workers must be a number from 0 to 256");
+                return null;
+            },
+        };
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log more detail." };
         var command = new Command("up",
             "Run a userspace WireGuard interface in the foreground, configured by a wg-quick file; " +
             "manage it with `wg` or `gateway show`. SIGTERM/SIGINT stop it, SIGHUP reloads the file.")
         {
-            config, iface, metrics, uapiDir, verbose,
+            config, iface, metrics, uapiDir, workers, verbose,
         };
         command.SetAction(parse => Run(
             parse.GetValue(config)!, parse.GetValue(iface), parse.GetValue(metrics)!, parse.GetValue(uapiDir)!,
-            parse.GetValue(verbose), parse.InvocationConfiguration.Error));
+            parse.GetValue(workers), parse.GetValue(verbose), parse.InvocationConfiguration.Error));
         return command;
     }
 
@@ -60,7 +74,7 @@ internal static class UpCommand
         return endpoint;
     }
 
-    private static int Run(string configPath, string? interfaceName, string metricsText, string uapiDir, bool verbose, TextWriter stderr)
+    private static int Run(string configPath, string? interfaceName, string metricsText, string uapiDir, int? cryptoWorkers, bool verbose, TextWriter stderr)
     {
         var metricsEndpoint = ParseMetrics(metricsText);
         string name = interfaceName ?? Path.GetFileNameWithoutExtension(configPath);
@@ -97,6 +111,7 @@ internal static class UpCommand
                 Config = config,
                 UapiDirectory = uapiDir,
                 MetricsEndpoint = metricsEndpoint,
+                CryptoWorkers = cryptoWorkers,
                 Log = log,
                 // The socket hands over the request without its terminating empty line.
                 UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",

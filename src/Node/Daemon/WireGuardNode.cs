@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Net;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Gateway.Datapath;
 using Gateway.Datapath.Devices;
@@ -23,6 +24,10 @@ public sealed class WireGuardNodeOptions
     public NodeLog Log { get; init; } = new(Console.Error);
     /// <summary>Datagrams and packets moved per system call.</summary>
     public int BatchSize { get; init; } = 64;
+    /// <summary>Threads that seal and open; null = one per CPU; 0 = the two I/O threads do it themselves.</summary>
+    public int? CryptoWorkers { get; init; }
+    /// <summary>Batches in flight per direction between reading and the in-order step.</summary>
+    public int QueueBatches { get; init; } = 8;
     /// <summary>Handles UAPI requests; null leaves the socket closed.</summary>
     public Func<WireGuardEngine, string, string>? UapiHandler { get; init; }
 }
@@ -55,7 +60,12 @@ public sealed class WireGuardNode : IAsyncDisposable
     private WgQuickConfig _config;
     private readonly HashSet<IpPrefix> _routes = [];
     private readonly Lock _reloadLock = new();
+    private CryptoPool? _crypto;
+    private OrderedStage<OutboundBatch>? _outbound;
+    private OrderedStage<InboundBatch>? _inbound;
+    private InboundBatch? _overflow;
     private long _tunWriteFailures;
+    private long _receiveQueueFull;
     private long _oversizedDatagrams;
     private int _disposed;
 
@@ -144,11 +154,13 @@ public sealed class WireGuardNode : IAsyncDisposable
             InstallStrictRoutes();
             _overlay.WatchFiles();
         }
-        StartThread("tun-rx", TunToNetworkLoop);
-        StartThread("udp-rx", NetworkToTunLoop);
+        CreatePipelines();
+        StartThread("tun-rx", TunReaderLoop);
+        StartThread("udp-rx", UdpReaderLoop);
         StartThread("timers", TimerLoop);
         RunHooks(iface.PostUp, "PostUp");
-        _log.Info($"{_tun.Name} up: listening on UDP {_socket.LocalPort}, MTU {Mtu}, {_engine.PeerCount} peer(s)" +
+        _log.Info($"{_tun.Name} up: listening on UDP {_socket.LocalPort}, MTU {Mtu}, {_engine.PeerCount} peer(s), " +
+                  (_crypto!.Inline ? "crypto on the I/O threads" : $"{_crypto.Workers} crypto worker(s)") +
                   (_uapi is null ? "" : $", UAPI {_uapi.SocketPath}") +
                   (_metrics is null ? "" : $", metrics http://{_metrics.LocalEndpoint}/metrics"));
     }
@@ -378,145 +390,287 @@ public sealed class WireGuardNode : IAsyncDisposable
             node._socket?.Send(datagram, destination);
     }
 
-    private unsafe void TunToNetworkLoop()
+    /// <summary>A batch of packets read from TUN: sealed in place, then sent with one sendmmsg.</summary>
+    private sealed unsafe class OutboundBatch
     {
-        var tun = _tun!;
-        var socket = _socket!;
-        var engine = _engine!;
-        var pipeline = _overlay?.Pipeline;
-        var flowLog = _overlay?.FlowLog;
-        int headroom = pipeline is null ? Headroom : OverlayPipeline.Headroom;
+        public readonly int SlotSize;
+        public readonly byte[] Slab;   // pinned: its address is handed to sendmmsg
+        public readonly byte* Base;
+        public int Count;              // packets read into the batch
+        public readonly int[] Offsets; // the datagram's place in its slot; Lengths[i] == 0: nothing to send
+        public readonly int[] Lengths;
+        public readonly IpEndpoint[] Destinations;
+        public readonly SealTicket[] Tickets;
+        public int SendCount;
+        public readonly nint[] SendPointers;
+        public readonly int[] SendLengths;
+        public readonly IpEndpoint[] SendDestinations;
+
+        public OutboundBatch(int capacity, int slotSize)
+        {
+            SlotSize = slotSize;
+            Slab = GC.AllocateUninitializedArray<byte>(slotSize * capacity, pinned: true);
+            Base = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Slab));
+            Offsets = new int[capacity];
+            Lengths = new int[capacity];
+            Destinations = new IpEndpoint[capacity];
+            Tickets = new SealTicket[capacity];
+            SendPointers = new nint[capacity];
+            SendLengths = new int[capacity];
+            SendDestinations = new IpEndpoint[capacity];
+        }
+
+        public Span<byte> Slot(int i) => Slab.AsSpan(i * SlotSize, SlotSize);
+    }
+
+    /// <summary>A batch of datagrams from one recvmmsg: opened in place, then handled in order.</summary>
+    private sealed unsafe class InboundBatch
+    {
+        public readonly byte[] Slab;   // pinned; ReceiveSlotSize per datagram, touched only as far as used
+        public readonly nint[] Pointers;
+        public int Count;
+        public readonly int[] Lengths;
+        public readonly IpEndpoint[] Sources;
+        public readonly OpenTicket[] Tickets;
+        public readonly TunnelResult[] Results;     // plain mode: final results of the first half
+        public readonly OverlayResult[] Outcomes;   // overlay mode: the same
+
+        public InboundBatch(int capacity)
+        {
+            Slab = GC.AllocateUninitializedArray<byte>(ReceiveSlotSize * capacity, pinned: true);
+            byte* basePointer = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Slab));
+            Pointers = new nint[capacity];
+            for (int i = 0; i < capacity; i++)
+            {
+                Pointers[i] = (nint)(basePointer + i * ReceiveSlotSize);
+            }
+            Lengths = new int[capacity];
+            Sources = new IpEndpoint[capacity];
+            Tickets = new OpenTicket[capacity];
+            Results = new TunnelResult[capacity];
+            Outcomes = new OverlayResult[capacity];
+        }
+
+        public Span<byte> Slot(int i) => Slab.AsSpan(i * ReceiveSlotSize, ReceiveSlotSize);
+    }
+
+    private void CreatePipelines()
+    {
+        int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;
+        _crypto = new CryptoPool(workers, message =>
+        {
+            _log.Error(message);
+            _stop.Cancel();
+        });
+        _undo.Add(() => _crypto.Dispose());
         int batch = _options.BatchSize;
+        int ring = _crypto.Inline ? 1 : _options.QueueBatches;
+        int headroom = _overlay is null ? Headroom : OverlayPipeline.Headroom;
         // Room for the headers in front, and padding plus tag behind, of an MTU-sized packet.
         int slotSize = (headroom + Mtu + 16 + 16 + 63) & ~63;
-        byte[] slab = GC.AllocateUninitializedArray<byte>(slotSize * batch, pinned: true);
-        var pointers = new nint[batch];
-        var lengths = new int[batch];
-        var destinations = new IpEndpoint[batch];
-        fixed (byte* basePointer = slab)
+        var outbound = new OutboundBatch[ring];
+        var inbound = new InboundBatch[ring];
+        for (int i = 0; i < ring; i++)
         {
-            while (!_stop.IsCancellationRequested)
+            outbound[i] = new OutboundBatch(batch, slotSize);
+            inbound[i] = new InboundBatch(batch);
+        }
+        _overflow = new InboundBatch(batch);
+        _outbound = _crypto.AddStage(outbound, SealBatch, SendBatch);
+        _inbound = _crypto.AddStage(inbound, OpenBatch, DeliverBatch);
+        _crypto.Start("gw-crypto");
+    }
+
+    // TUN -> network, step 1 (reader thread, in order): read a batch, route each packet, give it
+    // its session and counter.
+    private void TunReaderLoop()
+    {
+        var tun = _tun!;
+        var engine = _engine!;
+        var pipeline = _overlay?.Pipeline;
+        int headroom = pipeline is null ? Headroom : OverlayPipeline.Headroom;
+        int batchSize = _options.BatchSize;
+        while (!_stop.IsCancellationRequested)
+        {
+            var batch = _outbound!.TryAcquire(wait: true);
+            if (batch is null)
             {
-                int n = tun.Read(slab.AsSpan(headroom, slotSize - headroom));
-                if (n < 0)
+                return;
+            }
+            int n = tun.Read(batch.Slot(0)[headroom..]);
+            if (n < 0)
+            {
+                return;
+            }
+            int count = 0;
+            while (true)
+            {
+                var slot = batch.Slot(count);
+                if (pipeline is null)
                 {
-                    return;
+                    var result = engine.BeginEncapsulateInPlace(slot, n, out batch.Tickets[count]);
+                    batch.Offsets[count] = 0;
+                    batch.Lengths[count] = result.Action == TunnelAction.SendToNetwork ? result.Length : 0;
+                    batch.Destinations[count] = result.Endpoint;
                 }
-                int count = 0;
-                for (int i = 0; ; i++)
+                else
                 {
-                    var slot = slab.AsSpan(i * slotSize, slotSize);
-                    if (pipeline is null)
-                    {
-                        var result = engine.EncapsulateInPlace(slot, n);
-                        if (result.Action == TunnelAction.SendToNetwork)
-                        {
-                            pointers[count] = (nint)(basePointer + i * slotSize + result.Offset);
-                            lengths[count] = result.Length;
-                            destinations[count] = result.Endpoint;
-                            count++;
-                        }
-                    }
-                    else
-                    {
-                        var result = pipeline.Outbound(slot, headroom, n);
-                        if (result.Action == OverlayAction.Send)
-                        {
-                            pointers[count] = (nint)(basePointer + i * slotSize + headroom - OverlayPipeline.Headroom + result.Offset);
-                            lengths[count] = result.Length;
-                            destinations[count] = result.Endpoint;
-                            count++;
-                        }
-                    }
-                    if (i + 1 == batch)
-                    {
-                        break;
-                    }
-                    n = tun.TryRead(slab.AsSpan((i + 1) * slotSize + headroom, slotSize - headroom));
-                    if (n <= 0)
-                    {
-                        break;
-                    }
+                    var result = pipeline.BeginOutbound(slot, headroom, n, out batch.Tickets[count]);
+                    batch.Offsets[count] = result.Offset;
+                    batch.Lengths[count] = result.Action == OverlayAction.Send ? result.Length : 0;
+                    batch.Destinations[count] = result.Endpoint;
                 }
-                if (count > 0)
+                count++;
+                if (count == batchSize)
                 {
-                    socket.SendBatch(pointers.AsSpan(0, count), lengths.AsSpan(0, count), destinations.AsSpan(0, count));
+                    break;
                 }
-                flowLog?.Notify();
+                n = tun.TryRead(batch.Slot(count)[headroom..]);
+                if (n <= 0)
+                {
+                    break;
+                }
+            }
+            batch.Count = count;
+            _outbound.Publish(batch);
+        }
+    }
+
+    // Step 2 (any worker): the AEAD.
+    private unsafe void SealBatch(OutboundBatch batch)
+    {
+        var engine = _engine!;
+        int sends = 0;
+        for (int i = 0; i < batch.Count; i++)
+        {
+            ref var ticket = ref batch.Tickets[i];
+            if (ticket.IsPending)
+            {
+                bool sealedOk = engine.CompleteEncapsulate(ticket, batch.Slot(i)[batch.Offsets[i]..]);
+                ticket = default; // let go of the session
+                if (!sealedOk)
+                {
+                    continue;
+                }
+            }
+            if (batch.Lengths[i] == 0)
+            {
+                continue;
+            }
+            batch.SendPointers[sends] = (nint)(batch.Base + i * batch.SlotSize + batch.Offsets[i]);
+            batch.SendLengths[sends] = batch.Lengths[i];
+            batch.SendDestinations[sends] = batch.Destinations[i];
+            sends++;
+        }
+        batch.SendCount = sends;
+    }
+
+    // Step 3 (in order): one sendmmsg.
+    private void SendBatch(OutboundBatch batch)
+    {
+        if (batch.SendCount > 0)
+        {
+            _socket!.SendBatch(batch.SendPointers.AsSpan(0, batch.SendCount), batch.SendLengths.AsSpan(0, batch.SendCount),
+                batch.SendDestinations.AsSpan(0, batch.SendCount));
+        }
+        _overlay?.FlowLog?.Notify();
+    }
+
+    // Network -> TUN, step 1 (reader thread): one recvmmsg. When every batch is still in flight
+    // the workers are behind: the datagrams are read anyway (so the socket keeps draining) and
+    // dropped, counted as ReceiveQueueFull.
+    private void UdpReaderLoop()
+    {
+        var socket = _socket!;
+        var overflow = _overflow!;
+        while (!_stop.IsCancellationRequested)
+        {
+            var batch = _inbound!.TryAcquire(wait: false);
+            var target = batch ?? overflow;
+            int n = socket.ReceiveBatch(target.Pointers, ReceiveSlotSize, target.Lengths, target.Sources);
+            if (n < 0)
+            {
+                return;
+            }
+            if (batch is null)
+            {
+                Interlocked.Add(ref _receiveQueueFull, n);
+                continue;
+            }
+            batch.Count = n;
+            _inbound.Publish(batch);
+        }
+    }
+
+    // Step 2 (any worker): authenticate and decrypt; handshake messages are handled entirely here.
+    private void OpenBatch(InboundBatch batch)
+    {
+        var engine = _engine!;
+        var pipeline = _overlay?.Pipeline;
+        for (int i = 0; i < batch.Count; i++)
+        {
+            int length = batch.Lengths[i];
+            if (length < 0)
+            {
+                continue;
+            }
+            if (pipeline is null)
+            {
+                batch.Results[i] = engine.BeginDecapsulate(batch.Sources[i], batch.Slot(i)[..length], out batch.Tickets[i]);
+            }
+            else
+            {
+                batch.Outcomes[i] = pipeline.BeginInbound(batch.Sources[i], batch.Slot(i), length, out batch.Tickets[i]);
             }
         }
     }
 
-    private unsafe void NetworkToTunLoop()
+    // Step 3 (in order): replay window, timers, source checks, policy, then TUN.
+    private void DeliverBatch(InboundBatch batch)
     {
-        var tun = _tun!;
-        var socket = _socket!;
         var engine = _engine!;
         var pipeline = _overlay?.Pipeline;
-        var flowLog = _overlay?.FlowLog;
-        int batch = _options.BatchSize;
-        byte* memory = (byte*)NativeMemory.AlignedAlloc((nuint)(ReceiveSlotSize * batch), 64);
-        try
+        var tun = _tun!;
+        for (int i = 0; i < batch.Count; i++)
         {
-            var pointers = new nint[batch];
-            for (int i = 0; i < batch; i++)
+            int length = batch.Lengths[i];
+            if (length < 0)
             {
-                pointers[i] = (nint)(memory + i * ReceiveSlotSize);
+                Interlocked.Increment(ref _oversizedDatagrams);
+                continue;
             }
-            var lengths = new int[batch];
-            var sources = new IpEndpoint[batch];
-            while (!_stop.IsCancellationRequested)
+            var slot = batch.Slot(i);
+            ref var ticket = ref batch.Tickets[i];
+            if (pipeline is null)
             {
-                int n = socket.ReceiveBatch(pointers, ReceiveSlotSize, lengths, sources);
-                if (n < 0)
-                {
-                    return;
-                }
-                for (int i = 0; i < n; i++)
-                {
-                    if (lengths[i] < 0)
-                    {
-                        Interlocked.Increment(ref _oversizedDatagrams);
-                        continue;
-                    }
-                    var datagram = new Span<byte>((void*)pointers[i], lengths[i]);
-                    if (pipeline is not null)
-                    {
-                        var slot = new Span<byte>((void*)pointers[i], ReceiveSlotSize);
-                        var outcome = pipeline.Inbound(sources[i], slot, lengths[i]);
-                        if (outcome.Action == OverlayAction.Deliver)
-                        {
-                            if (!tun.Write(slot.Slice(outcome.Offset, outcome.Length)))
-                            {
-                                Interlocked.Increment(ref _tunWriteFailures);
-                            }
-                        }
-                        else if (outcome.Action == OverlayAction.Send)
-                        {
-                            socket.Send(slot.Slice(outcome.Offset, outcome.Length), outcome.Endpoint);
-                        }
-                        continue;
-                    }
-                    var result = engine.Decapsulate(sources[i], datagram);
-                    switch (result.Action)
-                    {
-                        case TunnelAction.DeliverToTun:
-                            if (!tun.Write(datagram.Slice(result.Offset, result.Length)))
-                            {
-                                Interlocked.Increment(ref _tunWriteFailures);
-                            }
-                            break;
-                        case TunnelAction.SendToNetwork:
-                            socket.Send(datagram.Slice(result.Offset, result.Length), result.Endpoint);
-                            break;
-                    }
-                }
-                flowLog?.Notify();
+                var result = ticket.IsPending ? engine.CompleteDecapsulate(ticket, batch.Sources[i], slot[..length]) : batch.Results[i];
+                ticket = default;
+                batch.Results[i] = default;
+                Act(result.Action == TunnelAction.DeliverToTun, result.Action == TunnelAction.SendToNetwork, slot, result.Offset, result.Length, result.Endpoint);
+            }
+            else
+            {
+                var outcome = ticket.IsPending ? pipeline.CompleteInbound(ticket, batch.Sources[i], slot, length) : batch.Outcomes[i];
+                ticket = default;
+                batch.Outcomes[i] = default;
+                Act(outcome.Action == OverlayAction.Deliver, outcome.Action == OverlayAction.Send, slot, outcome.Offset, outcome.Length, outcome.Endpoint);
             }
         }
-        finally
+        _overlay?.FlowLog?.Notify();
+
+        void Act(bool deliver, bool send, Span<byte> slot, int offset, int length, in IpEndpoint endpoint)
         {
-            NativeMemory.AlignedFree(memory);
+            if (deliver)
+            {
+                if (!tun.Write(slot.Slice(offset, length)))
+                {
+                    Interlocked.Increment(ref _tunWriteFailures);
+                }
+            }
+            else if (send)
+            {
+                _socket!.Send(slot.Slice(offset, length), endpoint);
+            }
         }
     }
 
@@ -576,6 +730,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         }
         text.Sample("gateway_drop_count_total", Interlocked.Read(ref _tunWriteFailures), ("interface", InterfaceName), ("reason", "TunWriteFailed"));
         text.Sample("gateway_drop_count_total", Interlocked.Read(ref _oversizedDatagrams), ("interface", InterfaceName), ("reason", "OversizedDatagram"));
+        text.Sample("gateway_drop_count_total", Interlocked.Read(ref _receiveQueueFull), ("interface", InterfaceName), ("reason", "ReceiveQueueFull"));
         text.Describe("gateway_forward_count_total", "counter", "Packets forwarded, by direction.");
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportSent), ("interface", InterfaceName), ("direction", "egress"));
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportDelivered), ("interface", InterfaceName), ("direction", "ingress"));

@@ -25,6 +25,9 @@ public readonly record struct OverlayResult(OverlayAction Action, int Offset, in
 {
     internal static OverlayResult Dropped(OverlayDrop reason) => new(OverlayAction.Drop, 0, 0, default, reason, TunnelEvent.None);
 
+    /// <summary>The same result for a tunnel call made on buffer[start..]: offsets become relative to buffer.</summary>
+    internal OverlayResult At(int start) => Action is OverlayAction.Send or OverlayAction.Deliver ? this with { Offset = Offset + start } : this;
+
     internal static OverlayResult FromTunnel(in TunnelResult r) => r.Action switch
     {
         TunnelAction.SendToNetwork => new(OverlayAction.Send, r.Offset, r.Length, r.Endpoint, OverlayDrop.None, r.Reason),
@@ -191,6 +194,24 @@ public sealed class OverlayPipeline
     /// </summary>
     public OverlayResult Outbound(Span<byte> buffer, int packetOffset, int packetLength)
     {
+        var result = BeginOutbound(buffer, packetOffset, packetLength, out var ticket);
+        if (ticket.IsPending && !_engine.CompleteEncapsulate(ticket, buffer[result.Offset..]))
+        {
+            return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.Tunnel) with { TunnelReason = TunnelEvent.KeypairExpired });
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// <see cref="Outbound"/> split for pipelines that seal on worker threads: everything up to and
+    /// including the engine's in-order half (policy, VXLAN framing, session and counter). The
+    /// datagram is buffer[result.Offset, +result.Length); when <paramref name="ticket"/> is pending,
+    /// the caller runs <see cref="WireGuardEngine.CompleteEncapsulate"/> on buffer[result.Offset..]
+    /// (any thread) before sending it.
+    /// </summary>
+    public OverlayResult BeginOutbound(Span<byte> buffer, int packetOffset, int packetLength, out SealTicket ticket)
+    {
+        ticket = default;
         if (packetOffset < Headroom || packetLength <= 0 || packetOffset + packetLength > buffer.Length)
         {
             return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
@@ -203,7 +224,8 @@ public sealed class OverlayPipeline
         if (!_local.TryLookup(key.Source, out _))
         {
             // Not from a workload: node traffic (e.g. to a peer's tunnel address), plain WireGuard.
-            return Count(Direction.Egress, OverlayResult.FromTunnel(_engine.EncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength)));
+            var plain = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength, out ticket);
+            return Count(Direction.Egress, OverlayResult.FromTunnel(plain).At(packetOffset - Messages.TransportHeaderSize));
         }
         if (_options.Strict && key.Protocol == IpProtocol.Udp && key.DestinationPort == _options.VxlanPort)
         {
@@ -229,8 +251,8 @@ public sealed class OverlayPipeline
         ushort etherType = key.IpVersion == 4 ? (ushort)0x0800 : (ushort)0x86DD;
         VxlanFrame.Write(buffer.Slice(packetOffset - VxlanFrame.Overhead, VxlanFrame.Overhead), packetLength,
             _options.TunnelAddress, peer.TunnelAddress, _options.VxlanPort, identity, VxlanFrame.SourcePort(key), peer.Mac, _mac, etherType);
-        var sealedResult = _engine.EncapsulateInPlace(buffer[(packetOffset - Headroom)..], VxlanFrame.Overhead + packetLength);
-        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult));
+        var sealedResult = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Headroom)..], VxlanFrame.Overhead + packetLength, out ticket);
+        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(packetOffset - Headroom));
     }
 
     // ------------------------------------------------------------------ inbound
@@ -241,7 +263,24 @@ public sealed class OverlayPipeline
     /// </summary>
     public OverlayResult Inbound(in IpEndpoint source, Span<byte> buffer, int length)
     {
-        var opened = _engine.Decapsulate(source, buffer[..length]);
+        var result = BeginInbound(source, buffer, length, out var ticket);
+        return ticket.IsPending ? CompleteInbound(ticket, source, buffer, length) : result;
+    }
+
+    /// <summary><see cref="Inbound"/> split for pipelines that decrypt on worker threads: the
+    /// engine's first half (any thread). When <paramref name="ticket"/> is pending, the caller runs
+    /// <see cref="CompleteInbound"/> in arrival order; otherwise the result is final.</summary>
+    public OverlayResult BeginInbound(in IpEndpoint source, Span<byte> buffer, int length, out OpenTicket ticket)
+    {
+        var result = _engine.BeginDecapsulate(source, buffer[..length], out ticket);
+        return ticket.IsPending ? default : Count(Direction.Ingress, OverlayResult.FromTunnel(result));
+    }
+
+    /// <summary>The in-order second half of <see cref="Inbound"/>: replay window and timers,
+    /// then VXLAN, sender and policy checks.</summary>
+    public OverlayResult CompleteInbound(in OpenTicket ticket, in IpEndpoint source, Span<byte> buffer, int length)
+    {
+        var opened = _engine.CompleteDecapsulate(ticket, source, buffer[..length]);
         if (opened.Action != TunnelAction.DeliverToTun)
         {
             return Count(Direction.Ingress, OverlayResult.FromTunnel(opened));
@@ -352,7 +391,7 @@ public sealed class OverlayPipeline
         VxlanFrame.Write(buffer.Slice(datagramOffset, VxlanFrame.Overhead), 28, _options.TunnelAddress, peer.TunnelAddress,
             _options.VxlanPort, ReservedIdentity.Host, _options.VxlanPort, requesterMac, _mac, 0x0806);
         var reply = _engine.EncapsulateInPlace(buffer[(datagramOffset - Messages.TransportHeaderSize)..], VxlanFrame.Overhead + 28);
-        return OverlayResult.FromTunnel(reply);
+        return OverlayResult.FromTunnel(reply).At(datagramOffset - Messages.TransportHeaderSize);
     }
 
     // ------------------------------------------------------------------ accounting

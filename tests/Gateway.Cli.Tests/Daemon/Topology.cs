@@ -152,10 +152,10 @@ internal sealed class Topology : IDisposable
             """;
 
         /// <summary>Runs `gateway up` here with a config naming <paramref name="peer"/>.</summary>
-        public string StartGateway(Side peer, bool endpoint = true, string extraInterface = "", string extraPeer = "", string metrics = "off")
+        public string StartGateway(Side peer, bool endpoint = true, string extraInterface = "", string extraPeer = "", string metrics = "off", string options = "")
         {
             string conf = _topology.TempFile($"{Interface}.conf", Config(peer, endpoint, extraInterface, extraPeer));
-            Process = _topology.StartProcess(Ns, $"dotnet {GatewayDll} up {conf} --interface {Interface} --metrics {metrics}");
+            Process = _topology.StartProcess(Ns, $"dotnet {GatewayDll} up {conf} --interface {Interface} --metrics {metrics} {options}");
             WaitForSocket();
             return conf;
         }
