@@ -2,7 +2,8 @@
 # Runs the project's performance measurements in one go and records them in docs/benchmarks.md:
 #   1. `gateway replay` on the checked-in fixtures (fixtures/replay): overlay and plain, with the
 #      bare ChaCha20-Poly1305 baseline measured in the same process, interleaved loop by loop;
-#   2. the BenchmarkDotNet suites in perf/Gateway.Benchmarks (short job, memory diagnoser);
+#   2. the BenchmarkDotNet suites in perf/Gateway.Benchmarks (short job, memory diagnoser), then
+#      the paired engine-vs-AEAD transport comparison (--paired-transport);
 #   3. perf/netns/throughput.sh: gateway vs wireguard-go TCP through network namespaces (root only;
 #      skipped with a message otherwise).
 #
@@ -133,6 +134,18 @@ else
       cat "$report"
       echo
     done
+  } >> "$block"
+
+  # The engine-overhead bound (issue 4) as a paired comparison, robust to changing load.
+  echo "run-all: paired engine-vs-AEAD transport comparison" >&2
+  paired_cmd="dotnet perf/Gateway.Benchmarks/bin/Release/net10.0/Gateway.Benchmarks.dll --paired-transport 300"
+  {
+    echo "### Engine overhead over the bare AEAD (paired bursts)"
+    echo
+    echo "\`$paired_cmd\`"
+    echo
+    $paired_cmd 2>&1 || echo "(the paired run failed)"
+    echo
   } >> "$block"
 fi
 

@@ -3,4 +3,10 @@ using BenchmarkDotNet.Running;
 // Runs the BenchmarkDotNet suites of this assembly. Examples:
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --filter '*Blake2s*'
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --list flat
+//   dotnet run -c Release --project perf/Gateway.Benchmarks -- --paired-transport [ROUNDS]
+if (args.Length > 0 && args[0] == "--paired-transport")
+{
+    return Gateway.Benchmarks.PairedTransport.Run(args);
+}
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
+return 0;

@@ -104,6 +104,7 @@ internal sealed class TunnelFixture : IDisposable
 /// route lookup, peer lock, header, padding, replay window, inner-source check.
 /// </summary>
 [MemoryDiagnoser]
+[MedianColumn]
 public class TunnelTransportBenchmarks
 {
     private const int Ring = 4096;
@@ -115,7 +116,8 @@ public class TunnelTransportBenchmarks
     private byte[][] _rawSealed = null!;
     private int _padded;
     private ulong _rawCounter;
-    private int _openIndex;
+    private int _rawOpenIndex;
+    private int _engineOpenIndex;
 
     [Params(64, 1420)]
     public int Size;
@@ -173,7 +175,7 @@ public class TunnelTransportBenchmarks
     [Benchmark(Description = "raw AEAD open")]
     public bool RawOpen()
     {
-        int i = _openIndex++ & (Ring - 1);
+        int i = _rawOpenIndex++ & (Ring - 1);
         var src = _rawSealed[i];
         src.CopyTo(_buffer, 0);
         bool ok = _rawKey.Open((ulong)i, _buffer.AsSpan(Messages.TransportHeaderSize, src.Length - Messages.TransportHeaderSize),
@@ -185,7 +187,7 @@ public class TunnelTransportBenchmarks
     [Benchmark(Description = "engine open")]
     public int EngineOpen()
     {
-        int i = _openIndex++ & (Ring - 1);
+        int i = _engineOpenIndex++ & (Ring - 1);
         if (i == 0) _f.ResetReceiveWindow();
         var src = _sealed[i];
         src.CopyTo(_buffer, 0);

@@ -32,14 +32,17 @@ internal sealed class Keypair : IDisposable
     public readonly ReplayWindow Replay = new();
     /// <summary>Next counter to use for sending.</summary>
     public ulong SendCounter;
-    private int _references = 1; // the owner's
+    // Twice the number of references (the owner's and one per AEAD call in flight), plus 1 once
+    // the keys are destroyed: taking a reference is then one atomic add, and an odd value after
+    // it means the keys are gone (that state is final, so nothing needs undoing).
+    private int _references = 2;
     private volatile bool _retired;
 
     /// <summary>Removed from its peer; no new use may start.</summary>
     public bool Retired => _retired;
 
     /// <summary>The keys are destroyed (retired and no use in flight).</summary>
-    public bool Disposed => Volatile.Read(ref _references) == 0;
+    public bool Disposed => (Volatile.Read(ref _references) & 1) != 0;
 
     /// <summary>Usable for sending: not past RejectAfterTime or RejectAfterMessages.</summary>
     public bool CanSend(long now) => !_retired && SendCounter < WireGuardConstants.RejectAfterMessages && now - Created < WireGuardConstants.RejectAfterTime;
@@ -47,19 +50,13 @@ internal sealed class Keypair : IDisposable
     public bool CanReceive(long now) => !_retired && now - Created < WireGuardConstants.RejectAfterTime;
 
     /// <summary>Takes a reference for one AEAD call; false once the keys are gone.</summary>
-    public bool TryAcquire()
-    {
-        while (true)
-        {
-            int current = Volatile.Read(ref _references);
-            if (current == 0) return false;
-            if (Interlocked.CompareExchange(ref _references, current + 1, current) == current) return true;
-        }
-    }
+    public bool TryAcquire() => (Interlocked.Add(ref _references, 2) & 1) == 0;
 
     public void Release()
     {
-        if (Interlocked.Decrement(ref _references) == 0)
+        // The last reference out destroys the keys, unless a new user slipped in between the
+        // decrement and the mark (then that user destroys them when it releases).
+        if (Interlocked.Add(ref _references, -2) == 0 && Interlocked.CompareExchange(ref _references, 1, 0) == 0)
         {
             Send.Dispose();
             Receive.Dispose();

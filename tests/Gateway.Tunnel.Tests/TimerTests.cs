@@ -1,3 +1,4 @@
+using Gateway.Crypto;
 using Gateway.Datapath;
 
 namespace Gateway.Tunnel.Tests;
@@ -39,6 +40,38 @@ public class TimerTests
         Assert.Equal(1 + WireGuardConstants.MaxTimerHandshakes + 1, Initiations(p.A));
         Assert.Equal(0, p.PeerBOnA.StagedCount); // given up: staged packets dropped
         Assert.NotEqual(Peer.Disarmed, p.PeerBOnA.ZeroKeyMaterialAt);
+    }
+
+    /// <summary>A clock that counts whole milliseconds, like the daemon's <see cref="CoarseTimeProvider"/>.</summary>
+    private sealed class MillisecondClock(FakeClock inner) : TimeProvider
+    {
+        public override long TimestampFrequency => 1000;
+        public override long GetTimestamp() => inner.GetTimestamp() / 1_000_000;
+        public override DateTimeOffset GetUtcNow() => inner.GetUtcNow();
+    }
+
+    [Fact]
+    public void A_millisecond_clock_keeps_the_rekey_timeout()
+    {
+        var clock = new FakeClock();
+        var random = new FakeRandom { FixedJitter = 0 };
+        var output = new CapturingOutput();
+        using var engine = new WireGuardEngine(output, new WireGuardEngineOptions { Clock = new MillisecondClock(clock), Random = random });
+        var key = new byte[32];
+        X25519.GeneratePrivateKey(key);
+        engine.SetPrivateKey(key);
+        var peerKey = new byte[32];
+        X25519.GeneratePrivateKey(peerKey);
+        X25519.DerivePublicKey(peerKey, peerKey);
+        var peer = engine.GetOrAddPeer(new PublicKey(peerKey));
+        engine.SetEndpoint(peer, new IpEndpoint(IpAddress.Parse("192.0.2.9"), 51820));
+        engine.InitiateHandshake(peer);
+        clock.Advance(TimeSpan.FromMilliseconds(4999));
+        engine.Tick();
+        Assert.Single(output.OfType(MessageType.HandshakeInitiation));
+        clock.Advance(TimeSpan.FromMilliseconds(1));
+        engine.Tick();
+        Assert.Equal(2, output.OfType(MessageType.HandshakeInitiation).Count());
     }
 
     [Fact]
