@@ -27,7 +27,7 @@ public sealed class Peer
     internal readonly Handshake Handshake;
     internal readonly CookieGenerator Cookies;
     internal Keypair? Previous, Current, Next;
-    internal readonly Queue<byte[]> Staged = new();
+    internal readonly StagedQueue Staged = new();
     internal readonly List<IpPrefix> AllowedIpList = new();
     internal bool Removed;
     internal long Sequence; // creation order, for stable UAPI listings

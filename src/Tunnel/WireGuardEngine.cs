@@ -421,10 +421,10 @@ public sealed class WireGuardEngine : IDisposable
     {
         if (peer.Staged.Count >= WireGuardConstants.MaxStagedPackets)
         {
-            peer.Staged.Dequeue(); // drop the oldest, as wireguard-go does, and count it
+            peer.Staged.DropOldest(); // as wireguard-go does, and counted
             Interlocked.Increment(ref _counters[(int)TunnelEvent.StagedOverflow * CounterStride]);
         }
-        peer.Staged.Enqueue(packet.ToArray());
+        peer.Staged.Enqueue(packet);
     }
 
     /// <summary>wireguard-go SendStagedPackets: without a usable session start a handshake and keep
@@ -447,15 +447,20 @@ public sealed class WireGuardEngine : IDisposable
         var scratch = t_scratch ??= GC.AllocateUninitializedArray<byte>(65536 + 64, pinned: true);
         while (peer.Staged.Count > 0 && keypair.CanSend(now))
         {
-            var packet = peer.Staged.Dequeue();
-            int padded = Messages.PaddedLength(packet.Length, _mtu == 0 ? int.MaxValue : _mtu);
+            var (buffer, length) = peer.Staged.Dequeue();
+            int padded = Messages.PaddedLength(length, _mtu == 0 ? int.MaxValue : _mtu);
             int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
-            if (total > scratch.Length) continue;
-            packet.CopyTo(scratch.AsSpan(Messages.TransportHeaderSize));
-            Seal(keypair, keypair.SendCounter++, scratch, packet.Length, padded); // under the lock: the keypair cannot retire
+            if (total > scratch.Length)
+            {
+                StagedQueue.Return(buffer);
+                continue;
+            }
+            buffer.AsSpan(0, length).CopyTo(scratch.AsSpan(Messages.TransportHeaderSize));
+            StagedQueue.Return(buffer);
+            Seal(keypair, keypair.SendCounter++, scratch, length, padded); // under the lock: the keypair cannot retire
             _output.SendDatagram(peer.EndpointValue, scratch.AsSpan(0, total));
             Interlocked.Increment(ref _counters[(int)TunnelEvent.TransportSent * CounterStride]);
-            AfterTransportSentLocked(peer, keypair, total, packet.Length == 0, now);
+            AfterTransportSentLocked(peer, keypair, total, length == 0, now);
         }
     }
 
@@ -473,7 +478,7 @@ public sealed class WireGuardEngine : IDisposable
 
     private void SendKeepaliveLocked(Peer peer, long now)
     {
-        if (peer.Staged.Count == 0) peer.Staged.Enqueue(Array.Empty<byte>());
+        if (peer.Staged.Count == 0) peer.Staged.Enqueue(ReadOnlySpan<byte>.Empty);
         SendStagedLocked(peer, now);
     }
 

@@ -68,3 +68,34 @@ public class AllocationTests
         Assert.NotSame(p.PeerBOnA, routed);
     }
 }
+
+public class StagedAllocationTests
+{
+    [Fact]
+    public void Packets_staged_while_a_handshake_is_pending_allocate_nothing_once_warm()
+    {
+        using var p = new EnginePair();
+        var packet = Packets.Icmp4(p.A.TunnelAddress, p.B.TunnelAddress, 1, 1392);
+        var buffer = new byte[2048];
+        int staged = 0;
+        // No handshake completes (nothing is pumped): every packet is staged, the queue overflows
+        // and drops its oldest, and the initiation is not resent within RekeyTimeout.
+        for (int i = 0; i < 300; i++) p.A.Engine.Encapsulate(packet, buffer);
+        long overflowBefore = p.A.Engine.GetCount(TunnelEvent.StagedOverflow);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            if (p.A.Engine.Encapsulate(packet, buffer).Reason == TunnelEvent.PacketStaged) staged++;
+        }
+        long after = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Equal(1000, staged);
+        Assert.Equal(overflowBefore + 1000, p.A.Engine.GetCount(TunnelEvent.StagedOverflow));
+        Assert.Equal(0, after - before);
+        Assert.Equal(WireGuardConstants.MaxStagedPackets, p.PeerBOnA.StagedCount);
+
+        // The staged packets still go out, intact, once the handshake completes.
+        p.Pump();
+        Assert.Equal(WireGuardConstants.MaxStagedPackets, p.DeliveredToB.Count);
+        Assert.All(p.DeliveredToB, delivered => Assert.Equal(packet, delivered));
+    }
+}
