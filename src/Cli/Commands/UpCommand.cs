@@ -141,9 +141,10 @@ internal static class UpCommand
 
     private static void Reload(WireGuardNode node, string configPath, NodeLog log)
     {
+        WgQuickConfig? next = null;
         try
         {
-            var next = WgQuickConfig.Load(configPath);
+            next = WgQuickConfig.Load(configPath);
             foreach (var warning in next.Warnings)
             {
                 log.Warn(warning);
@@ -152,6 +153,7 @@ internal static class UpCommand
         }
         catch (Exception e) when (e is ConfigException or LinkException)
         {
+            next?.Dispose(); // not applied: its keys are zeroed now
             log.Error($"reload failed, previous configuration stays in force: {e.Message}");
         }
     }

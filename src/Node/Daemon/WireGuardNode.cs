@@ -212,14 +212,32 @@ public sealed class WireGuardNode : IAsyncDisposable
         lock (_reloadLock)
         {
             var previous = _config;
-            ApplyConfig(next, previous);
-            _config = next;
-            if (_overlay is not null)
+            try
             {
-                _overlay.ApplyPeers(next);
-                _overlay.ReloadPolicy();
+                ApplyConfig(next, previous);
+                _config = next;
+                _overlay?.ApplyPeers(next);
+                SyncRoutes();
             }
-            SyncRoutes();
+            catch (LinkException)
+            {
+                // A route the new file needs could not be set: put the previous configuration
+                // back (peers, overlay peers, routes) so that nothing stays half-applied, and let
+                // the caller report the failure.
+                _config = previous;
+                try
+                {
+                    ApplyConfig(previous, next);
+                    _overlay?.ApplyPeers(previous);
+                    SyncRoutes();
+                }
+                catch (LinkException rollback)
+                {
+                    _log.Error($"{InterfaceName}: restoring the previous routes failed as well: {rollback.Message}");
+                }
+                throw;
+            }
+            _overlay?.ReloadPolicy();
             if (!ReferenceEquals(previous, _options.Config))
             {
                 previous.Dispose();

@@ -224,6 +224,32 @@ public class DaemonOperationsTests
     }
 
     [SkippableFact]
+    public void AReloadWhoseRoutesFailIsUndoneAsAWhole()
+    {
+        SkipUnlessPossible();
+        using var t = new Topology();
+        string confA = t.A.StartGateway(t.B);
+        t.B.StartGateway(t.A);
+        Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
+        long handshake = LatestHandshake(t.A, t.B.PublicKey.ToBase64());
+
+        // The kernel refuses IPv6 routes through an interface with IPv6 disabled: the new peer's
+        // IPv4 route goes in, its IPv6 route fails, and the whole reload must be taken back.
+        t.A.Exec($"sysctl -qw net.ipv6.conf.{t.A.Interface}.disable_ipv6=1");
+        using var extra = Gateway.Crypto.WireGuardKey.GeneratePrivate();
+        using var extraPublic = extra.DerivePublic();
+        File.AppendAllText(confA, $"\n[Peer]\nPublicKey = {extraPublic.ToBase64()}\nAllowedIPs = 10.241.0.77/32, fd00:77::/64\n");
+        Sh.Run($"kill -HUP {t.A.Process!.Id}");
+        WaitForLog(t.A, "reload failed, previous configuration stays in force");
+        Assert.Contains("fd00:77::/64", t.A.Log);
+        Assert.DoesNotContain(extraPublic.ToBase64(), t.A.Exec($"wg show {t.A.Interface}"));
+        Assert.DoesNotContain("10.241.0.77", t.A.Exec("ip route"));
+        Assert.Equal(handshake, LatestHandshake(t.A, t.B.PublicKey.ToBase64()));
+        Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
+        Assert.False(t.A.Process!.HasExited);
+    }
+
+    [SkippableFact]
     public void ServesPrometheusMetricsAndWgShowconf()
     {
         SkipUnlessPossible();
