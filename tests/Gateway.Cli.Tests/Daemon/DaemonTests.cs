@@ -192,16 +192,23 @@ public class DaemonOperationsTests
         }
     }
 
-    [SkippableFact]
-    public void SighupReloadsTheFileWithoutDroppingSessionsAndABrokenFileChangesNothing()
+    /// <summary>Two gateways with a session A to B; returns A's config file and the handshake time.</summary>
+    private static (string ConfA, long Handshake) StartPairWithSession(Topology t)
     {
-        SkipUnlessPossible();
-        using var t = new Topology();
         string confA = t.A.StartGateway(t.B);
         t.B.StartGateway(t.A);
         Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
         long handshake = LatestHandshake(t.A, t.B.PublicKey.ToBase64());
         Assert.True(handshake > 0);
+        return (confA, handshake);
+    }
+
+    [SkippableFact]
+    public void SighupReloadsTheFileWithoutDroppingSessionsAndABrokenFileChangesNothing()
+    {
+        SkipUnlessPossible();
+        using var t = new Topology();
+        var (confA, handshake) = StartPairWithSession(t);
 
         using var extra = Gateway.Crypto.WireGuardKey.GeneratePrivate();
         using var extraPublic = extra.DerivePublic();
@@ -228,10 +235,7 @@ public class DaemonOperationsTests
     {
         SkipUnlessPossible();
         using var t = new Topology();
-        string confA = t.A.StartGateway(t.B);
-        t.B.StartGateway(t.A);
-        Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
-        long handshake = LatestHandshake(t.A, t.B.PublicKey.ToBase64());
+        var (confA, handshake) = StartPairWithSession(t);
 
         // The kernel refuses IPv6 routes through an interface with IPv6 disabled: the new peer's
         // IPv4 route goes in, its IPv6 route fails, and the whole reload must be taken back.

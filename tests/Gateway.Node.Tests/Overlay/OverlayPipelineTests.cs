@@ -40,15 +40,22 @@ public sealed class OverlayPipelineTests : IDisposable
         return packet;
     }
 
+    /// <summary>A packet between the nodes' own tunnel addresses (no workload: no VXLAN, only
+    /// WireGuard), placed at <paramref name="offset"/> in a buffer with room behind it.</summary>
+    private static (byte[] Packet, byte[] Buffer) NodePacket(int payload, int offset)
+    {
+        var packet = Udp4(ReplayPair.TunnelA, ReplayPair.TunnelB, payload);
+        var buffer = new byte[offset + packet.Length + 64];
+        packet.CopyTo(buffer, offset);
+        return (packet, buffer);
+    }
+
     [Theory]
     [InlineData(OverlayPipeline.Headroom)]
     [InlineData(OverlayPipeline.Headroom + 37)]
     public void Node_traffic_goes_out_as_plain_WireGuard_at_the_offset_the_result_names(int packetOffset)
     {
-        // Between the nodes' own tunnel addresses: no workload, so no VXLAN, only WireGuard.
-        var packet = Udp4(ReplayPair.TunnelA, ReplayPair.TunnelB, 100);
-        var buffer = new byte[packetOffset + packet.Length + 64];
-        packet.CopyTo(buffer, packetOffset);
+        var (packet, buffer) = NodePacket(100, packetOffset);
         var sent = _pair.PipelineA!.Outbound(buffer, packetOffset, packet.Length);
         Assert.Equal(OverlayAction.Send, sent.Action);
         Assert.Equal(packetOffset - Messages.TransportHeaderSize, sent.Offset);
@@ -65,9 +72,7 @@ public sealed class OverlayPipelineTests : IDisposable
     [InlineData(OverlayPipeline.Headroom + 37)]
     public void Split_halves_carry_node_traffic_like_the_whole_call(int packetOffset)
     {
-        var packet = Udp4(ReplayPair.TunnelA, ReplayPair.TunnelB, 300);
-        var buffer = new byte[packetOffset + packet.Length + 64];
-        packet.CopyTo(buffer, packetOffset);
+        var (packet, buffer) = NodePacket(300, packetOffset);
         var begun = _pair.PipelineA!.BeginOutbound(buffer, packetOffset, packet.Length, out var seal);
         Assert.Equal(OverlayAction.Send, begun.Action);
         Assert.True(seal.IsPending);
