@@ -2,54 +2,28 @@ using System.CommandLine;
 using Gateway.Cli.Commands;
 using Gateway.Datapath;
 using Gateway.Node.Flows;
+using Gateway.Node.Tests.Flows;
 using Gateway.Policy;
 
 namespace Gateway.Cli.Tests;
 
 public sealed class ObserveCommandTests : IDisposable
 {
-    private const string Endpoints = """
-        endpoints:
-          - {name: frontend-1, namespace: default, ips: [10.1.0.10], labels: {app: frontend}}
-          - {name: backend-1, namespace: default, ips: [10.2.0.20], labels: {app: backend}}
-          - {name: db-1, namespace: default, ips: [10.2.0.30], labels: {app: db}}
-        """;
-
-    private const string Policy = """
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: backend-allow-frontend, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: backend}}
-          ingress:
-          - fromEndpoints: [{matchLabels: {app: frontend}}]
-            toPorts: [{ports: [{port: "80", protocol: TCP}]}]
-        ---
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: db-closed, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: db}}
-          ingress: [{fromEndpoints: [{matchLabels: {app: backend}}]}]
-        """;
-
-    // Unix socket paths are limited to 108 bytes: keep the folder short.
-    private readonly string _dir = Path.Combine("/tmp", $"gwo{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..8]}");
+    // Flows at 13:00:00.001, .002, ... (one millisecond per flow).
+    private readonly FlowTestWorld _world = new(start: new DateTimeOffset(2026, 11, 28, 13, 0, 0, TimeSpan.Zero), tick: TimeSpan.FromMilliseconds(1));
+    private readonly string _dir;
     private readonly PolicyEngine _engine;
-    private readonly Clock _clock = new();
 
     public ObserveCommandTests()
     {
+        _engine = _world.Engine;
+        _dir = _world.Directory;
         Directory.CreateDirectory(_dir);
-        var identities = new IdentityAllocator();
-        _engine = new PolicyEngine(identities, new Conntrack(1024), new FlowEventRing(1024), _clock);
-        _engine.Apply(new PolicySet(PolicyLoader.Parse(Policy, "policy.yaml"), ["policy.yaml"]),
-            EndpointFile.Parse(Endpoints, "endpoints.yaml", identities));
     }
 
-    public void Dispose() => Directory.Delete(_dir, recursive: true);
+    public void Dispose() => _world.Dispose();
 
-    private uint Id(string pod) => _engine.Current.Endpoints.FindByName(pod)!.Identity.Id;
+    private uint Id(string pod) => _world.Id(pod);
 
     private FlowLog StartLog(string name = "gw0", bool socket = false) => new(_engine.Events, () => _engine.Current, new FlowLogOptions
     {
@@ -58,11 +32,7 @@ public sealed class ObserveCommandTests : IDisposable
         SocketPath = socket ? Path.Combine(_dir, name + FlowLogPaths.SocketSuffix) : null,
     });
 
-    private void Flow(string dst, ushort sport, ushort dport) => _engine.Process(new FlowKey
-    {
-        Source = IpAddress.Parse("10.1.0.10"), Destination = IpAddress.Parse(dst), Protocol = IpProtocol.Tcp,
-        SourcePort = sport, DestinationPort = dport, TcpFlags = TcpFlag.Syn,
-    }, _clock.Tick());
+    private void Flow(string dst, ushort sport, ushort dport) => _engine.Process(FlowTestWorld.Tcp("10.1.0.10", sport, dst, dport), _world.Clock.Tick());
 
     /// <summary>Three forwarded flows to backend:80 and two drops to db:5432, at 13:00:00.001 + 1 ms each.</summary>
     private string WriteSampleLog(string name = "gw0")
@@ -453,19 +423,6 @@ public sealed class ObserveCommandTests : IDisposable
             {
                 return base.ToString();
             }
-        }
-    }
-
-    private sealed class Clock : TimeProvider
-    {
-        private DateTimeOffset _now = new(2026, 11, 28, 13, 0, 0, TimeSpan.Zero);
-
-        public override DateTimeOffset GetUtcNow() => _now;
-
-        public long Tick()
-        {
-            _now = _now.AddMilliseconds(1);
-            return (_now - DateTimeOffset.UnixEpoch).Ticks * 100;
         }
     }
 }

@@ -8,6 +8,7 @@ namespace Gateway.Node.Tests.Flows;
 /// <summary>
 /// A policy engine with the encryption lab's pods (frontend may reach backend on TCP 80, db is
 /// closed) and helpers that produce real flow events through <see cref="PolicyEngine.Process"/>.
+/// Shared by the node tests and (linked into) the CLI tests.
 /// </summary>
 internal sealed class FlowTestWorld : IDisposable
 {
@@ -39,10 +40,13 @@ internal sealed class FlowTestWorld : IDisposable
 
     private static int s_dirs;
 
-    public FlowTestWorld(int ringCapacity = 1024)
+    /// <param name="start">Wall time of the clock (default 2026-11-28 13:00:00.123 UTC).</param>
+    /// <param name="tick">How far each flow moves the clock (default 1.5 ms).</param>
+    public FlowTestWorld(int ringCapacity = 1024, DateTimeOffset? start = null, TimeSpan? tick = null)
     {
         Identities = new IdentityAllocator();
-        Clock = new ManualClock(DateTimeOffset.Parse("2026-11-28T13:00:00.123Z", System.Globalization.CultureInfo.InvariantCulture));
+        Clock = new ManualClock(start ?? DateTimeOffset.Parse("2026-11-28T13:00:00.123Z", System.Globalization.CultureInfo.InvariantCulture),
+            tick ?? TimeSpan.FromTicks(15_000));
         Engine = new PolicyEngine(Identities, new Conntrack(4096), new FlowEventRing(ringCapacity), Clock);
         Apply(Policy);
         // Unix socket paths are limited to 108 bytes: keep the folder short.
@@ -127,16 +131,16 @@ internal sealed class FlowTestWorld : IDisposable
         return lines;
     }
 
-    public sealed class ManualClock(DateTimeOffset now) : TimeProvider
+    public sealed class ManualClock(DateTimeOffset now, TimeSpan step) : TimeProvider
     {
         private DateTimeOffset _now = now;
 
         public override DateTimeOffset GetUtcNow() => _now;
 
-        /// <summary>Moves time on by 1.5 ms and returns monotonic nanoseconds for conntrack.</summary>
+        /// <summary>Moves time on by one step and returns monotonic nanoseconds for conntrack.</summary>
         public long Tick()
         {
-            _now = _now.AddTicks(15_000);
+            _now = _now.Add(step);
             return (_now - DateTimeOffset.UnixEpoch).Ticks * 100;
         }
     }
