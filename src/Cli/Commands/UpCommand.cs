@@ -48,16 +48,30 @@ internal static class UpCommand
                 return null;
             },
         };
+        var offload = new Option<string>("--tun-offload")
+        {
+            Description = "TCP segmentation and checksum offload on the TUN device: the kernel hands over TCP " +
+                          "super-packets of up to 64 KiB that gateway cuts into segments (on or off; default on).",
+            HelpName = "on|off",
+            DefaultValueFactory = _ => "on",
+        };
+        offload.Validators.Add(result =>
+        {
+            if (result.Tokens.Count == 1 && result.Tokens[0].Value is not ("on" or "off"))
+            {
+                result.AddError("--tun-offload must be on or off");
+            }
+        });
         var verbose = new Option<bool>("--verbose", "-v") { Description = "Log more detail." };
         var command = new Command("up",
             "Run a userspace WireGuard interface in the foreground, configured by a wg-quick file; " +
             "manage it with `wg` or `gateway show`. SIGTERM/SIGINT stop it, SIGHUP reloads the file.")
         {
-            config, iface, metrics, uapiDir, workers, verbose,
+            config, iface, metrics, uapiDir, workers, offload, verbose,
         };
         command.SetAction(parse => Run(
             parse.GetValue(config)!, parse.GetValue(iface), parse.GetValue(metrics)!, parse.GetValue(uapiDir)!,
-            parse.GetValue(workers), parse.GetValue(verbose), parse.InvocationConfiguration.Error));
+            parse.GetValue(workers), parse.GetValue(offload) == "on", parse.GetValue(verbose), parse.InvocationConfiguration.Error));
         return command;
     }
 
@@ -74,7 +88,7 @@ internal static class UpCommand
         return endpoint;
     }
 
-    private static int Run(string configPath, string? interfaceName, string metricsText, string uapiDir, int? cryptoWorkers, bool verbose, TextWriter stderr)
+    private static int Run(string configPath, string? interfaceName, string metricsText, string uapiDir, int? cryptoWorkers, bool tunOffloads, bool verbose, TextWriter stderr)
     {
         var metricsEndpoint = ParseMetrics(metricsText);
         string name = interfaceName ?? Path.GetFileNameWithoutExtension(configPath);
@@ -112,6 +126,7 @@ internal static class UpCommand
                 UapiDirectory = uapiDir,
                 MetricsEndpoint = metricsEndpoint,
                 CryptoWorkers = cryptoWorkers,
+                TunOffloads = tunOffloads,
                 Log = log,
                 // The socket hands over the request without its terminating empty line.
                 UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",

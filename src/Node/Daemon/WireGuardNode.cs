@@ -4,6 +4,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Gateway.Datapath;
 using Gateway.Datapath.Devices;
+using Gateway.Datapath.Offload;
 using Gateway.Node.Configuration;
 using Gateway.Node.Link;
 using Gateway.Node.Metrics;
@@ -26,6 +27,9 @@ public sealed class WireGuardNodeOptions
     public int BatchSize { get; init; } = 64;
     /// <summary>Threads that seal and open; null = one per CPU; 0 = the two I/O threads do it themselves.</summary>
     public int? CryptoWorkers { get; init; }
+    /// <summary>TCP segmentation and checksum offload on the TUN device (IFF_VNET_HDR): the kernel
+    /// hands over TCP super-packets of up to 64 KiB, cut into segments in user space.</summary>
+    public bool TunOffloads { get; init; } = true;
     /// <summary>Batches in flight per direction between reading and the in-order step.</summary>
     public int QueueBatches { get; init; } = 8;
     /// <summary>Handles UAPI requests; null leaves the socket closed.</summary>
@@ -64,8 +68,12 @@ public sealed class WireGuardNode : IAsyncDisposable
     private OrderedStage<OutboundBatch>? _outbound;
     private OrderedStage<InboundBatch>? _inbound;
     private InboundBatch? _overflow;
+    private TcpCoalescer? _coalescer;
     private long _tunWriteFailures;
     private long _receiveQueueFull;
+    private long _tunOffloadInvalid;
+    private long _superPacketsRead;    // TCP super-packets read from TUN and cut into segments
+    private long _superPacketsWritten; // runs of segments written to TUN as one super-packet
     private long _oversizedDatagrams;
     private int _disposed;
 
@@ -110,8 +118,12 @@ public sealed class WireGuardNode : IAsyncDisposable
         var iface = _config.Interface;
         RunHooks(iface.PreUp, "PreUp");
 
-        _tun = TunDevice.Create(_options.InterfaceName);
+        _tun = TunDevice.Create(_options.InterfaceName, vnetHeader: _options.TunOffloads);
         _undo.Add(() => _tun.Dispose());
+        if (_tun.HasVnetHeader && !_tun.TryEnableOffloads())
+        {
+            _log.Warn($"{_tun.Name}: the kernel refused TUN offloads; one packet per read");
+        }
 
         bool overlay = _config.Overlay is not null;
         // In overlay mode the TUN carries workload packets; each gains 50 bytes of VXLAN
@@ -167,6 +179,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         RunHooks(iface.PostUp, "PostUp");
         _log.Info($"{_tun.Name} up: listening on UDP {_socket.LocalPort}, MTU {Mtu}, {_engine.PeerCount} peer(s), " +
                   (_crypto!.Inline ? "crypto on the I/O threads" : $"{_crypto.Workers} crypto worker(s)") +
+                  (_tun.OffloadsEnabled ? ", TUN offloads on" : ", TUN offloads off") +
                   (_uapi is null ? "" : $", UAPI {_uapi.SocketPath}") +
                   (_metrics is null ? "" : $", metrics http://{_metrics.LocalEndpoint}/metrics"));
     }
@@ -478,8 +491,25 @@ public sealed class WireGuardNode : IAsyncDisposable
         public Span<byte> Slot(int i) => Slab.AsSpan(i * ReceiveSlotSize, ReceiveSlotSize);
     }
 
+    private void WriteCoalesced(ReadOnlySpan<byte> bytes)
+    {
+        if (bytes.IsEmpty)
+        {
+            return;
+        }
+        if (bytes[1] != (byte)GsoType.None)
+        {
+            _superPacketsWritten++;
+        }
+        if (!_tun!.Write(bytes))
+        {
+            Interlocked.Increment(ref _tunWriteFailures);
+        }
+    }
+
     private void CreatePipelines()
     {
+        _coalescer = _tun!.OffloadsEnabled ? new TcpCoalescer() : null;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;
         _crypto = new CryptoPool(workers, message =>
         {
@@ -509,10 +539,13 @@ public sealed class WireGuardNode : IAsyncDisposable
     // its session and counter.
     private void TunReaderLoop()
     {
+        if (_tun!.HasVnetHeader)
+        {
+            TunReaderLoopWithOffloads();
+            return;
+        }
         var tun = _tun!;
-        var engine = _engine!;
-        var pipeline = _overlay?.Pipeline;
-        int headroom = pipeline is null ? Headroom : OverlayPipeline.Headroom;
+        int headroom = PacketHeadroom;
         int batchSize = _options.BatchSize;
         while (!_stop.IsCancellationRequested)
         {
@@ -529,21 +562,7 @@ public sealed class WireGuardNode : IAsyncDisposable
             int count = 0;
             while (true)
             {
-                var slot = batch.Slot(count);
-                if (pipeline is null)
-                {
-                    var result = engine.BeginEncapsulateInPlace(slot, n, out batch.Tickets[count]);
-                    batch.Offsets[count] = 0;
-                    batch.Lengths[count] = result.Action == TunnelAction.SendToNetwork ? result.Length : 0;
-                    batch.Destinations[count] = result.Endpoint;
-                }
-                else
-                {
-                    var result = pipeline.BeginOutbound(slot, headroom, n, out batch.Tickets[count]);
-                    batch.Offsets[count] = result.Offset;
-                    batch.Lengths[count] = result.Action == OverlayAction.Send ? result.Length : 0;
-                    batch.Destinations[count] = result.Endpoint;
-                }
+                BeginSeal(batch, count, n);
                 count++;
                 if (count == batchSize)
                 {
@@ -557,6 +576,109 @@ public sealed class WireGuardNode : IAsyncDisposable
             }
             batch.Count = count;
             _outbound.Publish(batch);
+        }
+    }
+
+    private int PacketHeadroom => _overlay is null ? Headroom : OverlayPipeline.Headroom;
+
+    /// <summary>The in-order half for the packet in slot <paramref name="index"/> (at the headroom).</summary>
+    private void BeginSeal(OutboundBatch batch, int index, int length)
+    {
+        var slot = batch.Slot(index);
+        if (_overlay?.Pipeline is { } pipeline)
+        {
+            var result = pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out batch.Tickets[index]);
+            batch.Offsets[index] = result.Offset;
+            batch.Lengths[index] = result.Action == OverlayAction.Send ? result.Length : 0;
+            batch.Destinations[index] = result.Endpoint;
+        }
+        else
+        {
+            var result = _engine!.BeginEncapsulateInPlace(slot, length, out batch.Tickets[index]);
+            batch.Offsets[index] = 0;
+            batch.Lengths[index] = result.Action == TunnelAction.SendToNetwork ? result.Length : 0;
+            batch.Destinations[index] = result.Endpoint;
+        }
+    }
+
+    /// <summary>
+    /// The TUN reader with offloads: each read is a virtio_net_hdr and a packet, which may be a TCP
+    /// super-packet of up to 64 KiB (cut here into MSS-sized segments, one slot each, as a NIC would)
+    /// or carry a partial checksum (completed here). One read can thus fill most of a batch.
+    /// </summary>
+    private void TunReaderLoopWithOffloads()
+    {
+        var tun = _tun!;
+        int headroom = PacketHeadroom;
+        int batchSize = _options.BatchSize;
+        var scratch = GC.AllocateUninitializedArray<byte>(VirtioNetHeader.Size + 65536, pinned: true);
+        var batch = _outbound!.TryAcquire(wait: true);
+        int count = 0;
+        while (batch is not null && !_stop.IsCancellationRequested)
+        {
+            int capacity = batch.SlotSize - headroom - 2 * Messages.TagSize; // room for padding and tag
+            int n = count == 0 ? tun.Read(scratch) : tun.TryRead(scratch);
+            if (n < 0)
+            {
+                return;
+            }
+            if (n == 0)
+            {
+                // Nothing more queued: hand over what we have.
+                batch.Count = count;
+                _outbound.Publish(batch);
+                batch = _outbound.TryAcquire(wait: true);
+                count = 0;
+                continue;
+            }
+            if (n <= VirtioNetHeader.Size)
+            {
+                Interlocked.Increment(ref _tunOffloadInvalid);
+                continue;
+            }
+            var header = VirtioNetHeader.Read(scratch);
+            var packet = scratch.AsSpan(VirtioNetHeader.Size, n - VirtioNetHeader.Size);
+            if (header.Gso == GsoType.None)
+            {
+                if ((header.NeedsChecksum && !TcpSegmenter.TryCompleteChecksum(packet, header.ChecksumStart, header.ChecksumOffset)) ||
+                    packet.Length > capacity)
+                {
+                    Interlocked.Increment(ref _tunOffloadInvalid);
+                    continue;
+                }
+                packet.CopyTo(batch.Slot(count)[headroom..]);
+                BeginSeal(batch, count, packet.Length);
+                count++;
+            }
+            else
+            {
+                if (!TcpSegmenter.TryGetLayout(packet, header, out var layout) || layout.HeaderLength + layout.Mss > capacity)
+                {
+                    Interlocked.Increment(ref _tunOffloadInvalid);
+                    continue;
+                }
+                _superPacketsRead++;
+                for (int i = 0; i < layout.Count && batch is not null; i++)
+                {
+                    int length = TcpSegmenter.WriteSegment(packet, layout, i, batch.Slot(count)[headroom..]);
+                    BeginSeal(batch, count, length);
+                    count++;
+                    if (count == batchSize && i + 1 < layout.Count)
+                    {
+                        batch.Count = count;
+                        _outbound.Publish(batch);
+                        batch = _outbound.TryAcquire(wait: true);
+                        count = 0;
+                    }
+                }
+            }
+            if (batch is not null && count == batchSize)
+            {
+                batch.Count = count;
+                _outbound.Publish(batch);
+                batch = _outbound.TryAcquire(wait: true);
+                count = 0;
+            }
         }
     }
 
@@ -655,6 +777,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         var engine = _engine!;
         var pipeline = _overlay?.Pipeline;
         var tun = _tun!;
+        var gro = _coalescer; // only this step uses it, and it runs for one batch at a time
         for (int i = 0; i < batch.Count; i++)
         {
             int length = batch.Lengths[i];
@@ -680,12 +803,38 @@ public sealed class WireGuardNode : IAsyncDisposable
                 Act(outcome.Action == OverlayAction.Deliver, outcome.Action == OverlayAction.Send, slot, outcome.Offset, outcome.Length, outcome.Endpoint);
             }
         }
+        if (gro is not null)
+        {
+            WriteCoalesced(gro.Flush());
+        }
         _overlay?.FlowLog?.Notify();
 
         void Act(bool deliver, bool send, Span<byte> slot, int offset, int length, in IpEndpoint endpoint)
         {
             if (deliver)
             {
+                if (gro is not null)
+                {
+                    // Runs of one TCP flow's segments go to TUN as one super-packet (GRO).
+                    var packet = slot.Slice(offset, length);
+                    if (gro.TryAppend(packet))
+                    {
+                        return;
+                    }
+                    WriteCoalesced(gro.Flush());
+                    if (gro.TryStart(packet))
+                    {
+                        return;
+                    }
+                }
+                if (tun.HasVnetHeader)
+                {
+                    // A zero virtio_net_hdr (a plain, complete packet) in front, over bytes of the
+                    // WireGuard header that are no longer needed (the packet is at least 16 in).
+                    offset -= VirtioNetHeader.Size;
+                    length += VirtioNetHeader.Size;
+                    slot.Slice(offset, VirtioNetHeader.Size).Clear();
+                }
                 if (!tun.Write(slot.Slice(offset, length)))
                 {
                     Interlocked.Increment(ref _tunWriteFailures);
@@ -755,6 +904,10 @@ public sealed class WireGuardNode : IAsyncDisposable
         text.Sample("gateway_drop_count_total", Interlocked.Read(ref _tunWriteFailures), ("interface", InterfaceName), ("reason", "TunWriteFailed"));
         text.Sample("gateway_drop_count_total", Interlocked.Read(ref _oversizedDatagrams), ("interface", InterfaceName), ("reason", "OversizedDatagram"));
         text.Sample("gateway_drop_count_total", Interlocked.Read(ref _receiveQueueFull), ("interface", InterfaceName), ("reason", "ReceiveQueueFull"));
+        text.Sample("gateway_drop_count_total", Interlocked.Read(ref _tunOffloadInvalid), ("interface", InterfaceName), ("reason", "TunOffloadInvalid"));
+        text.Describe("gateway_tun_super_packets_total", "counter", "TCP super-packets moved through the TUN device with offloads: read and cut into segments, or merged from segments and written.");
+        text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref _superPacketsRead), ("interface", InterfaceName), ("direction", "read"));
+        text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref _superPacketsWritten), ("interface", InterfaceName), ("direction", "written"));
         text.Describe("gateway_forward_count_total", "counter", "Packets forwarded, by direction.");
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportSent), ("interface", InterfaceName), ("direction", "egress"));
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportDelivered), ("interface", InterfaceName), ("direction", "ingress"));

@@ -5,14 +5,23 @@ namespace Gateway.Datapath.Tests.Devices;
 
 public class TunDeviceTests
 {
-    [SkippableFact]
-    public void PingIntoTheDeviceIsReadAndAnsweredThroughIt()
+    [SkippableTheory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void PingIntoTheDeviceIsReadAndAnsweredThroughIt(bool vnetHeader)
     {
         Skip.If(TestNamespace.SkipReason("/usr/bin/ping") is { } reason, TestNamespace.SkipReason("/usr/bin/ping"));
         using var ns = new TestNamespace();
-        string tunName = $"gwtun{Environment.ProcessId % 100000}";
-        using var tun = NetworkNamespace.Run(ns.Name, () => TunDevice.Create(tunName));
+        string tunName = $"gwtun{Environment.ProcessId % 100000}{(vnetHeader ? "v" : "")}";
+        using var tun = NetworkNamespace.Run(ns.Name, () => TunDevice.Create(tunName, vnetHeader: vnetHeader));
         Assert.Equal(tunName, tun.Name);
+        Assert.Equal(vnetHeader, tun.HasVnetHeader);
+        if (vnetHeader)
+        {
+            Assert.True(tun.TryEnableOffloads(), "the kernel refused TUN offloads");
+        }
+        int front = vnetHeader ? Gateway.Datapath.Offload.VirtioNetHeader.Size : 0;
+        int headers = 0;
         ns.Exec($"ip addr add 10.77.0.1/24 dev {tunName}");
         ns.Exec($"ip link set {tunName} up");
 
@@ -27,7 +36,13 @@ public class TunDeviceTests
                 {
                     return;
                 }
-                var packet = buffer.AsSpan(0, n);
+                if (vnetHeader)
+                {
+                    // An ICMP packet: no segmentation, no partial checksum.
+                    var header = Gateway.Datapath.Offload.VirtioNetHeader.Read(buffer);
+                    if (header.Gso == Gateway.Datapath.Offload.GsoType.None && !header.NeedsChecksum) Interlocked.Increment(ref headers);
+                }
+                var packet = buffer.AsSpan(front, n - front);
                 if (n < 28 || packet[0] >> 4 != 4 || packet[9] != 1 || packet[20] != 8)
                 {
                     continue; // not an ICMPv4 echo request (e.g. IPv6 router solicitations)
@@ -41,7 +56,8 @@ public class TunDeviceTests
                 BinaryPrimitives.WriteUInt16BigEndian(packet.Slice(22), Checksum(packet[20..]));
                 BinaryPrimitives.WriteUInt16BigEndian(packet.Slice(10), 0);
                 BinaryPrimitives.WriteUInt16BigEndian(packet.Slice(10), Checksum(packet[..20]));
-                Assert.True(tun.Write(packet));
+                buffer.AsSpan(0, front).Clear(); // a zero virtio_net_hdr: a plain, complete packet
+                Assert.True(tun.Write(buffer.AsSpan(0, front + packet.Length)));
             }
         }) { IsBackground = true };
         responder.Start();
@@ -50,6 +66,7 @@ public class TunDeviceTests
         tun.Dispose();
         Assert.True(responder.Join(TimeSpan.FromSeconds(5)), "Dispose must wake the blocked reader");
         Assert.Contains("3 received", output);
+        if (vnetHeader) Assert.True(headers >= 3, $"expected plain virtio headers on the echo requests, saw {headers}");
     }
 
     [SkippableFact]

@@ -13,7 +13,7 @@ public class TcpSegmenterTests
 
     /// <summary>A TCP super-packet as the kernel hands it over a TUN with TSO: one IP header, one
     /// TCP header with timestamp options, a payload of many MSS, pseudo-header sum in the checksum.</summary>
-    private static (byte[] Packet, VirtioNetHeader Header, byte[] Payload) SuperPacket(bool v6, int payloadLength, int mss, byte flags, int seed = 1)
+    internal static (byte[] Packet, VirtioNetHeader Header, byte[] Payload) SuperPacket(bool v6, int payloadLength, int mss, byte flags, int seed = 1)
     {
         var payload = new byte[payloadLength];
         new Random(seed).NextBytes(payload);
