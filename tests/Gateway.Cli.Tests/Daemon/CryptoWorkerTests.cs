@@ -22,7 +22,7 @@ public class CryptoWorkerTests
         using var t = new Topology();
         t.A.StartGateway(t.B, options: $"--crypto-workers {workers}");
         t.B.StartGateway(t.A, options: $"--crypto-workers {workers}");
-        Assert.Contains(workers == 0 ? "crypto on the I/O threads" : $"{workers} crypto worker(s)", t.A.Log);
+        t.A.WaitForLog(workers == 0 ? "crypto on the I/O threads" : $"{workers} crypto worker(s)");
         Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
 
         // Headers are enough: 14 Ethernet + 20 IP + 8 UDP + 16 WireGuard.

@@ -181,16 +181,7 @@ public class DaemonOperationsTests
         return -1;
     }
 
-    private static void WaitForLog(Topology.Side side, string text)
-    {
-        var watch = System.Diagnostics.Stopwatch.StartNew();
-        // Waiting for another process to act on a signal, not for protocol time.
-        while (!side.Log.Contains(text, StringComparison.Ordinal))
-        {
-            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"'{text}' never appeared in the log:\n{side.Log}");
-            Thread.Sleep(20);
-        }
-    }
+    private static void WaitForLog(Topology.Side side, string text) => side.WaitForLog(text);
 
     /// <summary>Two gateways with a session A to B; returns A's config file and the handshake time.</summary>
     private static (string ConfA, long Handshake) StartPairWithSession(Topology t)

@@ -200,6 +200,18 @@ internal sealed class Topology : IDisposable
 
         public string Log => Process is null ? "" : _topology.Logs[Process].ToString();
 
+        /// <summary>Waits until the process has logged <paramref name="text"/> (another process acting,
+        /// not protocol time; bounded against hangs).</summary>
+        public void WaitForLog(string text)
+        {
+            var watch = Stopwatch.StartNew();
+            while (!Log.Contains(text, StringComparison.Ordinal))
+            {
+                Assert.True(watch.Elapsed < TimeSpan.FromSeconds(20), $"'{text}' never appeared in the log:\n{Log}");
+                Thread.Sleep(20);
+            }
+        }
+
         public void ReplaceKey()
         {
             PrivateKey.Dispose();

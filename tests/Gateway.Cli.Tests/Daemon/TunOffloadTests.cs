@@ -47,7 +47,7 @@ public class TunOffloadTests
         string options = $"--tun-offload {(offload ? "on" : "off")}";
         t.A.StartGateway(t.B, metrics: "127.0.0.1:9962", options: options);
         t.B.StartGateway(t.A, metrics: "127.0.0.1:9962", options: options);
-        Assert.Contains(offload ? "TUN offloads on" : "TUN offloads off", t.A.Log);
+        t.A.WaitForLog(offload ? "TUN offloads on" : "TUN offloads off");
         Assert.Contains("3 received", t.A.Exec($"ping -c 3 -i 0.2 -W 3 {t.B.TunnelAddress}", check: false));
         double bps = Tcp(t);
         Assert.True(bps > 1e6, $"TCP through the tunnel reached only {bps} bit/s");
