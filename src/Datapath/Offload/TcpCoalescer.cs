@@ -11,7 +11,8 @@ namespace Gateway.Datapath.Offload;
 /// TTL/hop limit, DF bit, acknowledgment number, window, TCP options and header length; flags ACK
 /// (PSH allowed on the last segment, which then ends the run); each segment continuing the
 /// sequence where the previous ended; all of the first segment's size except a shorter last one.
-/// Anything else is written on its own. Works in a caller-owned buffer; nothing allocates.
+/// Segments with a wrong TCP checksum are not merged. Anything else is written on its own. Works in
+/// a caller-owned buffer; nothing allocates.
 /// </summary>
 public sealed class TcpCoalescer
 {
@@ -144,7 +145,7 @@ public sealed class TcpCoalescer
     {
         ipHeader = headers = 0;
         flags = 0;
-        if (packet.Length < 40)
+        if (packet.Length < 40 || packet.Length > MaxPacket)
         {
             return false;
         }
@@ -172,7 +173,10 @@ public sealed class TcpCoalescer
         int tcpHeader = (packet[ipHeader + 12] >> 4) * 4;
         headers = ipHeader + tcpHeader;
         flags = packet[ipHeader + 13];
-        return tcpHeader >= 20 && headers <= packet.Length && (flags & ~Psh) == Ack;
+        // Like the kernel's GRO, merge only segments whose checksum is right: the merged packet
+        // goes up with a partial checksum the kernel no longer checks, and a bad segment must
+        // still be dropped by the kernel, on its own, as it would be without offloads.
+        return tcpHeader >= 20 && headers <= packet.Length && (flags & ~Psh) == Ack && TransportChecksum.Verify(packet);
     }
 
     /// <summary>Same addresses, ports, IP fields that GRO requires equal, ack, window and options.</summary>

@@ -79,7 +79,7 @@ public class TcpCoalescerTests
         // Another flow (source port), another ack, another window, extra flags.
         foreach (var change in new Action<byte[]>[]
                  {
-                     p => p[21] ^= 1,                 // source port
+                     p => p[21] ^= 1,                 // source port (and thereby the checksum)
                      p => p[20 + 8] ^= 1,             // acknowledgment number
                      p => p[20 + 14] ^= 1,            // window
                      p => p[20 + 13] |= 0x01,         // FIN
@@ -151,5 +151,58 @@ public class TcpCoalescerTests
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 50; i++) Run();
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+
+    [Fact]
+    public void Damaged_and_random_packets_never_throw_and_whatever_merges_still_segments_cleanly()
+    {
+        // Inner packets come from peers: authenticated, but not trusted to be well formed.
+        var random = new Random(20261128);
+        var valid = Segments(false, 1448 * 8, 1448, flags: 0x10).Concat(Segments(true, 1428 * 8, 1428, flags: 0x10)).ToList();
+        var gro = new TcpCoalescer();
+        int merged = 0, cursor = 0;
+        for (int round = 0; round < 20_000; round++)
+        {
+            byte[] packet;
+            switch (random.Next(6))
+            {
+                case 0:
+                    packet = new byte[random.Next(0, 200)];
+                    random.NextBytes(packet);
+                    break;
+                case 1:
+                    packet = valid[random.Next(valid.Count)].ToArray();
+                    packet[random.Next(packet.Length)] = (byte)random.Next(256);
+                    break;
+                case 2:
+                    packet = valid[random.Next(valid.Count)].AsSpan(0, random.Next(1, 100)).ToArray();
+                    break;
+                case 3:
+                    packet = valid[random.Next(valid.Count)].ToArray();
+                    break;
+                default:
+                    packet = valid[cursor++ % valid.Count].ToArray(); // runs in order
+                    break;
+            }
+            if (!gro.TryAppend(packet))
+            {
+                var flushed = gro.Flush().ToArray();
+                if (flushed.Length > 0 && flushed[1] != 0)
+                {
+                    merged++;
+                    var header = VirtioNetHeader.Read(flushed);
+                    var body = flushed.AsSpan(VirtioNetHeader.Size).ToArray();
+                    Assert.True(TcpSegmenter.TryGetLayout(body, header, out var layout));
+                    var segment = new byte[layout.HeaderLength + layout.Mss];
+                    for (int i = 0; i < layout.Count; i++)
+                    {
+                        int n = TcpSegmenter.WriteSegment(body, layout, i, segment);
+                        Assert.True(TransportChecksum.Verify(segment.AsSpan(0, n)), $"round {round}, segment {i}");
+                    }
+                }
+                gro.TryStart(packet);
+            }
+        }
+        Assert.True(merged > 100, $"only {merged} runs merged: the mix is not exercising the merge path");
     }
 }
