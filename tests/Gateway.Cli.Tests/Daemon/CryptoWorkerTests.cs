@@ -33,17 +33,7 @@ public class CryptoWorkerTests
         {
             Thread.Sleep(20); // another process starting, not protocol time
         }
-        var server = t.StartProcess(t.B.Ns, $"iperf3 -s -1 -B {t.B.TunnelAddress}");
-        string json = "";
-        for (int attempt = 0; attempt < 50 && !json.Contains("\"sum\"", StringComparison.Ordinal); attempt++)
-        {
-            json = t.A.Exec($"iperf3 -c {t.B.TunnelAddress} -u -b 300M -l 1200 -t 2 -J", check: false);
-            if (!json.Contains("\"sum\"", StringComparison.Ordinal))
-            {
-                Thread.Sleep(100); // iperf3 -s not listening yet (an external process)
-            }
-        }
-        server.WaitForExit(10_000);
+        string json = t.Iperf("-u -b 300M -l 1200 -t 2", complete: "\"sum\"");
         Sh.Run($"kill -INT {capture.Id}");
         capture.WaitForExit(10_000);
 

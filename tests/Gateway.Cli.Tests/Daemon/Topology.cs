@@ -54,6 +54,28 @@ internal sealed class Topology : IDisposable
         return path;
     }
 
+    /// <summary>
+    /// Runs iperf3 from A to B's tunnel address (server in B, one test) and returns its JSON report
+    /// once it contains <paramref name="complete"/>; a refused connect while the server starts
+    /// (another process) is retried.
+    /// </summary>
+    public string Iperf(string clientOptions, string complete = "\"sum_received\"")
+    {
+        var server = StartProcess(B.Ns, $"iperf3 -s -1 -B {B.TunnelAddress}");
+        string json = "";
+        for (int attempt = 0; attempt < 50 && !json.Contains(complete, StringComparison.Ordinal); attempt++)
+        {
+            json = A.Exec($"iperf3 -c {B.TunnelAddress} {clientOptions} -J", check: false);
+            if (!json.Contains(complete, StringComparison.Ordinal))
+            {
+                Thread.Sleep(100); // iperf3 -s not listening yet
+            }
+        }
+        server.WaitForExit(10_000);
+        Assert.True(json.Contains(complete, StringComparison.Ordinal), $"iperf3 did not complete: {json}");
+        return json;
+    }
+
     internal Process StartProcess(string ns, string command, Dictionary<string, string>? env = null)
     {
         var psi = new ProcessStartInfo("ip", $"netns exec {ns} {command}")

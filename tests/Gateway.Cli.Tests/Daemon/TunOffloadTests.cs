@@ -21,19 +21,7 @@ public class TunOffloadTests
 
     private static double Tcp(Topology t)
     {
-        var server = t.StartProcess(t.B.Ns, $"iperf3 -s -1 -B {t.B.TunnelAddress}");
-        string json = "";
-        for (int attempt = 0; attempt < 50 && !json.Contains("\"sum_received\"", StringComparison.Ordinal); attempt++)
-        {
-            json = t.A.Exec($"iperf3 -c {t.B.TunnelAddress} -t 2 -J", check: false);
-            if (!json.Contains("\"sum_received\"", StringComparison.Ordinal))
-            {
-                Thread.Sleep(100); // iperf3 -s not listening yet (an external process)
-            }
-        }
-        server.WaitForExit(10_000);
-        Assert.True(json.Contains("\"sum_received\"", StringComparison.Ordinal), $"iperf3 did not complete: {json}");
-        using var doc = JsonDocument.Parse(json);
+        using var doc = JsonDocument.Parse(t.Iperf("-t 2"));
         return doc.RootElement.GetProperty("end").GetProperty("sum_received").GetProperty("bits_per_second").GetDouble();
     }
 
