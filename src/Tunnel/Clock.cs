@@ -47,7 +47,7 @@ internal static class ClockExtensions
 /// <summary>
 /// A monotonic clock with millisecond resolution that is several times cheaper to read than
 /// <see cref="TimeProvider.System"/>'s high-resolution timestamp (<see cref="Environment.TickCount64"/>,
-/// CLOCK_MONOTONIC_COARSE on Linux: about 13 ns against 50 ns on the development machine). The
+/// CLOCK_MONOTONIC_COARSE on Linux: 9 ns against 44 ns in perf's ClockBenchmarks). The
 /// data path reads the clock once per packet, and WireGuard's timers (the shortest is the 20 ms
 /// initiation rate limit) need no finer resolution. Wall time is the system's.
 /// </summary>

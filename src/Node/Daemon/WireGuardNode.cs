@@ -130,7 +130,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         // framing before WireGuard sees it (Cilium's 80 + 50 on a 1500-byte link: 1370).
         Mtu = iface.Mtu ?? DefaultMtu() - (overlay ? VxlanFrame.Overhead : 0);
         // The data path reads the clock once per packet: the coarse monotonic clock costs a
-        // quarter of the high-resolution one and WireGuard's timers need only milliseconds.
+        // fifth of the high-resolution one and WireGuard's timers need only milliseconds.
         _engine = new WireGuardEngine(new SocketOutput(this), new WireGuardEngineOptions
         {
             Mtu = Mtu + (overlay ? VxlanFrame.Overhead : 0),
@@ -519,7 +519,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         _undo.Add(() => _crypto.Dispose());
         int batch = _options.BatchSize;
         int ring = _crypto.Inline ? 1 : _options.QueueBatches;
-        int headroom = _overlay is null ? Headroom : OverlayPipeline.Headroom;
+        int headroom = PacketHeadroom;
         // Room for the headers in front, and padding plus tag behind, of an MTU-sized packet.
         int slotSize = (headroom + Mtu + 16 + 16 + 63) & ~63;
         var outbound = new OutboundBatch[ring];
@@ -624,11 +624,7 @@ public sealed class WireGuardNode : IAsyncDisposable
             }
             if (n == 0)
             {
-                // Nothing more queued: hand over what we have.
-                batch.Count = count;
-                _outbound.Publish(batch);
-                batch = _outbound.TryAcquire(wait: true);
-                count = 0;
+                HandOver(); // nothing more queued
                 continue;
             }
             if (n <= VirtioNetHeader.Size)
@@ -665,20 +661,23 @@ public sealed class WireGuardNode : IAsyncDisposable
                     count++;
                     if (count == batchSize && i + 1 < layout.Count)
                     {
-                        batch.Count = count;
-                        _outbound.Publish(batch);
-                        batch = _outbound.TryAcquire(wait: true);
-                        count = 0;
+                        HandOver();
                     }
                 }
             }
             if (batch is not null && count == batchSize)
             {
-                batch.Count = count;
-                _outbound.Publish(batch);
-                batch = _outbound.TryAcquire(wait: true);
-                count = 0;
+                HandOver();
             }
+        }
+
+        // Publishes the batch filled so far and waits for the next free one (null once stopping).
+        void HandOver()
+        {
+            batch.Count = count;
+            _outbound!.Publish(batch);
+            batch = _outbound.TryAcquire(wait: true);
+            count = 0;
         }
     }
 

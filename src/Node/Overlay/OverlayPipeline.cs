@@ -197,7 +197,9 @@ public sealed class OverlayPipeline
         var result = BeginOutbound(buffer, packetOffset, packetLength, out var ticket);
         if (ticket.IsPending && !_engine.CompleteEncapsulate(ticket, buffer[result.Offset..]))
         {
-            return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.Tunnel) with { TunnelReason = TunnelEvent.KeypairExpired });
+            // The session's keys went between the halves (the engine counted it): not sent. Not
+            // counted again here, as the daemon's worker path does not either.
+            return OverlayResult.Dropped(OverlayDrop.Tunnel) with { TunnelReason = TunnelEvent.KeypairExpired };
         }
         return result;
     }
