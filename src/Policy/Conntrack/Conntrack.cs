@@ -107,8 +107,17 @@ public sealed class Conntrack
     /// Finds the flow of <paramref name="key"/>: Established (same direction as its first packet),
     /// Reply, or New if no live entry exists. A hit refreshes the entry and advances TCP state.
     /// </summary>
-    public CtResult Lookup(in FlowKey key, long nowNs)
+    public CtResult Lookup(in FlowKey key, long nowNs) => Lookup(key, nowNs, out _);
+
+    /// <summary>
+    /// <see cref="Lookup(in FlowKey, long)"/> that also returns the flow's service translation
+    /// (<see cref="CtNat.IsTranslated"/> false for flows that were not sent to a service): a
+    /// <see cref="CtResult.Reply"/> of a translated flow must have its source rewritten to
+    /// <see cref="CtNat.ServiceAddress"/>:<see cref="CtNat.ServicePort"/>.
+    /// </summary>
+    public CtResult Lookup(in FlowKey key, long nowNs, out CtNat nat)
     {
+        nat = default;
         var ck = CtKey.From(key, out bool forward);
         int hash = ck.Hash();
         var shard = _shards[hash & _shardMask];
@@ -123,8 +132,60 @@ public sealed class Conntrack
             ref var e = ref shard.Entries[slot];
             bool isReply = forward != e.OpenedForward;
             Update(ref e, key, isReply, nowNs);
+            if (e.Translated)
+            {
+                nat = NatOf(in e);
+            }
             return isReply ? CtResult.Reply : CtResult.Established;
         }
+    }
+
+    /// <summary>
+    /// The service translation of a client's packet to a VIP (its original, untranslated key):
+    /// Established with the backend chosen when the flow began, or New if there is none (then
+    /// the caller selects a backend and calls <see cref="CreateService"/>). Refreshes the entry.
+    /// Service entries live beside flow entries and never match a <see cref="Lookup(in FlowKey, long)"/>.
+    /// </summary>
+    public CtResult LookupService(in FlowKey original, long nowNs, out CtNat nat)
+    {
+        nat = default;
+        var ck = CtKey.Service(original, out _);
+        int hash = ck.Hash();
+        var shard = _shards[hash & _shardMask];
+        lock (shard)
+        {
+            int slot = Find(shard, in ck, (hash >>> 6) & _slotMask, nowNs);
+            if (slot < 0)
+            {
+                return CtResult.New;
+            }
+            ref var e = ref shard.Entries[slot];
+            Update(ref e, original, isReply: false, nowNs);
+            nat = NatOf(in e);
+            return CtResult.Established;
+        }
+    }
+
+    /// <summary>
+    /// Records the backend chosen for a client's flow to a VIP (Cilium's CT_SERVICE entry), keyed
+    /// by the original tuple, so later packets of the flow go to the same backend whatever the
+    /// service table says meanwhile. Returns false if it existed (then it is refreshed and keeps
+    /// its backend).
+    /// </summary>
+    public bool CreateService(in FlowKey original, long nowNs, IpAddress backend, ushort backendPort)
+    {
+        var ck = CtKey.Service(original, out bool forward);
+        return CreateCore(ck, forward, original, nowNs, translated: true, backend, backendPort);
+    }
+
+    /// <summary>
+    /// Records a translated flow (its key is the client -> backend tuple after DNAT) with the VIP:port
+    /// the client addressed, so replies are reverse-translated to come from the VIP.
+    /// </summary>
+    public bool Create(in FlowKey translated, long nowNs, IpAddress serviceAddress, ushort servicePort)
+    {
+        var ck = CtKey.From(translated, out bool forward);
+        return CreateCore(ck, forward, translated, nowNs, translated: true, serviceAddress, servicePort);
     }
 
     /// <summary>
@@ -150,6 +211,11 @@ public sealed class Conntrack
     public bool Create(in FlowKey key, long nowNs)
     {
         var ck = CtKey.From(key, out bool forward);
+        return CreateCore(ck, forward, key, nowNs, translated: false, default, 0);
+    }
+
+    private bool CreateCore(CtKey ck, bool forward, in FlowKey key, long nowNs, bool translated, IpAddress natAddress, ushort natPort)
+    {
         int hash = ck.Hash();
         var shard = _shards[hash & _shardMask];
         int baseSlot = (hash >>> 6) & _slotMask;
@@ -196,6 +262,9 @@ public sealed class Conntrack
             slot.Key = ck;
             slot.Used = true;
             slot.OpenedForward = forward;
+            slot.Translated = translated;
+            slot.NatAddress = natAddress;
+            slot.NatPort = natPort;
             slot.State = TcpState.None;
             if (key.Protocol == IpProtocol.Tcp)
             {
@@ -343,6 +412,56 @@ public sealed class Conntrack
         }
     }
 
+    private static CtNat NatOf(in Entry e)
+    {
+        var opener = e.Key.Opener(e.OpenedForward);
+        return e.Key.IsService
+            ? new CtNat(opener.Source, opener.SourcePort, opener.Destination, opener.DestinationPort, e.NatAddress, e.NatPort, opener.Protocol)
+            : new CtNat(opener.Source, opener.SourcePort, e.NatAddress, e.NatPort, opener.Destination, opener.DestinationPort, opener.Protocol);
+    }
+
+    /// <summary>
+    /// Ends the translated flows whose backend is gone: removes every service entry and
+    /// translated flow entry for which <paramref name="isGone"/> says so, and reports each once
+    /// (by its client, VIP and backend) in <paramref name="ended"/> so the caller can tell the
+    /// client (TCP RST or ICMP unreachable) instead of leaving the connection hanging.
+    /// Flows to backends that still exist are untouched. Visits every shard (control plane only).
+    /// </summary>
+    public int EndTranslatedFlows(Func<CtNat, bool> isGone, ICollection<CtNat> ended)
+    {
+        ArgumentNullException.ThrowIfNull(isGone);
+        ArgumentNullException.ThrowIfNull(ended);
+        int removed = 0;
+        var reported = new HashSet<CtNat>();
+        foreach (var shard in _shards)
+        {
+            lock (shard)
+            {
+                for (int i = 0; i < shard.Entries.Length; i++)
+                {
+                    ref var e = ref shard.Entries[i];
+                    if (!e.Used || !e.Translated)
+                    {
+                        continue;
+                    }
+                    var nat = NatOf(in e);
+                    if (!isGone(nat))
+                    {
+                        continue;
+                    }
+                    e.Used = false;
+                    shard.Count--;
+                    removed++;
+                    if (reported.Add(nat))
+                    {
+                        ended.Add(nat);
+                    }
+                }
+            }
+        }
+        return removed;
+    }
+
     /// <summary>The state of a flow, for tests and diagnostics: (found, TCP state, expiry ns, reply seen).</summary>
     public (bool Found, TcpState State, long ExpiresNs, bool SeenReply) Inspect(in FlowKey key)
     {
@@ -376,6 +495,10 @@ public sealed class Conntrack
         public bool SeenReply;
         public TcpState State;
         public byte FinSeen;
+        /// <summary>Service scope: the backend chosen; flow scope with <see cref="Translated"/>: the VIP.</summary>
+        public IpAddress NatAddress;
+        public ushort NatPort;
+        public bool Translated;
     }
 
     /// <summary>A flow key in canonical order: (A, PortA) is the smaller endpoint.</summary>
@@ -384,17 +507,38 @@ public sealed class Conntrack
         private readonly IpAddress _a, _b;
         private readonly ushort _portA, _portB;
         private readonly byte _protocol;
+        private readonly byte _scope;
 
-        private CtKey(IpAddress a, IpAddress b, ushort portA, ushort portB, byte protocol)
+        private CtKey(IpAddress a, IpAddress b, ushort portA, ushort portB, byte protocol, byte scope)
         {
             _a = a;
             _b = b;
             _portA = portA;
             _portB = portB;
             _protocol = protocol;
+            _scope = scope;
         }
 
-        public static CtKey From(in FlowKey key, out bool forward)
+        /// <summary>The key of the packet that opened the flow (ICMP ids come back as both ports).</summary>
+        public FlowKey Opener(bool forward) => new()
+        {
+            Source = forward ? _a : _b,
+            Destination = forward ? _b : _a,
+            SourcePort = forward ? _portA : _portB,
+            DestinationPort = forward ? _portB : _portA,
+            Protocol = _protocol,
+        };
+
+        public bool IsService => _scope == ServiceScope;
+
+        public static CtKey From(in FlowKey key, out bool forward) => From(key, out forward, 0);
+
+        /// <summary>A key in the service scope: the client's original tuple to a VIP (never a flow entry).</summary>
+        public static CtKey Service(in FlowKey key, out bool forward) => From(key, out forward, ServiceScope);
+
+        public const byte ServiceScope = 1;
+
+        private static CtKey From(in FlowKey key, out bool forward, byte scope)
         {
             ushort sp = key.SourcePort, dp = key.DestinationPort;
             if (key.Protocol is IpProtocol.Icmp or IpProtocol.Icmpv6)
@@ -405,20 +549,43 @@ public sealed class Conntrack
             int c = key.Source.CompareTo(key.Destination);
             forward = c < 0 || (c == 0 && sp <= dp);
             return forward
-                ? new CtKey(key.Source, key.Destination, sp, dp, key.Protocol)
-                : new CtKey(key.Destination, key.Source, dp, sp, key.Protocol);
+                ? new CtKey(key.Source, key.Destination, sp, dp, key.Protocol, scope)
+                : new CtKey(key.Destination, key.Source, dp, sp, key.Protocol, scope);
         }
 
         public int Hash()
         {
-            int h = HashCode.Combine(_a, _b, _portA, _portB, _protocol);
+            int h = HashCode.Combine(_a, _b, _portA, _portB, _protocol, _scope);
             // Spread: the low bits pick the shard, higher bits the slot.
             return (int)((uint)h * 0x9E3779B1u);
         }
 
         public bool Equals(in CtKey o) =>
-            _portA == o._portA && _portB == o._portB && _protocol == o._protocol && _a == o._a && _b == o._b;
+            _portA == o._portA && _portB == o._portB && _protocol == o._protocol && _scope == o._scope && _a == o._a && _b == o._b;
     }
+}
+
+/// <summary>
+/// A service translation recorded in conntrack: the client's flow to ServiceAddress:ServicePort
+/// (the VIP it addressed) went to BackendAddress:BackendPort.
+/// </summary>
+public readonly record struct CtNat(IpAddress ClientAddress, ushort ClientPort, IpAddress ServiceAddress, ushort ServicePort,
+    IpAddress BackendAddress, ushort BackendPort, byte Protocol)
+{
+    /// <summary>False for the default value (a flow that was not sent to a service).</summary>
+    public bool IsTranslated => Protocol != 0;
+
+    /// <summary>The client's packets to the VIP, as they left the client.</summary>
+    public FlowKey Original => new()
+    {
+        Source = ClientAddress, SourcePort = ClientPort, Destination = ServiceAddress, DestinationPort = ServicePort, Protocol = Protocol,
+    };
+
+    /// <summary>The same packets after DNAT.</summary>
+    public FlowKey Translated => new()
+    {
+        Source = ClientAddress, SourcePort = ClientPort, Destination = BackendAddress, DestinationPort = BackendPort, Protocol = Protocol,
+    };
 }
 
 public enum TcpState : byte

@@ -5,8 +5,10 @@ namespace Gateway.Policy;
 /// <summary>A workload (pod) or a reserved peer such as a node, with its addresses and identity.</summary>
 public sealed class Endpoint
 {
-    public Endpoint(string name, string? ns, IReadOnlyList<IpAddress> ips, LabelSet labels, SecurityIdentity identity)
+    public Endpoint(string name, string? ns, IReadOnlyList<IpAddress> ips, LabelSet labels, SecurityIdentity identity,
+        IReadOnlyList<NamedPort>? ports = null)
     {
+        Ports = ports ?? [];
         Name = name ?? throw new ArgumentNullException(nameof(name));
         Namespace = ns;
         Ips = ips ?? throw new ArgumentNullException(nameof(ips));
@@ -21,6 +23,27 @@ public sealed class Endpoint
     /// <summary>The identity labels, including k8s:io.kubernetes.pod.namespace and namespace labels.</summary>
     public LabelSet Labels { get; }
     public SecurityIdentity Identity { get; }
+
+    /// <summary>
+    /// The ports the workload names (a pod's containerPorts with a name), so a Service's named
+    /// targetPort resolves per backend as Kubernetes resolves it.
+    /// </summary>
+    public IReadOnlyList<NamedPort> Ports { get; }
+
+    /// <summary>The number of the port named <paramref name="name"/> for this protocol, if declared.</summary>
+    public bool TryGetPort(string name, byte protocol, out ushort port)
+    {
+        foreach (var p in Ports)
+        {
+            if (p.Protocol == protocol && string.Equals(p.Name, name, StringComparison.Ordinal))
+            {
+                port = p.Port;
+                return true;
+            }
+        }
+        port = 0;
+        return false;
+    }
 
     /// <summary>True for endpoints whose policy this node enforces (not reserved peers).</summary>
     public bool IsWorkload => Identity.Kind == IdentityKind.Endpoint;
@@ -54,3 +77,6 @@ public sealed class Endpoint
         return LabelSet.From(list);
     }
 }
+
+/// <summary>A named port of a workload (Kubernetes containerPort with a name).</summary>
+public readonly record struct NamedPort(string Name, ushort Port, byte Protocol);

@@ -9,16 +9,19 @@ namespace Gateway.Policy;
 ///   - {name: prod, labels: {team: payments}}
 /// endpoints:
 ///   - {name: frontend-1, namespace: default, ips: [10.0.0.10], labels: {app: frontend}}
+///   - {name: backend-1, ips: [10.0.0.20], labels: {app: backend}, ports: [{name: http, port: 8080, protocol: TCP}]}
 ///   - {name: node-2, ips: [192.168.1.2], labels: {"reserved:remote-node": ""}}
 /// </code>
 /// Bare label keys get source k8s; a reserved: label makes the entry a reserved peer (host,
-/// remote-node, ...) with Cilium's fixed identity.
+/// remote-node, ...) with Cilium's fixed identity. <c>ports</c> names workload ports (a pod's
+/// containerPorts) so a Service's named targetPort can be resolved per backend; protocol defaults to TCP.
 /// </summary>
 public static class EndpointFile
 {
     private static readonly string[] TopKeys = ["namespaces", "endpoints"];
     private static readonly string[] NamespaceKeys = ["name", "labels"];
-    private static readonly string[] EndpointKeys = ["name", "namespace", "ips", "labels"];
+    private static readonly string[] EndpointKeys = ["name", "namespace", "ips", "labels", "ports"];
+    private static readonly string[] PortKeys = ["name", "port", "protocol"];
 
     public static EndpointTable Load(string path, IdentityAllocator identities)
     {
@@ -81,9 +84,22 @@ public static class EndpointFile
                         labels.Add(new Label(src, key, v.IsNull ? "" : v.String()));
                     }
                 }
+                var ports = new List<NamedPort>();
+                foreach (var p in ep["ports"].Items())
+                {
+                    p.CheckKeys(PortKeys);
+                    string portName = p["name"].String();
+                    ushort number = (ushort)p["port"].Integer(1, 65535);
+                    byte proto = PolicyLoader.ParseProtocol(p["protocol"], kubernetes: true) is [var single] ? single : IpProtocol.Tcp;
+                    if (ports.Any(x => x.Name == portName && x.Protocol == proto))
+                    {
+                        throw p["name"].Error($"port name '{portName}' is declared twice");
+                    }
+                    ports.Add(new NamedPort(portName, number, proto));
+                }
                 try
                 {
-                    table.Add(name, ns, ips, labels);
+                    table.Add(name, ns, ips, labels, ports);
                 }
                 catch (ArgumentException e)
                 {

@@ -25,7 +25,8 @@ public sealed class EndpointTable
     public IReadOnlyList<Endpoint> All => _all;
 
     /// <summary>Adds an endpoint; its identity comes from its full label set.</summary>
-    public Endpoint Add(string name, string? ns, IEnumerable<IpAddress> ips, IEnumerable<Label> labels)
+    public Endpoint Add(string name, string? ns, IEnumerable<IpAddress> ips, IEnumerable<Label> labels,
+        IReadOnlyList<NamedPort>? ports = null)
     {
         ArgumentNullException.ThrowIfNull(name);
         var labelList = labels.ToList();
@@ -44,7 +45,7 @@ public sealed class EndpointTable
             ns = null;
         }
         var identity = Identities.Allocate(labelSet);
-        var ep = new Endpoint(name, ns, ips.ToArray(), labelSet, identity);
+        var ep = new Endpoint(name, ns, ips.ToArray(), labelSet, identity, ports);
         if (!_byName.TryAdd(ep.QualifiedName, ep))
         {
             throw new ArgumentException($"endpoint {ep.QualifiedName} is defined twice", nameof(name));
