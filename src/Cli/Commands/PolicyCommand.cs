@@ -1,4 +1,8 @@
 using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Gateway.Datapath;
+using Gateway.LoadBalancer;
 using Gateway.Policy;
 
 namespace Gateway.Cli;
@@ -26,9 +30,11 @@ internal static class PolicyCommand
         var toOpt = new Option<string>("--to") { Description = "Destination: endpoint name, label list k=v,k2=v2, or IP address.", Required = true };
         var dportOpt = new Option<string>("--dport") { Description = "Destination port and protocol, e.g. 80/TCP, 53/UDP, 8/ICMP (ICMP type).", Required = true };
         var jsonOpt = new Option<bool>("--json") { Description = "Print the trace as JSON." };
+        var servicesOpt = new Option<string>("--services") { Description = "Service YAML file or folder: a --to VIP is translated to its backend first, as the datapath does." };
+        var sportOpt = new Option<int>("--sport") { Description = "Client source port for the Maglev backend choice (default 40000).", DefaultValueFactory = _ => 40000 };
         var cmd = new Command("trace", "Trace a packet through the source's egress and the destination's ingress policy.")
         {
-            policyOpt, endpointsOpt, fromOpt, toOpt, dportOpt, jsonOpt,
+            policyOpt, endpointsOpt, fromOpt, toOpt, dportOpt, jsonOpt, servicesOpt, sportOpt,
         };
         cmd.SetAction(parse =>
         {
@@ -38,20 +44,90 @@ internal static class PolicyCommand
                 throw new CliException($"--dport: {portError}");
             }
             var (policies, endpoints) = Load(parse.GetValue(policyOpt)!, parse.GetValue(endpointsOpt));
+            string from = parse.GetValue(fromOpt)!, to = parse.GetValue(toOpt)!;
+            bool json = parse.GetValue(jsonOpt);
+            var output = parse.InvocationConfiguration.Output;
+            ServiceTraceResult? service = null;
+            if (parse.GetValue(servicesOpt) is { } servicesPath)
+            {
+                service = TraceService(servicesPath, endpoints!, from, to, parse.GetValue(sportOpt), proto, port);
+                if (service.Lookup == ServiceLookup.NoBackends)
+                {
+                    output.Write(json ? ServiceOnlyJson(service) + Environment.NewLine
+                        : service.ToText() + Environment.NewLine + "Final verdict: DROPPED (NO_SERVICE)" + Environment.NewLine);
+                    return 0;
+                }
+                if (service.Backend is { } b)
+                {
+                    // Policy judges the backend, not the VIP: the datapath translates first.
+                    to = b.Address.ToString();
+                    port = b.Port;
+                }
+            }
             TraceResult result;
             try
             {
-                result = PolicyTracer.Trace(policies, endpoints!, parse.GetValue(fromOpt)!, parse.GetValue(toOpt)!, proto, port);
+                result = PolicyTracer.Trace(policies, endpoints!, from, to, proto, port);
             }
             catch (ArgumentException e)
             {
                 throw new CliException(e.Message.Split(" (Parameter")[0]);
             }
-            var output = parse.InvocationConfiguration.Output;
-            output.Write(parse.GetValue(jsonOpt) ? result.ToJson() + Environment.NewLine : result.ToText());
+            if (json)
+            {
+                var node = JsonNode.Parse(result.ToJson())!.AsObject();
+                if (service is not null)
+                {
+                    node["service"] = JsonNode.Parse(ServiceOnlyJson(service))!["service"]!.DeepClone();
+                }
+                output.Write(node.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + Environment.NewLine);
+            }
+            else
+            {
+                output.Write((service is null ? "" : service.ToText() + Environment.NewLine) + result.ToText());
+            }
             return 0;
         });
         return cmd;
+    }
+
+    /// <summary>The service step of a trace: which backend the client's packet to a VIP would be sent to.</summary>
+    private static ServiceTraceResult TraceService(string servicesPath, EndpointTable endpoints, string from, string to, int sport, byte proto, ushort port)
+    {
+        if (sport is < 0 or > 65535)
+        {
+            throw new CliException($"--sport: {sport} is out of range 0..65535");
+        }
+        if (!IpAddress.TryParse(to, out var vip))
+        {
+            throw new CliException($"--to: with --services, give the service's clusterIP (an IP address), not '{to}'");
+        }
+        var table = ServiceCommand.Load(servicesPath, endpoints, algorithm: null);
+        // The Maglev hash covers the client address: the source endpoint's address of the VIP's family.
+        IpAddress client = IpAddress.TryParse(from, out var ip) ? ip
+            : endpoints.FindByName(from)?.Ips.FirstOrDefault(a => a.IsV6 == vip.IsV6) ?? default;
+        if (client == default)
+        {
+            throw new CliException($"--from: with --services, give an endpoint name or IP address with an IPv{(vip.IsV6 ? 6 : 4)} address, not '{from}'");
+        }
+        return ServiceTracer.Trace(table, client, (ushort)sport, vip, port, proto);
+    }
+
+    private static string ServiceOnlyJson(ServiceTraceResult service)
+    {
+        using var stream = new MemoryStream();
+        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            w.WriteStartObject();
+            service.WriteJson(w);
+            if (service.Lookup == ServiceLookup.NoBackends)
+            {
+                w.WriteString("final_verdict", "DROPPED");
+                w.WriteString("drop_reason", "NO_SERVICE");
+            }
+            w.WriteEndObject();
+        }
+        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
     }
 
     private static Command CreateCheck()
