@@ -12,6 +12,8 @@ public enum OverlayDrop : byte
     InvalidPacket = 134,
     UnsupportedL3Protocol = 139,
     UnknownL3TargetAddress = 150,
+    /// <summary>A service VIP:port without backends (Cilium's DROP_NO_SERVICE).</summary>
+    NoService = 158,
     NoTunnelEndpoint = 160,
     EncapsulationProhibited = 170,
     InvalidIdentity = 171,

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using Gateway.Datapath;
+using Gateway.LoadBalancer;
 using Gateway.Policy;
 using Gateway.Tunnel;
 
@@ -117,6 +118,7 @@ public sealed class OverlayPipeline
     private readonly LpmTable<bool> _cluster = new();
     private readonly byte[] _mac = new byte[6];
     private Routing _routing = new();
+    private ServiceLoadBalancer? _services;
     // [direction][reason] drop counters and per-direction forwards; Direction.Ingress = 0, Egress = 1.
     private readonly long[] _drops = new long[2 * 256];
     private readonly long[] _forwards = new long[2];
@@ -169,6 +171,16 @@ public sealed class OverlayPipeline
 
     public IReadOnlyCollection<OverlayPeer> Peers => Volatile.Read(ref _routing).ByKey.Values;
 
+    /// <summary>
+    /// The service load balancer (null: no services). With one set, a workload's TCP/UDP packet to
+    /// a VIP:port is translated to a backend before egress policy, and replies are translated back.
+    /// </summary>
+    public ServiceLoadBalancer? Services
+    {
+        get => Volatile.Read(ref _services);
+        set => Volatile.Write(ref _services, value);
+    }
+
     public long Drops(Direction direction, OverlayDrop reason) => Interlocked.Read(ref _drops[(int)direction * 256 + (int)reason]);
 
     public long Forwards(Direction direction) => Interlocked.Read(ref _forwards[(int)direction]);
@@ -219,7 +231,7 @@ public sealed class OverlayPipeline
             return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
         }
         var packet = buffer.Slice(packetOffset, packetLength);
-        if (FlowParser.ParseIp(packet, out var key) != ParseStatus.Ok)
+        if (FlowParser.ParseIp(packet, out var key, out var layout) != ParseStatus.Ok)
         {
             return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
         }
@@ -234,16 +246,40 @@ public sealed class OverlayPipeline
             // A workload must not inject encapsulated traffic of its own into the overlay.
             return Reject(key, Direction.Egress, OverlayDrop.EncapsulationProhibited);
         }
+        // Services first, as Cilium's kube-proxy replacement: policy then judges the backend.
+        IpAddress vip = default;
+        ushort vipPort = 0;
+        var services = Volatile.Read(ref _services);
+        if (services is not null && key.Protocol is IpProtocol.Tcp or IpProtocol.Udp)
+        {
+            vip = key.Destination;
+            vipPort = key.DestinationPort;
+            switch (TranslateOutbound(services, packet, in layout, ref key))
+            {
+                case ServiceLookup.NotService:
+                    vipPort = 0;
+                    break;
+                case ServiceLookup.NoBackends:
+                    Reject(key, Direction.Egress, OverlayDrop.NoService);
+                    return PortUnreachable(buffer, packetOffset, packetLength, in key, in layout);
+            }
+        }
         var routing = Volatile.Read(ref _routing);
         if (!routing.ByPod.TryLookup(key.Destination, out var peer))
         {
             return Reject(key, Direction.Egress, _cluster.TryLookup(key.Destination, out _) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
-        var decision = _policy.Process(key, NowNs, PolicyChecks.Egress);
+        long now = NowNs;
+        var decision = _policy.Process(key, now, PolicyChecks.Egress);
         CountVerdict(Direction.Egress, decision);
         if (!decision.Allowed)
         {
             return Count(Direction.Egress, OverlayResult.Dropped(decision.DropReason == DropReason.PolicyDeny ? OverlayDrop.PolicyDeny : OverlayDrop.PolicyDenied));
+        }
+        if (vipPort != 0 && decision.Conntrack == CtResult.New)
+        {
+            // Record the reverse NAT on the flow entry policy just created: replies come from the VIP.
+            _policy.Conntrack.Create(key, now, vip, vipPort);
         }
         uint identity = decision.SourceIdentity;
         if (identity is 0 or > ReservedIdentity.MaxAllocated)
@@ -255,6 +291,90 @@ public sealed class OverlayPipeline
             _options.TunnelAddress, peer.TunnelAddress, _options.VxlanPort, identity, VxlanFrame.SourcePort(key), peer.Mac, _mac, etherType);
         var sealedResult = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Headroom)..], VxlanFrame.Overhead + packetLength, out ticket);
         return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(packetOffset - Headroom));
+    }
+
+    /// <summary>
+    /// The service step of a workload's packet: the backend of an established translation
+    /// (conntrack, by the original tuple), else a new choice recorded in conntrack; the packet
+    /// and <paramref name="key"/> are rewritten to the backend in place.
+    /// </summary>
+    private ServiceLookup TranslateOutbound(ServiceLoadBalancer services, Span<byte> packet, in PacketLayout layout, ref FlowKey key)
+    {
+        long now = NowNs;
+        var ct = _policy.Conntrack;
+        IpAddress backend;
+        ushort backendPort;
+        if (ct.LookupService(key, now, out var nat) == CtResult.Established)
+        {
+            backend = nat.BackendAddress;
+            backendPort = nat.BackendPort;
+        }
+        else
+        {
+            var lookup = services.Select(in key, now, out var selection);
+            if (lookup != ServiceLookup.Selected)
+            {
+                return lookup;
+            }
+            backend = selection.BackendAddress;
+            backendPort = selection.BackendPort;
+            ct.CreateService(key, now, backend, backendPort);
+        }
+        if (!ServiceNat.RewriteDestination(packet, in layout, backend, backendPort))
+        {
+            return ServiceLookup.NotService;
+        }
+        key.Destination = backend;
+        key.DestinationPort = backendPort;
+        return ServiceLookup.Selected;
+    }
+
+    /// <summary>
+    /// Turns a packet to a VIP without backends into an ICMP port unreachable from the VIP back to
+    /// the client (ICMPv4 3/3, ICMPv6 1/4), quoting the packet's IP header and first 8 bytes of L4.
+    /// Built in place from 16 bytes before the packet (the headroom) into the 32 behind it.
+    /// </summary>
+    private OverlayResult PortUnreachable(Span<byte> buffer, int packetOffset, int packetLength, in FlowKey key, in PacketLayout layout)
+    {
+        bool v6 = key.Source.IsV6;
+        int ipHeader = v6 ? 40 : 20;
+        int quote = Math.Min(packetLength, layout.TransportOffset + 8);
+        int start = packetOffset - 16;
+        int total = ipHeader + 8 + quote;
+        if (start < 0 || start + total > buffer.Length || total > ushort.MaxValue)
+        {
+            return default;
+        }
+        buffer.Slice(packetOffset, quote).CopyTo(buffer.Slice(start + ipHeader + 8));
+        var reply = buffer.Slice(start, total);
+        reply[..(ipHeader + 8)].Clear();
+        var vip = key.Destination;
+        if (v6)
+        {
+            reply[0] = 0x60;
+            BinaryPrimitives.WriteUInt16BigEndian(reply[4..], (ushort)(8 + quote));
+            reply[6] = IpProtocol.Icmpv6;
+            reply[7] = 64;
+            // key holds the untranslated VIP here (no backend was chosen).
+            vip.WriteBytes(reply[8..]);
+            key.Source.WriteBytes(reply[24..]);
+            reply[40] = 1;   // destination unreachable
+            reply[41] = 4;   // port unreachable
+        }
+        else
+        {
+            reply[0] = 0x45;
+            BinaryPrimitives.WriteUInt16BigEndian(reply[2..], (ushort)total);
+            reply[8] = 64;
+            reply[9] = IpProtocol.Icmp;
+            vip.WriteBytes(reply[12..]);
+            key.Source.WriteBytes(reply[16..]);
+            BinaryPrimitives.WriteUInt16BigEndian(reply[10..], InternetChecksum.Compute(reply[..20]));
+            reply[20] = 3;   // destination unreachable
+            reply[21] = 3;   // port unreachable
+        }
+        TransportChecksum.TryFill(reply);
+        return new OverlayResult(OverlayAction.Deliver, start, total, default, OverlayDrop.NoService, TunnelEvent.None);
     }
 
     // ------------------------------------------------------------------ inbound
@@ -327,11 +447,18 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Ingress, OverlayDrop.UnknownL3TargetAddress, vni);
         }
-        var decision = _policy.Process(key, NowNs, PolicyChecks.Ingress, sourceIdentity: vni);
+        long now = NowNs;
+        var decision = _policy.Process(key, now, PolicyChecks.Ingress, sourceIdentity: vni);
         CountVerdict(Direction.Ingress, decision);
         if (!decision.Allowed)
         {
             return Count(Direction.Ingress, OverlayResult.Dropped(decision.DropReason == DropReason.PolicyDeny ? OverlayDrop.PolicyDeny : OverlayDrop.PolicyDenied));
+        }
+        if (decision.Conntrack == CtResult.Reply && key.Protocol is IpProtocol.Tcp or IpProtocol.Udp && Volatile.Read(ref _services) is not null &&
+            _policy.Conntrack.Lookup(key, now, out var nat) == CtResult.Reply && nat.IsTranslated)
+        {
+            // A backend's reply to a client of this node: the client only ever sees the VIP.
+            ServiceNat.RewriteSource(inner, in layout, nat.ServiceAddress, nat.ServicePort);
         }
         // Deliver the IP packet without the link padding a minimum-size frame may carry.
         int innerOffset = opened.Offset + frameOffset + VxlanFrame.EthernetLength;

@@ -224,7 +224,15 @@ public sealed class Conntrack
             int existing = Find(shard, in ck, baseSlot, nowNs);
             if (existing >= 0)
             {
-                Update(ref shard.Entries[existing], key, forward != shard.Entries[existing].OpenedForward, nowNs);
+                ref var found = ref shard.Entries[existing];
+                Update(ref found, key, forward != found.OpenedForward, nowNs);
+                if (translated && !found.Translated)
+                {
+                    // Policy created the flow entry; the service step attaches the VIP it came through.
+                    found.Translated = true;
+                    found.NatAddress = natAddress;
+                    found.NatPort = natPort;
+                }
                 return false;
             }
             int victim = -1;

@@ -27,6 +27,8 @@ public enum DropReason : byte
     UnsupportedL3Protocol = 139,
     /// <summary>150 "Unknown L3 target address": not a local endpoint.</summary>
     UnknownL3TargetAddress = 150,
+    /// <summary>158 "Service backend not found": a service VIP:port without backends.</summary>
+    NoService = 158,
     /// <summary>160 "No tunnel/encapsulation endpoint": no node owns the destination.</summary>
     NoTunnelEndpoint = 160,
     /// <summary>170 "Encapsulation traffic is prohibited": a workload sent to the tunnel port.</summary>
@@ -66,6 +68,7 @@ public struct FlowEvent
         DropReason.InvalidPacket => "INVALID_PACKET_DROPPED",
         DropReason.UnsupportedL3Protocol => "UNSUPPORTED_L3_PROTOCOL",
         DropReason.UnknownL3TargetAddress => "UNKNOWN_L3_TARGET_ADDRESS",
+        DropReason.NoService => "NO_SERVICE",
         DropReason.NoTunnelEndpoint => "NO_TUNNEL_OR_ENCAPSULATION_ENDPOINT",
         DropReason.EncapsulationProhibited => "ENCAPSULATION_TRAFFIC_IS_PROHIBITED",
         DropReason.InvalidIdentity => "INVALID_IDENTITY",
