@@ -69,20 +69,14 @@ public static class ServiceLoader
     public static IReadOnlyList<ServiceDefinition> Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
-        var files = new List<string>();
-        if (Directory.Exists(path))
+        List<string> files;
+        try
         {
-            files.AddRange(Directory.EnumerateFiles(path, "*", SearchOption.AllDirectories)
-                .Where(f => f.EndsWith(".yaml", StringComparison.OrdinalIgnoreCase) || f.EndsWith(".yml", StringComparison.OrdinalIgnoreCase))
-                .Order(StringComparer.Ordinal));
+            files = PolicyLoader.YamlFiles(path);
         }
-        else if (File.Exists(path))
+        catch (FileNotFoundException e)
         {
-            files.Add(path);
-        }
-        else
-        {
-            throw new ServiceLoadException(path, 0, $"{path}: no such file or directory");
+            throw new ServiceLoadException(path, 0, e.Message);
         }
         var all = new List<ServiceDefinition>();
         foreach (var f in files)

@@ -13,6 +13,18 @@ public static class PolicyLoader
     public static PolicySet Load(string path)
     {
         ArgumentNullException.ThrowIfNull(path);
+        var files = YamlFiles(path);
+        var docs = new List<PolicyDocument>();
+        foreach (var f in files)
+        {
+            docs.AddRange(Parse(File.ReadAllText(f), f));
+        }
+        return new PolicySet(docs, files);
+    }
+
+    /// <summary>A file, or the *.yaml / *.yml files under a folder (recursively) in name order.</summary>
+    internal static List<string> YamlFiles(string path)
+    {
         var files = new List<string>();
         if (Directory.Exists(path))
         {
@@ -28,12 +40,7 @@ public static class PolicyLoader
         {
             throw new FileNotFoundException($"{path}: no such file or directory", path);
         }
-        var docs = new List<PolicyDocument>();
-        foreach (var f in files)
-        {
-            docs.AddRange(Parse(File.ReadAllText(f), f));
-        }
-        return new PolicySet(docs, files);
+        return files;
     }
 
     /// <summary>Parses every document of one YAML text (empty documents are skipped).</summary>
