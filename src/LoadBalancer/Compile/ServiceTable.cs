@@ -150,6 +150,13 @@ public sealed class ServiceTable
         }
     }
 
+    /// <summary>True if VIP:port/protocol exists and has this backend (reloads keep flows to such backends).</summary>
+    public bool HasBackend(IpAddress vip, ushort port, byte protocol, IpAddress backend, ushort backendPort)
+    {
+        ref readonly var fe = ref TryFindFrontend(vip, port, protocol, out bool found);
+        return found && IndexOfBackend(in fe, backend, backendPort) >= 0;
+    }
+
     /// <summary>Position of a backend address:port in a frontend's backend list, or -1 (affinity checks).</summary>
     internal int IndexOfBackend(in ServiceFrontend frontend, IpAddress address, ushort port)
     {

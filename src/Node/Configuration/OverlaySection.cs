@@ -24,6 +24,8 @@ public sealed class OverlaySection
     public string? EndpointsPath { get; set; }
     /// <summary>Policy file or folder; null means no policy (every endpoint unrestricted).</summary>
     public string? PolicyPath { get; set; }
+    /// <summary>Kubernetes Service file or folder (ClusterIP); null means no services are translated.</summary>
+    public string? ServicesPath { get; set; }
     /// <summary>Identity allocation store shared by the nodes (optional).</summary>
     public string? IdentityStorePath { get; set; }
     /// <summary>Strict mode (default on): cluster plaintext never leaves except through the tunnel.</summary>

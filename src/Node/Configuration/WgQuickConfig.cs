@@ -326,6 +326,9 @@ public sealed class WgQuickConfig : IDisposable
             case "policy":
                 overlay.PolicyPath = ResolvePath(value);
                 break;
+            case "services":
+                overlay.ServicesPath = ResolvePath(value);
+                break;
             case "identitystore":
                 overlay.IdentityStorePath = ResolvePath(value);
                 break;

@@ -1,5 +1,6 @@
 using Gateway.Node.Configuration;
 using Gateway.Node.Daemon;
+using Gateway.LoadBalancer;
 using Gateway.Node.Flows;
 using Gateway.Policy;
 using Gateway.Tunnel;
@@ -48,7 +49,7 @@ public sealed class OverlayRuntime : IDisposable
         var settings = config.Overlay ?? throw new ArgumentException("The configuration has no [Overlay] section.", nameof(config));
         var identities = new IdentityAllocator(settings.IdentityStorePath);
         var policy = new PolicyEngine(identities, new Conntrack(1 << 16), new FlowEventRing(1 << 13), clock) { EventsEncrypted = true };
-        if (!TryLoadPolicy(settings, policy, out string? error))
+        if (!TryLoadPolicy(settings, policy, out var services, out string? error))
         {
             throw new ConfigException(config.Path, settings.Line, $"overlay policy did not load: {error}");
         }
@@ -60,6 +61,10 @@ public sealed class OverlayRuntime : IDisposable
             VxlanPort = settings.VxlanPort,
             Strict = settings.Strict,
         }, clock);
+        if (services is not null)
+        {
+            pipeline.Services = new ServiceLoadBalancer(services);
+        }
         var runtime = new OverlayRuntime(settings, policy, pipeline, log) { PolicyLoads = 1 };
         runtime.ApplyPeers(config);
         if (settings.FlowLogPath != "off")
@@ -76,20 +81,53 @@ public sealed class OverlayRuntime : IDisposable
         return runtime;
     }
 
-    private static bool TryLoadPolicy(OverlaySection settings, PolicyEngine policy, out string? error)
+    private static bool TryLoadPolicy(OverlaySection settings, PolicyEngine policy, out ServiceTable? services, out string? error)
     {
+        services = null;
         try
         {
             var endpoints = EndpointFile.Load(settings.EndpointsPath!, policy.Identities);
             var policies = settings.PolicyPath is null ? PolicySet.Empty : PolicyLoader.Load(settings.PolicyPath);
+            // Services are compiled against the same endpoints before anything is applied: a bad
+            // service file keeps the previous policy and services in force, like a bad policy.
+            if (settings.ServicesPath is not null)
+            {
+                services = ServiceTable.Compile(ServiceLoader.Load(settings.ServicesPath), endpoints);
+            }
             policy.Apply(policies, endpoints);
             error = null;
             return true;
         }
-        catch (Exception e) when (e is PolicyLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
+        catch (Exception e) when (e is PolicyLoadException or ServiceLoadException or IOException or UnauthorizedAccessException or InvalidDataException)
         {
             error = e.Message;
             return false;
+        }
+    }
+
+    /// <summary>
+    /// Swaps in a reloaded service table. Translated flows whose backend left its service are
+    /// removed from conntrack (new packets of them are translated afresh); flows to backends that
+    /// stay are untouched.
+    /// </summary>
+    private void ApplyServices(ServiceTable next)
+    {
+        var lb = Pipeline.Services;
+        if (lb is null)
+        {
+            Pipeline.Services = new ServiceLoadBalancer(next);
+            return;
+        }
+        lb.Replace(next);
+        var ended = new List<CtNat>();
+        Policy.Conntrack.EndTranslatedFlows(nat => !next.HasBackend(nat.ServiceAddress, nat.ServicePort, nat.Protocol, nat.BackendAddress, nat.BackendPort), ended);
+        foreach (var nat in ended)
+        {
+            lb.Affinity.RemoveBackend(nat.BackendAddress, nat.BackendPort);
+        }
+        if (ended.Count > 0)
+        {
+            _log.Info($"services reloaded: {ended.Count} flow(s) to removed backends ended");
         }
     }
 
@@ -112,8 +150,12 @@ public sealed class OverlayRuntime : IDisposable
     {
         lock (_reloadLock)
         {
-            if (TryLoadPolicy(_settings, Policy, out string? error))
+            if (TryLoadPolicy(_settings, Policy, out var services, out string? error))
             {
+                if (services is not null)
+                {
+                    ApplyServices(services);
+                }
                 PolicyLoads++;
                 _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
                 return true;
@@ -127,7 +169,7 @@ public sealed class OverlayRuntime : IDisposable
     /// <summary>Reloads policy shortly after its files change (editors write in several steps).</summary>
     public void WatchFiles()
     {
-        foreach (var path in new[] { _settings.EndpointsPath, _settings.PolicyPath })
+        foreach (var path in new[] { _settings.EndpointsPath, _settings.PolicyPath, _settings.ServicesPath })
         {
             if (path is null)
             {

@@ -50,6 +50,10 @@ public sealed class MemoryNodes : IAsyncDisposable
     public const string AddressB = "10.0.0.2";
 
     private readonly string _dir = Directory.CreateTempSubdirectory("gw-memnodes-").FullName;
+    private readonly string? _services;
+
+    /// <summary>The folder holding the nodes' configs and YAML files.</summary>
+    public string Folder => _dir;
     private readonly List<WgQuickConfig> _configs = [];
     private readonly object _tapLock = new();
 
@@ -71,8 +75,10 @@ public sealed class MemoryNodes : IAsyncDisposable
     /// <param name="overlay">Run both nodes in overlay mode with the replay fixtures' endpoints and policy.</param>
     /// <param name="offloads">Give both TUN devices a vnet header and TCP/UDP offloads.</param>
     /// <param name="workers">Crypto workers (0 = inline on the I/O threads).</param>
-    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1)
+    /// <param name="services">Kubernetes Service YAML for both nodes' `Services =` (overlay only).</param>
+    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null)
     {
+        _services = services;
         Network.Tap = (from, to, datagram) =>
         {
             lock (_tapLock)
@@ -85,6 +91,10 @@ public sealed class MemoryNodes : IAsyncDisposable
         {
             File.Copy(Path.Combine(Replay.ReplayFixtureTests.FixtureDirectory, "endpoints.yaml"), Path.Combine(_dir, "endpoints.yaml"));
             File.Copy(Path.Combine(Replay.ReplayFixtureTests.FixtureDirectory, "policy.yaml"), Path.Combine(_dir, "policy.yaml"));
+            if (services is not null)
+            {
+                File.WriteAllText(Path.Combine(_dir, "services.yaml"), services);
+            }
         }
         TunA = new MemoryTunDevice("mema", offloads: offloads, udpOffloads: offloads);
         TunB = new MemoryTunDevice("memb", offloads: offloads, udpOffloads: offloads);
@@ -122,6 +132,7 @@ public sealed class MemoryNodes : IAsyncDisposable
                 Endpoints = endpoints.yaml
                 Policy = policy.yaml
                 FlowLog = off
+                {(_services is null ? "" : "Services = services.yaml")}
 
                 """;
         }
