@@ -7,7 +7,7 @@ namespace Gateway.Cli;
 /// <summary>
 /// `gateway service list`: load Kubernetes Services and endpoints, compile the service maps
 /// and print VIP:port -> backends. Bad input exits 2 with one line naming file, line and reason.
-/// This reads files; the daemon does not translate services yet (docs/services.md).
+/// It reads the files, not a running daemon (the daemon loads them with `Services =` in [Overlay]).
 /// </summary>
 internal static class ServiceCommand
 {
