@@ -187,18 +187,17 @@ public sealed partial class ClusterClient : IAsyncDisposable
             {
                 continue;
             }
-            bool changed = false;
-            long revision;
+            bool changed;
             lock (_stateLock)
             {
-                revision = _current.Revision;
+                long revision = _current.Revision;
                 foreach (var ev in r.Events)
                 {
                     string key = ev.Kv.Key.ToStringUtf8();
-                    changed |= _state.Apply(key, ev.Type == Mvccpb.Event.Types.EventType.Put ? ev.Kv.Value : null);
+                    _state.Apply(key, ev.Type == Mvccpb.Event.Types.EventType.Put ? ev.Kv.Value : null);
                     revision = Math.Max(revision, ev.Kv.ModRevision);
                 }
-                _current = _state.Build(revision);
+                _current = _state.Build(revision, out changed);
             }
             if (changed)
             {
@@ -208,23 +207,31 @@ public sealed partial class ClusterClient : IAsyncDisposable
         throw new RpcException(new Status(StatusCode.Unavailable, "etcd closed the watch stream"));
     }
 
-    /// <summary>Lists every watched prefix at one revision and makes the state equal to it.</summary>
+    /// <summary>Lists every watched prefix at one revision and makes the state equal to it,
+    /// decoding each page while etcd reads the next.</summary>
     private async Task ResyncAsync(bool raise, CancellationToken ct)
     {
         while (true)
         {
-            var all = new Dictionary<string, Google.Protobuf.ByteString>(StringComparer.Ordinal);
             long revision = 0;
+            lock (_stateLock)
+            {
+                _state.BeginList();
+            }
             try
             {
                 foreach (string prefix in _state.Prefixes)
                 {
-                    var (kvs, rev) = await _etcd.ListAsync(prefix, revision, ct).ConfigureAwait(false);
-                    revision = rev;
-                    foreach (var kv in kvs)
+                    revision = await _etcd.ListPagesAsync(prefix, revision, page =>
                     {
-                        all[kv.Key.ToStringUtf8()] = kv.Value;
-                    }
+                        lock (_stateLock)
+                        {
+                            foreach (var kv in page.Kvs)
+                            {
+                                _state.ApplyListed(kv.Key.ToStringUtf8(), kv.Value);
+                            }
+                        }
+                    }, ct).ConfigureAwait(false);
                 }
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.OutOfRange)
@@ -235,8 +242,8 @@ public sealed partial class ClusterClient : IAsyncDisposable
             bool changed;
             lock (_stateLock)
             {
-                changed = _state.Replace(all);
-                _current = _state.Build(revision);
+                _state.EndList();
+                _current = _state.Build(revision, out changed);
             }
             if (changed && raise)
             {
