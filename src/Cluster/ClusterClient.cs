@@ -65,10 +65,14 @@ public sealed partial class ClusterClient : IAsyncDisposable
         {
             await client.ResyncAsync(raise: false, ct).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RpcException or KvStoreUnavailableException)
+        catch (Exception e)
         {
             await client.DisposeAsync().ConfigureAwait(false);
-            throw e as KvStoreUnavailableException ?? new KvStoreUnavailableException(etcd.Describe(e), e);
+            if (e is RpcException)
+            {
+                throw new KvStoreUnavailableException(etcd.Describe(e), e);
+            }
+            throw;
         }
         return client;
     }
@@ -138,9 +142,18 @@ public sealed partial class ClusterClient : IAsyncDisposable
             {
                 break;
             }
-            catch (Exception e) when (e is RpcException or KvStoreUnavailableException or OperationCanceledException or IOException)
+            catch (Exception e)
             {
-                MarkDown(e);
+                // Nothing may end the loop but cancellation: etcd errors mark it down, anything
+                // else is logged, and both are retried after a back-off.
+                if (e is RpcException or KvStoreUnavailableException or OperationCanceledException or IOException)
+                {
+                    MarkDown(e);
+                }
+                else
+                {
+                    _log($"kvstore: watch loop error {e.GetType().Name}: {e.Message}; re-listing");
+                }
                 try
                 {
                     await Task.Delay(backoff, _clock, ct).ConfigureAwait(false);
