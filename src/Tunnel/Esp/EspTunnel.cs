@@ -97,6 +97,26 @@ public sealed class EspTunnel : IDisposable
     public EspSecurityAssociation? InboundFor(IpAddress peer, uint spi) => _table.Inbound.GetValueOrDefault((spi, peer))?.Sa;
 
     /// <summary>
+    /// The derived keys of the SAs this node seals with now (one per peer), for writing a
+    /// Wireshark esp_sa file next to a capture (<see cref="WiresharkEspSa"/>). These are secrets:
+    /// only the replay, which works with made-up nodes, writes them out.
+    /// </summary>
+    public IReadOnlyList<EspSaKeys> ExportOutboundKeys()
+    {
+        var keys = new List<EspSaKeys>();
+        lock (_lock)
+        {
+            foreach ((SaDescriptor d, EspSecurityAssociation sa) in _table.All)
+            {
+                if (!d.Outbound) continue;
+                keys.Add(new EspSaKeys(_local, d.Peer, sa.Spi,
+                    IpsecKeyDerivation.Derive(d.Key.KeyAndSalt, _local, d.Peer, _localBootId, d.PeerBootId), d.Key.IcvBits));
+            }
+        }
+        return keys;
+    }
+
+    /// <summary>
     /// Seals the inner IP packet at buffer[offset .. offset+length) for <paramref name="peer"/>
     /// in place (16 bytes of headroom, up to 21 of tailroom). The result gives the ESP packet.
     /// </summary>
