@@ -9,7 +9,7 @@ namespace Gateway.Node.Replay;
 /// (RFC 5737 documentation addresses: the frames exist only in this file, nothing is sent).
 /// Timestamps start at the clock's "now" and advance 1 us per frame so the order is kept.
 /// </summary>
-public sealed class UnderlayCaptureWriter : IUnderlaySink, IDisposable
+public sealed class UnderlayCaptureWriter : IUnderlaySink, IEspUnderlaySink, IDisposable
 {
     private static readonly byte[] MacA = [0x02, 0x00, 0xc0, 0x00, 0x02, 0x01];
     private static readonly byte[] MacB = [0x02, 0x00, 0xc0, 0x00, 0x02, 0x02];
@@ -55,6 +55,23 @@ public sealed class UnderlayCaptureWriter : IUnderlaySink, IDisposable
         BinaryPrimitives.WriteUInt16BigEndian(udp[6..], 0); // no checksum (allowed over IPv4)
         datagram.CopyTo(f[42..]);
         _writer.Write(f[..(42 + datagram.Length)], _time);
+        _time = _time.AddTicks(10);
+        Frames++;
+    }
+
+    /// <summary>Writes an ESP packet (IPsec replay) as Ethernet/IPv4 protocol 50 between the
+    /// underlay addresses, the nodes' addresses in tunnel mode.</summary>
+    public void EspPacket(bool fromA, ReadOnlySpan<byte> espPacket)
+    {
+        if (espPacket.Length > 65535 - Gateway.Tunnel.Esp.EspOuterHeader.Ipv4Length) throw new ArgumentException("ESP packet too large for IPv4.", nameof(espPacket));
+        var f = _frame.AsSpan();
+        (fromA ? MacB : MacA).CopyTo(f);
+        (fromA ? MacA : MacB).CopyTo(f[6..]);
+        BinaryPrimitives.WriteUInt16BigEndian(f[12..], 0x0800);
+        Gateway.Tunnel.Esp.EspOuterHeader.WriteIpv4(f.Slice(14, 20), fromA ? ReplayPair.UnderlayA.Address : ReplayPair.UnderlayB.Address,
+            fromA ? ReplayPair.UnderlayB.Address : ReplayPair.UnderlayA.Address, espPacket.Length, _ipId++);
+        espPacket.CopyTo(f[34..]);
+        _writer.Write(f[..(34 + espPacket.Length)], _time);
         _time = _time.AddTicks(10);
         Frames++;
     }
