@@ -1,4 +1,3 @@
-using System.CommandLine;
 using System.Diagnostics;
 using System.Text.Json;
 
@@ -14,31 +13,11 @@ public sealed class IpsecReplayCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_tmp, recursive: true);
 
-    private static string Fixtures
-    {
-        get
-        {
-            for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            {
-                if (File.Exists(Path.Combine(dir.FullName, "Gateway.sln"))) return Path.Combine(dir.FullName, "fixtures", "replay");
-            }
-            throw new InvalidOperationException("repository root not found");
-        }
-    }
+    private static string Imix => Path.Combine(ReplayCommandTests.Fixtures, "imix.pcap");
+    private static string Endpoints => Path.Combine(ReplayCommandTests.Fixtures, "endpoints.yaml");
+    private static string Policy => Path.Combine(ReplayCommandTests.Fixtures, "policy.yaml");
 
-    private static string Imix => Path.Combine(Fixtures, "imix.pcap");
-    private static string Endpoints => Path.Combine(Fixtures, "endpoints.yaml");
-    private static string Policy => Path.Combine(Fixtures, "policy.yaml");
-
-    private static (int Code, string Out, string Err) Run(params string[] args)
-    {
-        var root = new RootCommand("test");
-        foreach (var command in CommandCatalog.All()) root.Subcommands.Add(command);
-        var stdout = new StringWriter();
-        var stderr = new StringWriter();
-        int code = CliRunner.Run(root, args, stdout, stderr);
-        return (code, stdout.ToString(), stderr.ToString());
-    }
+    private static (int Code, string Out, string Err) Run(params string[] args) => CliHarness.Run(args);
 
     [Fact]
     public void Ipsec_replay_json_reports_encryption_and_aes_gcm_yardstick()

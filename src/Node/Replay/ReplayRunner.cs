@@ -266,25 +266,8 @@ public static class ReplayRunner
             BareAead(bareKey, open: true); // warm-up of the baseline too
             barrier.SignalAndWait();
 
-            // The machine is shared: the pipeline and its yardsticks are interleaved loop by loop, so
-            // load that comes and goes weighs on both alike.
-            for (int loop = 0; loop < options.Loops; loop++)
-            {
-                long allocated = GC.GetAllocatedBytesForCurrentThread();
-                long t0 = Stopwatch.GetTimestamp();
-                Pass(measure: true, sample: true);
-                long t1 = Stopwatch.GetTimestamp();
-                AllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocated;
-                PipelineTicks += t1 - t0;
-                if (options.Mode == ReplayMode.Overlay) Breakdown();
-                long t2 = Stopwatch.GetTimestamp();
-                BareAead(bareKey, open: false);
-                long t3 = Stopwatch.GetTimestamp();
-                BareAead(bareKey, open: true);
-                long t4 = Stopwatch.GetTimestamp();
-                SealTicks += t3 - t2;
-                SealOpenTicks += t4 - t3;
-            }
+            MeasuredLoops(() => Pass(measure: true, sample: true), options.Mode == ReplayMode.Overlay ? Breakdown : null,
+                open => BareAead(bareKey, open));
             // At the end, so that every handshake of the run is covered.
             if (keyLogPath is not null) WireGuardKeyLog.Write(keyLogPath, pair);
             EphemeralKeysLogged = pair.EphemeralKeys.Count;
@@ -301,6 +284,32 @@ public static class ReplayRunner
                 _stages["vxlan"] = (_vxlan, _breakdownCount);
                 _stages["seal"] = (_seal, _breakdownCount);
                 _stages["open_decap_ingress"] = (_open, _breakdownCount);
+            }
+        }
+
+        /// <summary>
+        /// The measured loops. The machine is shared: the pipeline and its yardsticks are
+        /// interleaved loop by loop, so load that comes and goes weighs on both alike; allocation is
+        /// measured around the pipeline pass only.
+        /// </summary>
+        private void MeasuredLoops(Action pass, Action? between, Action<bool> bare)
+        {
+            for (int loop = 0; loop < options.Loops; loop++)
+            {
+                long allocated = GC.GetAllocatedBytesForCurrentThread();
+                long t0 = Stopwatch.GetTimestamp();
+                pass();
+                long t1 = Stopwatch.GetTimestamp();
+                AllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocated;
+                PipelineTicks += t1 - t0;
+                between?.Invoke();
+                long t2 = Stopwatch.GetTimestamp();
+                bare(false);
+                long t3 = Stopwatch.GetTimestamp();
+                bare(true);
+                long t4 = Stopwatch.GetTimestamp();
+                SealTicks += t3 - t2;
+                SealOpenTicks += t4 - t3;
             }
         }
 
@@ -325,22 +334,7 @@ public static class ReplayRunner
             System.Security.Cryptography.CryptographicOperations.ZeroMemory(keyBytes);
             BareAesGcm(bareKey, open: true);
             barrier.SignalAndWait();
-            for (int loop = 0; loop < options.Loops; loop++)
-            {
-                long allocated = GC.GetAllocatedBytesForCurrentThread();
-                long t0 = Stopwatch.GetTimestamp();
-                PassIpsec(measure: true, sample: true);
-                long t1 = Stopwatch.GetTimestamp();
-                AllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocated;
-                PipelineTicks += t1 - t0;
-                long t2 = Stopwatch.GetTimestamp();
-                BareAesGcm(bareKey, open: false);
-                long t3 = Stopwatch.GetTimestamp();
-                BareAesGcm(bareKey, open: true);
-                long t4 = Stopwatch.GetTimestamp();
-                SealTicks += t3 - t2;
-                SealOpenTicks += t4 - t3;
-            }
+            MeasuredLoops(() => PassIpsec(measure: true, sample: true), null, open => BareAesGcm(bareKey, open));
             if (espSaPath is not null) WriteEspSa(espSaPath, pair);
             _stages["outbound_total"] = (_outTicks, _sampled);
             _stages["inbound_total"] = (_inTicks, _sampled);
@@ -348,16 +342,7 @@ public static class ReplayRunner
 
         private static void WriteEspSa(string path, EspReplayPair pair)
         {
-            var fileOptions = new FileStreamOptions
-            {
-                Mode = FileMode.Create,
-                Access = FileAccess.Write,
-                UnixCreateMode = OperatingSystem.IsWindows() ? null : UnixFileMode.UserRead | UnixFileMode.UserWrite,
-            };
-            using var stream = new FileStream(path, fileOptions);
-            if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-            using var writer = new StreamWriter(stream);
-            writer.NewLine = "\n";
+            using var writer = WireGuardKeyLog.CreatePrivateText(path);
             var keys = pair.ExportKeys();
             writer.Write(WiresharkEspSa.File(keys));
             foreach (var k in keys) System.Security.Cryptography.CryptographicOperations.ZeroMemory(k.KeyAndSalt);

@@ -101,16 +101,7 @@ public static class WireGuardKeyLog
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(pair);
-        var options = new FileStreamOptions
-        {
-            Mode = FileMode.Create,
-            Access = FileAccess.Write,
-            UnixCreateMode = OperatingSystem.IsWindows() ? null : UnixFileMode.UserRead | UnixFileMode.UserWrite,
-        };
-        using var stream = new FileStream(path, options);
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        using var writer = new StreamWriter(stream);
-        writer.NewLine = "\n";
+        using var writer = CreatePrivateText(path);
         writer.WriteLine("# Gateway replay: static keys of both simulated nodes (192.0.2.1 = A, 192.0.2.2 = B)");
         writer.WriteLine($"LOCAL_STATIC_PRIVATE_KEY = {Convert.ToBase64String(pair.PrivateA)}");
         writer.WriteLine($"LOCAL_STATIC_PRIVATE_KEY = {Convert.ToBase64String(pair.PrivateB)}");
@@ -118,5 +109,20 @@ public static class WireGuardKeyLog
         {
             writer.WriteLine($"LOCAL_EPHEMERAL_PRIVATE_KEY = {Convert.ToBase64String(key)}");
         }
+    }
+
+    /// <summary>Creates (or truncates) a text file readable by its owner only (0600), for key
+    /// material: created with that mode, and set again in case the file already existed.</summary>
+    internal static StreamWriter CreatePrivateText(string path)
+    {
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.Write,
+            UnixCreateMode = OperatingSystem.IsWindows() ? null : UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        };
+        var stream = new FileStream(path, options);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        return new StreamWriter(stream) { NewLine = "\n" };
     }
 }
