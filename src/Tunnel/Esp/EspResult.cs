@@ -6,7 +6,8 @@ public enum EspStatus : byte
 {
     Ok,
     // Receive side.
-    /// <summary>Shorter than an ESP header, IV, minimal trailer and ICV, or not a multiple of 4.</summary>
+    /// <summary>Shorter than an ESP header, IV, minimal trailer (pad length, next header) and ICV.
+    /// The 4-byte alignment senders keep is not enforced, as the Linux kernel does not enforce it for GCM.</summary>
     Short,
     /// <summary>No security association for the packet's SPI (and sender): the kernel's XfrmInNoStates.</summary>
     UnknownSpi,
