@@ -28,6 +28,9 @@ public static class IpsecKeyDerivation
             throw new ArgumentException($"A boot id must be at least {BootIdLength} characters long (a UUID).");
         if (!System.Text.Ascii.IsValid(sourceBootId) || !System.Text.Ascii.IsValid(destinationBootId))
             throw new ArgumentException("A boot id is ASCII (a UUID).");
+        // Cilium's canonicalIP: an IPv4-mapped IPv6 address counts as its 4-byte IPv4 address.
+        source = Canonical(source);
+        destination = Canonical(destination);
         int length = globalKey.Length + source.ByteLength + destination.ByteLength + 2 * BootIdLength;
         byte[] input = new byte[length];
         var span = input.AsSpan();
@@ -45,4 +48,7 @@ public static class IpsecKeyDerivation
         CryptographicOperations.ZeroMemory(hash);
         return key;
     }
+
+    private static IpAddress Canonical(IpAddress address) =>
+        address.IsV6 && address.V6 >> 32 == 0xFFFF ? IpAddress.FromV4((uint)address.V6) : address;
 }

@@ -68,6 +68,15 @@ public class IpsecKeyDerivationTests
     }
 
     [Fact]
+    public void MappedIpv6AddressesCountAsIpv4()
+    {
+        byte[] g = Convert.FromHexString("000102030405060708090a0b0c0d0e0f10111213");
+        Assert.Equal(
+            IpsecKeyDerivation.Derive(g, IpAddress.Parse("10.0.0.1"), IpAddress.Parse("10.0.0.2"), BootA, BootB),
+            IpsecKeyDerivation.Derive(g, IpAddress.Parse("::ffff:10.0.0.1"), IpAddress.Parse("::ffff:10.0.0.2"), BootA, BootB));
+    }
+
+    [Fact]
     public void ShortOrNonAsciiBootIdIsRefused()
     {
         byte[] g = new byte[20];
