@@ -5,7 +5,8 @@ namespace Gateway.Cli.Tests;
 
 public class PolicyCommandTests
 {
-    private static string Root
+    /// <summary>The repository root (the folder with Gateway.sln), for fixtures.</summary>
+    internal static string Root
     {
         get
         {

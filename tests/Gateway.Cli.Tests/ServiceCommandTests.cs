@@ -4,20 +4,7 @@ namespace Gateway.Cli.Tests;
 
 public class ServiceCommandTests
 {
-    private static string Root
-    {
-        get
-        {
-            var dir = new DirectoryInfo(AppContext.BaseDirectory);
-            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Gateway.sln")))
-            {
-                dir = dir.Parent;
-            }
-            return dir!.FullName;
-        }
-    }
-
-    private static string Fixture(string file) => Path.Combine(Root, "fixtures", "services", file);
+    private static string Fixture(string file) => Path.Combine(PolicyCommandTests.Root, "fixtures", "services", file);
 
     [Fact]
     public void ListPrintsFrontendsAndBackends()
