@@ -323,6 +323,10 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Ingress, OverlayDrop.InvalidIdentity);
         }
+        if (CheckSender(routing, peer, key, vni) is var forged and not OverlayDrop.None)
+        {
+            return Reject(key, Direction.Ingress, forged, vni);
+        }
         if (!_local.TryLookup(key.Destination, out _))
         {
             return Reject(key, Direction.Ingress, OverlayDrop.UnknownL3TargetAddress, vni);
@@ -336,6 +340,29 @@ public sealed class OverlayPipeline
         // Deliver the IP packet without the link padding a minimum-size frame may carry.
         int innerOffset = opened.Offset + frameOffset + VxlanFrame.EthernetLength;
         return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, opened.Reason));
+    }
+
+    /// <summary>
+    /// Binds the identity in the VNI to the node that sent it, so an authenticated node can speak
+    /// only for its own workloads: the inner source must lie in the sending peer's pod CIDRs (its
+    /// longest match among all peers' pod CIDRs is that peer), else <see cref="OverlayDrop.InvalidSourceIp"/>;
+    /// and the VNI must be the identity this node's ipcache holds for the source (world for an
+    /// address it does not know), else <see cref="OverlayDrop.InvalidIdentity"/>. The one
+    /// exception is the peer node's own traffic from its tunnel address, which may only claim
+    /// remote-node (as Cilium presents a remote node's host traffic; the host identity is never
+    /// accepted from the wire). Allocation-free.
+    /// </summary>
+    private OverlayDrop CheckSender(Routing routing, OverlayPeer peer, in FlowKey key, uint vni)
+    {
+        if (key.Source == peer.TunnelAddress)
+        {
+            return vni == ReservedIdentity.RemoteNode ? OverlayDrop.None : OverlayDrop.InvalidIdentity;
+        }
+        if (!routing.ByPod.TryLookup(key.Source, out var owner) || !ReferenceEquals(owner, peer))
+        {
+            return OverlayDrop.InvalidSourceIp;
+        }
+        return _policy.Current.IpCache.Lookup(key.Source) == vni ? OverlayDrop.None : OverlayDrop.InvalidIdentity;
     }
 
     private OverlayResult InboundPlain(in TunnelResult opened, ReadOnlySpan<byte> packet)
