@@ -219,7 +219,7 @@ public sealed class OverlayPipeline
             return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
         }
         var packet = buffer.Slice(packetOffset, packetLength);
-        if (FlowParser.ParseIp(packet, out var key) != ParseStatus.Ok)
+        if (FlowParser.ParseIp(packet, out var key, out var layout) != ParseStatus.Ok)
         {
             return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
         }
@@ -239,7 +239,7 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Egress, _cluster.TryLookup(key.Destination, out _) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
-        var decision = _policy.Process(key, NowNs, PolicyChecks.Egress);
+        var decision = Decide(key, packet, layout, PolicyChecks.Egress);
         CountVerdict(Direction.Egress, decision);
         if (!decision.Allowed)
         {
@@ -331,7 +331,7 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Ingress, OverlayDrop.UnknownL3TargetAddress, vni);
         }
-        var decision = _policy.Process(key, NowNs, PolicyChecks.Ingress, sourceIdentity: vni);
+        var decision = Decide(key, inner, layout, PolicyChecks.Ingress, vni);
         CountVerdict(Direction.Ingress, decision);
         if (!decision.Allowed)
         {
@@ -340,6 +340,23 @@ public sealed class OverlayPipeline
         // Deliver the IP packet without the link padding a minimum-size frame may carry.
         int innerOffset = opened.Offset + frameOffset + VxlanFrame.EthernetLength;
         return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, opened.Reason));
+    }
+
+    /// <summary>
+    /// The policy decision for one parsed packet: an ICMP error (destination unreachable, time
+    /// exceeded, packet too big, parameter problem) whose quoted packet belongs to a tracked flow
+    /// is RELATED and passes without a rule of its own, as in Cilium; everything else goes through
+    /// conntrack and policy. Allocation-free.
+    /// </summary>
+    private FlowDecision Decide(in FlowKey key, ReadOnlySpan<byte> packet, in PacketLayout layout, PolicyChecks checks, uint sourceIdentity = 0)
+    {
+        if (key.Protocol is IpProtocol.Icmp or IpProtocol.Icmpv6 && layout.TransportOffset >= 0 &&
+            IcmpErrorQuote.IsError(key.Protocol, key.IcmpType) &&
+            IcmpErrorQuote.TryParse(packet[layout.TransportOffset..], key.Protocol, out var quoted))
+        {
+            return _policy.ProcessIcmpError(key, quoted, NowNs, checks, sourceIdentity);
+        }
+        return _policy.Process(key, NowNs, checks, sourceIdentity);
     }
 
     /// <summary>
@@ -369,13 +386,13 @@ public sealed class OverlayPipeline
     {
         // Plain traffic inside the tunnel: fine between nodes; for a local workload it carries no
         // identity, so the workload's ingress policy judges it by the sender's address.
-        if (FlowParser.ParseIp(packet, out var key) != ParseStatus.Ok)
+        if (FlowParser.ParseIp(packet, out var key, out var layout) != ParseStatus.Ok)
         {
             return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
         }
         if (_local.TryLookup(key.Destination, out _))
         {
-            var decision = _policy.Process(key, NowNs, PolicyChecks.Ingress);
+            var decision = Decide(key, packet, layout, PolicyChecks.Ingress);
             CountVerdict(Direction.Ingress, decision);
             if (!decision.Allowed)
             {
