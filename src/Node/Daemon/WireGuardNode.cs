@@ -171,6 +171,7 @@ public sealed class WireGuardNode : IAsyncDisposable
                 _undo.Add(removeStrictRoutes);
             }
             _overlay.WatchFiles();
+            _overlay.StartConntrackCollector(CoarseTimeProvider.Instance);
         }
 
         IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : new OverlayEgress(_overlay);
