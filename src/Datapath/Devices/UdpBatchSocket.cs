@@ -13,7 +13,7 @@ namespace Gateway.Datapath.Devices;
 /// One thread receives at a time; sends from several threads are serialised by a lock
 /// (uncontended in the common case of one sending thread).
 /// </summary>
-public sealed unsafe class UdpBatchSocket : IDisposable
+public sealed unsafe partial class UdpBatchSocket : IDisposable
 {
     /// <summary>Socket buffer size asked for by default: large enough for bursts at line rate.</summary>
     public const int DefaultBufferBytes = 8 << 20;
@@ -62,6 +62,8 @@ public sealed unsafe class UdpBatchSocket : IDisposable
         }
         _socket.Blocking = false;
         _fd = (int)_socket.SafeHandle.DangerousGetHandle();
+        _localPort = (ushort)((IPEndPoint)_socket.LocalEndPoint!).Port;
+        _bufferBytes = bufferBytes;
         SetBuffer(LibC.SO_RCVBUFFORCE, LibC.SO_RCVBUF, bufferBytes);
         SetBuffer(LibC.SO_SNDBUFFORCE, LibC.SO_SNDBUF, bufferBytes);
 
@@ -74,7 +76,7 @@ public sealed unsafe class UdpBatchSocket : IDisposable
     }
 
     /// <summary>The bound port (useful after binding port 0).</summary>
-    public ushort LocalPort => (ushort)((IPEndPoint)_socket.LocalEndPoint!).Port;
+    public ushort LocalPort => Volatile.Read(ref _localPort);
 
     /// <summary>The largest number of datagrams one call moves.</summary>
     public int BatchSize => _batch;
@@ -355,7 +357,10 @@ public sealed unsafe class UdpBatchSocket : IDisposable
             return;
         }
         _waker.Wake();
-        _socket.Dispose();
+        lock (_rebindLock)
+        {
+            _socket.Dispose(); // never while Rebind is moving the descriptor
+        }
         if (Volatile.Read(ref _users) == 0)
         {
             FreeNative();
