@@ -1,5 +1,4 @@
 using System.Net;
-using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Gateway.Datapath.Devices.Interop;
 
@@ -10,6 +9,7 @@ namespace Gateway.Datapath.Devices;
 public sealed unsafe partial class UdpBatchSocket
 {
     private const int SO_MARK = 36;
+    private const int ReceivePollMilliseconds = 1000;
     private readonly Lock _rebindLock = new();
     private ushort _localPort;
     private uint _mark;
@@ -63,63 +63,90 @@ public sealed unsafe partial class UdpBatchSocket
     /// waiting on it, which then carry on with the new one. Datagrams still queued on the old
     /// port are lost, as with any port change. Returns the bound port.
     /// </summary>
+    /// <remarks>The new socket is made with socket(2) directly: a .NET Socket shuts its socket
+    /// down when disposed, which would also shut the one now under this descriptor.</remarks>
     public ushort Rebind(ushort port)
     {
         lock (_rebindLock)
         {
             ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
-            var local = (IPEndPoint)_socket.LocalEndPoint!;
             if (port != 0 && _localPort == port)
             {
                 return port;
             }
-            using var fresh = new Socket(_socket.AddressFamily, SocketType.Dgram, ProtocolType.Udp);
+            int fresh = BindNew(port);
             try
             {
-                if (_v6)
+                if (_mark != 0)
                 {
-                    fresh.DualMode = _socket.DualMode;
+                    ApplyMark(fresh, _mark);
                 }
-                fresh.Bind(new IPEndPoint(local.Address, port));
-            }
-            catch (SocketException e)
-            {
-                throw new DeviceException($"cannot bind UDP port {port}: {e.Message}", e.ErrorCode);
-            }
-            fresh.Blocking = false;
-            int freshFd = (int)fresh.SafeHandle.DangerousGetHandle();
-            if (_mark != 0)
-            {
-                ApplyMark(freshFd, _mark);
-            }
-            ushort bound = (ushort)((IPEndPoint)fresh.LocalEndPoint!).Port;
-
-            // Keep the old socket open through a second descriptor, so that threads polling it
-            // can be woken after the number has moved on.
-            int old = LibC.Dup(_fd);
-            if (old < 0)
-            {
-                throw DeviceException.FromErrno("dup", Marshal.GetLastPInvokeError());
-            }
-            try
-            {
-                if (LibC.Dup3(freshFd, _fd, LibC.O_CLOEXEC) < 0)
+                ushort bound = PortOf(fresh);
+                // A reader blocked in poll(2) holds the old socket and re-resolves the descriptor
+                // number only when woken: shut the old socket's receive side first, so the reader
+                // leaves poll (an unconnected UDP socket reports ENOTCONN but is still marked shut
+                // and its pollers woken: the kernel's "wake up other listeners" case) and retries
+                // until the number names the new socket. A reader that re-enters poll in between
+                // is caught by the receive loop's bounded poll.
+                int old = LibC.Dup(_fd);
+                if (old < 0)
                 {
-                    throw DeviceException.FromErrno("dup3", Marshal.GetLastPInvokeError());
+                    throw DeviceException.FromErrno("dup", Marshal.GetLastPInvokeError());
                 }
-                Volatile.Write(ref _localPort, bound);
-                // On an unconnected UDP socket shutdown reports ENOTCONN but still marks it shut
-                // and wakes every poller (the kernel's "wake up other listeners" case).
-                LibC.Shutdown(old, LibC.SHUT_RDWR);
+                try
+                {
+                    LibC.Shutdown(old, LibC.SHUT_RD);
+                    if (LibC.Dup3(fresh, _fd, LibC.O_CLOEXEC) < 0)
+                    {
+                        throw DeviceException.FromErrno("dup3", Marshal.GetLastPInvokeError());
+                    }
+                    Volatile.Write(ref _localPort, bound);
+                }
+                finally
+                {
+                    LibC.Close(old);
+                }
+                SetBuffer(LibC.SO_RCVBUFFORCE, LibC.SO_RCVBUF, _bufferBytes);
+                SetBuffer(LibC.SO_SNDBUFFORCE, LibC.SO_SNDBUF, _bufferBytes);
+                return bound;
             }
             finally
             {
-                LibC.Close(old);
+                LibC.Close(fresh); // _fd holds its own reference once dup3 succeeded
             }
-            SetBuffer(LibC.SO_RCVBUFFORCE, LibC.SO_RCVBUF, _bufferBytes);
-            SetBuffer(LibC.SO_SNDBUFFORCE, LibC.SO_SNDBUF, _bufferBytes);
-            return bound;
         }
     }
 
+    /// <summary>A new non-blocking UDP socket of this one's family and address mode, bound to <paramref name="port"/>.</summary>
+    private int BindNew(ushort port)
+    {
+        const int IPPROTO_IPV6 = 41, IPV6_V6ONLY = 26;
+        int fd = LibC.Socket(_v6 ? LibC.AF_INET6 : LibC.AF_INET, LibC.SOCK_DGRAM | LibC.SOCK_NONBLOCK | LibC.SOCK_CLOEXEC, LibC.IPPROTO_UDP);
+        if (fd < 0)
+        {
+            throw DeviceException.FromErrno("socket", Marshal.GetLastPInvokeError());
+        }
+        int v6Only = _socket.DualMode ? 0 : 1;
+        byte* name = stackalloc byte[NameSize];
+        var local = (IPEndPoint)_socket.LocalEndPoint!;
+        uint length = WriteSockaddr(new IpEndpoint(IpAddress.FromIPAddress(local.Address), port), name);
+        if ((_v6 && LibC.SetSockOpt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6Only, sizeof(int)) != 0) || LibC.Bind(fd, name, length) != 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            LibC.Close(fd);
+            throw new DeviceException($"cannot bind UDP port {port}: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
+        }
+        return fd;
+    }
+
+    private static ushort PortOf(int fd)
+    {
+        byte* name = stackalloc byte[NameSize];
+        uint length = NameSize;
+        if (LibC.GetSockName(fd, name, &length) != 0)
+        {
+            throw DeviceException.FromErrno("getsockname", Marshal.GetLastPInvokeError());
+        }
+        return System.Buffers.Binary.BinaryPrimitives.ReverseEndianness(*(ushort*)(name + 2));
+    }
 }

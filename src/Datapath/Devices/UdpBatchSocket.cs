@@ -148,7 +148,8 @@ public sealed unsafe partial class UdpBatchSocket : IDisposable
             int errno = Marshal.GetLastPInvokeError();
             if (n < 0 && errno == LibC.EAGAIN)
             {
-                if (!_waker.WaitFor(_fd, LibC.POLLIN))
+                // Bounded, so that a reader parked on a socket Rebind replaced looks again.
+                if (!_waker.WaitFor(_fd, LibC.POLLIN, ReceivePollMilliseconds))
                 {
                     return -1;
                 }

@@ -1,10 +1,12 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Gateway.Datapath;
+using Gateway.Datapath.Devices;
 using Gateway.Node.Configuration;
 using Gateway.Node.Link;
 using Gateway.Node.Overlay;
 using Gateway.Tunnel;
+using Gateway.Tunnel.Uapi;
 
 namespace Gateway.Node.Daemon;
 
@@ -150,6 +152,11 @@ internal sealed class NodeConfigurator
             string response = handler(_engine, request);
             if (request.StartsWith("set=1", StringComparison.Ordinal))
             {
+                int errno = SyncSocket();
+                if (errno != UapiErrno.Ok && response.StartsWith("errno=0\n", StringComparison.Ordinal))
+                {
+                    response = "errno=" + errno.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n\n";
+                }
                 try
                 {
                     SyncRoutes();
@@ -161,6 +168,53 @@ internal sealed class NodeConfigurator
             }
             return response;
         }
+    }
+
+    /// <summary>The UDP socket whose port and mark follow the engine's listen_port and fwmark.</summary>
+    public UdpBatchSocket? Socket { get; set; }
+
+    /// <summary>
+    /// Puts a UAPI-set <c>fwmark</c> (SO_MARK) and <c>listen_port</c> (a rebind) on the socket.
+    /// What the socket refuses is undone in the engine too, so <c>wg show</c> never reports a
+    /// port or mark that is not in force, and the request answers with the errno.
+    /// </summary>
+    public int SyncSocket()
+    {
+        if (Socket is not { } socket)
+        {
+            return UapiErrno.Ok;
+        }
+        int errno = UapiErrno.Ok;
+        if (_engine.FwMark != socket.Mark)
+        {
+            try
+            {
+                socket.SetMark(_engine.FwMark);
+                _log.Info($"{Name}: fwmark 0x{_engine.FwMark:x}");
+            }
+            catch (DeviceException e)
+            {
+                _log.Warn($"{Name}: fwmark 0x{_engine.FwMark:x} not set: {e.Message}");
+                _engine.FwMark = socket.Mark;
+                errno = UapiErrno.Invalid;
+            }
+        }
+        if (_engine.ListenPort != socket.LocalPort)
+        {
+            ushort wanted = _engine.ListenPort;
+            try
+            {
+                _engine.ListenPort = socket.Rebind(wanted);
+                _log.Info($"{Name}: listening on UDP {_engine.ListenPort}");
+            }
+            catch (DeviceException e)
+            {
+                _log.Warn($"{Name}: listen port {wanted} not taken, staying on {socket.LocalPort}: {e.Message}");
+                _engine.ListenPort = socket.LocalPort;
+                errno = UapiErrno.PortInUse;
+            }
+        }
+        return errno;
     }
 
     /// <summary>Routes every peer's allowed IPs to the interface (wg-quick's Table=auto), except

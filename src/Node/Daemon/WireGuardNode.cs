@@ -140,7 +140,12 @@ public sealed class WireGuardNode : IAsyncDisposable
         _undo.Add(() => _socket.Dispose());
         timers.Attach(_socket);
         _engine.ListenPort = _socket.LocalPort;
-        _configurator = new NodeConfigurator(_engine, _overlay, config, _options.InterfaceName, _log);
+        if (iface.FwMark is uint mark && mark != 0)
+        {
+            _socket.SetMark(mark);
+            _engine.FwMark = mark;
+        }
+        _configurator = new NodeConfigurator(_engine, _overlay, config, _options.InterfaceName, _log) { Socket = _socket };
         _configurator.Apply(config, previous: null);
 
         foreach (var address in iface.Addresses)

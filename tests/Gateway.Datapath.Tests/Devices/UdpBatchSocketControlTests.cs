@@ -68,6 +68,12 @@ public sealed class UdpBatchSocketControlTests : IDisposable
         var (length, from) = Assert.Single(received);
         Assert.Equal(77, length);
         Assert.Equal(IpAddress.Parse("127.0.0.1"), from.Address);
+        // The socket keeps working after the hand-over (nothing shut the new one down).
+        probe.Send(new byte[33], 33, new IPEndPoint(IPAddress.Loopback, target));
+        var moreLengths = new int[1];
+        var moreSources = new IpEndpoint[1];
+        Assert.Equal(1, socket.ReceiveBatch([_memory], Capacity, moreLengths, moreSources));
+        Assert.Equal(33, moreLengths[0]);
         // The old socket is gone once its last waiter left: its port can be bound again.
         using (var reuse = new UdpClient(new IPEndPoint(IPAddress.Loopback, before))) { }
 
