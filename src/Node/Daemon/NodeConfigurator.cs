@@ -170,8 +170,8 @@ internal sealed class NodeConfigurator
         }
     }
 
-    /// <summary>The UDP socket whose port and mark follow the engine's listen_port and fwmark.</summary>
-    public UdpBatchSocket? Socket { get; set; }
+    /// <summary>The UDP bind whose port and mark follow the engine's listen_port and fwmark.</summary>
+    public IUdpBind? Bind { get; set; }
 
     /// <summary>
     /// Puts a UAPI-set <c>fwmark</c> (SO_MARK) and <c>listen_port</c> (a rebind) on the socket.
@@ -180,7 +180,7 @@ internal sealed class NodeConfigurator
     /// </summary>
     public int SyncSocket()
     {
-        if (Socket is not { } socket)
+        if (Bind is not { } socket)
         {
             return UapiErrno.Ok;
         }
