@@ -24,7 +24,7 @@ internal sealed class NodeConfigurator
     private readonly WgQuickConfig _initial;
     private readonly string _requestedName;
     private readonly HashSet<IpPrefix> _routes = [];
-    private readonly List<IpPrefix> _prohibitRoutes = [];
+    private StrictRoutes? _strictRoutes;
     private readonly Lock _reloadLock = new();
     private WgQuickConfig _config;
 
@@ -115,7 +115,9 @@ internal sealed class NodeConfigurator
                 Apply(next, previous);
                 _config = next;
                 _overlay?.ApplyPeers(next);
+                ApplyClusterCidrs();
                 SyncRoutes();
+                SyncStrictRoutes();
             }
             catch (LinkException)
             {
@@ -127,7 +129,9 @@ internal sealed class NodeConfigurator
                 {
                     Apply(previous, next);
                     _overlay?.ApplyPeers(previous);
+                    ApplyClusterCidrs();
                     SyncRoutes();
+                    SyncStrictRoutes();
                 }
                 catch (LinkException rollback)
                 {
@@ -261,30 +265,30 @@ internal sealed class NodeConfigurator
     }
 
     /// <summary>
-    /// Strict mode: cluster prefixes get a 'prohibit' route with a high metric, so that if the
-    /// tunnel's routes are missing (gateway stopped, crashed, or a route deleted) cluster traffic
-    /// is refused by the kernel instead of leaving in plaintext by the default route. Returns
-    /// the step that removes them again (null when strict mode is off).
+    /// Strict mode: every cluster CIDR of the configuration in force gets a fail-closed
+    /// <c>prohibit</c> route (<see cref="StrictRoutes"/>), and those of CIDRs the configuration no
+    /// longer names (or all, with strict mode off) are removed. Run at start (adopting what an
+    /// earlier run left) and on every reload. The routes are never removed on stop: only
+    /// <c>gateway down</c> does that.
     /// </summary>
-    public Action? InstallStrictRoutes()
+    public void SyncStrictRoutes()
     {
+        if (_overlay is null || InterfaceName is not { } device)
+        {
+            return;
+        }
+        _strictRoutes ??= new StrictRoutes(device);
         var settings = _config.Overlay;
-        if (settings is null || !settings.Strict)
+        _strictRoutes.Reconcile(settings is { Strict: true } ? settings.ClusterCidrs : []);
+    }
+
+    /// <summary>Points the overlay's "inside the cluster" table at the configuration in force.</summary>
+    private void ApplyClusterCidrs()
+    {
+        if (_overlay is not null && _config.Overlay is { } settings)
         {
-            return null;
+            _overlay.Pipeline.SetClusterCidrs(settings.ClusterCidrs);
         }
-        foreach (var prefix in settings.ClusterCidrs)
-        {
-            IpCommand.Run($"{(prefix.Address.IsV6 ? "-6" : "-4")} route replace prohibit {prefix} metric {WireGuardNode.StrictRouteMetric}");
-            _prohibitRoutes.Add(prefix);
-        }
-        return () =>
-        {
-            foreach (var prefix in _prohibitRoutes)
-            {
-                IpCommand.Run($"{(prefix.Address.IsV6 ? "-6" : "-4")} route del prohibit {prefix} metric {WireGuardNode.StrictRouteMetric}", check: false);
-            }
-        };
     }
 
     /// <summary>Runs wg-quick's PreUp/PostUp/PreDown/PostDown commands (%i is the interface).</summary>

@@ -60,7 +60,7 @@ public sealed class WireGuardNode : IAsyncDisposable
     public const int WireGuardOverhead = 80;
 
     /// <summary>Metric of strict mode's fallback routes: worse than any route that carries traffic.</summary>
-    public const int StrictRouteMetric = 4242;
+    public const int StrictRouteMetric = StrictRoutes.Metric;
 
     private readonly WireGuardNodeOptions _options;
     private readonly NodeLog _log;
@@ -202,10 +202,9 @@ public sealed class WireGuardNode : IAsyncDisposable
 
         if (_overlay is not null)
         {
-            if (link && _configurator.InstallStrictRoutes() is { } removeStrictRoutes)
-            {
-                _undo.Add(removeStrictRoutes);
-            }
+            // Fail closed: the prohibit routes stay when the node stops (cleanly or not) and
+            // when its start fails; `gateway down` removes them.
+            _configurator.SyncStrictRoutes();
             _overlay.WatchFiles();
             _overlay.StartConntrackCollector(clock);
         }

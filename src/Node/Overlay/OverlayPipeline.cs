@@ -114,7 +114,7 @@ public sealed class OverlayPipeline
     private readonly OverlayOptions _options;
     private readonly TimeProvider _clock;
     private readonly LpmTable<bool> _local = new();
-    private readonly LpmTable<bool> _cluster = new();
+    private LpmTable<bool> _cluster = new();
     private readonly byte[] _mac = new byte[6];
     private Routing _routing = new();
     // [direction][reason] drop counters and per-direction forwards; Direction.Ingress = 0, Egress = 1.
@@ -166,6 +166,20 @@ public sealed class OverlayPipeline
         }
         Volatile.Write(ref _routing, next);
     }
+
+    /// <summary>Replaces the cluster CIDRs (a reload changed them): one reference swap.</summary>
+    public void SetClusterCidrs(IEnumerable<IpPrefix> clusterCidrs)
+    {
+        var next = new LpmTable<bool>();
+        foreach (var prefix in clusterCidrs)
+        {
+            next.Set(prefix, true);
+        }
+        Volatile.Write(ref _cluster, next);
+    }
+
+    /// <summary>True if <paramref name="address"/> lies in the cluster CIDRs in force.</summary>
+    public bool InCluster(IpAddress address) => Volatile.Read(ref _cluster).TryLookup(address, out _);
 
     public IReadOnlyCollection<OverlayPeer> Peers => Volatile.Read(ref _routing).ByKey.Values;
 
@@ -237,7 +251,7 @@ public sealed class OverlayPipeline
         var routing = Volatile.Read(ref _routing);
         if (!routing.ByPod.TryLookup(key.Destination, out var peer))
         {
-            return Reject(key, Direction.Egress, _cluster.TryLookup(key.Destination, out _) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
+            return Reject(key, Direction.Egress, InCluster(key.Destination) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
         var decision = Decide(key, packet, layout, PolicyChecks.Egress);
         CountVerdict(Direction.Egress, decision);
