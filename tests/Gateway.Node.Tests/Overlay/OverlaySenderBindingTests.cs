@@ -58,6 +58,13 @@ public sealed class OverlaySenderBindingTests : IDisposable
     /// (authentic) WireGuard session to B. Returns B's verdict.</summary>
     private OverlayResult Forge(IpAddress innerSource, uint vni, IpAddress? innerDestination = null)
     {
+        var (received, length) = Seal(innerSource, vni, innerDestination);
+        return _pair.PipelineB!.Inbound(ReplayPair.UnderlayA, received, length);
+    }
+
+    /// <summary>The forged frame sealed by A, in a buffer with room to spare.</summary>
+    private (byte[] Buffer, int Length) Seal(IpAddress innerSource, uint vni, IpAddress? innerDestination = null)
+    {
         var inner = Echo(innerSource, innerDestination ?? Backend);
         int offset = OverlayPipeline.Headroom;
         var buffer = new byte[offset + inner.Length + 64];
@@ -72,7 +79,7 @@ public sealed class OverlaySenderBindingTests : IDisposable
         var datagram = buffer.AsSpan(sealedResult.Offset, sealedResult.Length).ToArray();
         var received = new byte[datagram.Length + 128];
         datagram.CopyTo(received, 0);
-        return _pair.PipelineB!.Inbound(ReplayPair.UnderlayA, received, datagram.Length);
+        return (received, datagram.Length);
     }
 
     private List<FlowEvent> EventsOfB()
@@ -156,6 +163,34 @@ public sealed class OverlaySenderBindingTests : IDisposable
         Assert.Equal(OverlayDrop.InvalidIdentity, Forge(ReplayPair.TunnelA, ReservedIdentity.Host).Drop);
         Assert.Equal(OverlayDrop.InvalidIdentity, Forge(ReplayPair.TunnelA, Id("frontend-0")).Drop);
         Assert.Equal(OverlayDrop.InvalidIdentity, Forge(ReplayPair.TunnelA, ReservedIdentity.World).Drop);
+    }
+
+    [Fact]
+    public void Checking_and_refusing_forged_frames_allocates_nothing()
+    {
+        var frames = new List<(byte[] Buffer, int Length)>();
+        for (int i = 0; i < 300; i++)
+        {
+            frames.Add((i % 3) switch
+            {
+                0 => Seal(IpAddress.Parse("10.11.1.20"), Id("frontend-0")),     // forged identity
+                1 => Seal(IpAddress.Parse("10.11.2.11"), Id("backend-1")),      // forged source
+                _ => Seal(IpAddress.Parse("10.11.1.10"), Id("frontend-0")),     // honest
+            });
+        }
+        var pipeline = _pair.PipelineB!;
+        for (int i = 0; i < 150; i++)
+        {
+            pipeline.Inbound(ReplayPair.UnderlayA, frames[i].Buffer, frames[i].Length);
+        }
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 150; i < 300; i++)
+        {
+            pipeline.Inbound(ReplayPair.UnderlayA, frames[i].Buffer, frames[i].Length);
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(100, pipeline.Drops(Direction.Ingress, OverlayDrop.InvalidIdentity));
+        Assert.Equal(100, pipeline.Drops(Direction.Ingress, OverlayDrop.InvalidSourceIp));
     }
 
     [Fact]
