@@ -81,6 +81,15 @@ public sealed unsafe partial class UdpBatchSocket
                 {
                     ApplyMark(fresh, _mark);
                 }
+                if (_gro)
+                {
+                    // The receive path expects coalesced runs whenever GRO was on at start.
+                    int one = 1;
+                    if (LibC.SetSockOpt(fresh, SOL_UDP, UDP_GRO, &one, sizeof(int)) != 0)
+                    {
+                        throw DeviceException.FromErrno("setsockopt(UDP_GRO)", Marshal.GetLastPInvokeError());
+                    }
+                }
                 ushort bound = PortOf(fresh);
                 // A reader blocked in poll(2) holds the old socket and re-resolves the descriptor
                 // number only when woken: shut the old socket's receive side first, so the reader

@@ -236,7 +236,7 @@ public sealed unsafe partial class UdpBatchSocket
             int errno = Marshal.GetLastPInvokeError();
             if (n < 0 && errno == LibC.EAGAIN)
             {
-                if (!_waker.WaitFor(_fd, LibC.POLLIN))
+                if (!_waker.WaitFor(_fd, LibC.POLLIN, ReceivePollMilliseconds))
                 {
                     return -1;
                 }
