@@ -35,6 +35,8 @@ public class StrictModeTests
         Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
         using var cluster = Build(out var frontend, out var backend);
         var a = cluster.A;
+        // The UAPI socket appears before the routes and the SIGHUP handler: wait for the start-up line.
+        CliHarness.WaitFor(() => a.Log.ToString().Contains(" up: listening", StringComparison.Ordinal), "node-a's start-up line");
         Assert.Contains(Prohibit("10.11.0.0/16"), Routes(a));
 
         // A cluster CIDR added by a reload is covered at once; one removed is uncovered.
@@ -59,6 +61,7 @@ public class StrictModeTests
         // A restart adopts them without error, and traffic flows again.
         a.Log.Clear();
         cluster.StartNode(a);
+        CliHarness.WaitFor(() => a.Log.ToString().Contains(" up: listening", StringComparison.Ordinal), "node-a's start-up line after the restart");
         Assert.True(DemoCluster.Ping(frontend, backend) == 3, $"ping after restart failed\n{a.Log}");
         Assert.DoesNotContain(" error ", a.Log.ToString());
         Assert.Single(Regex.Matches(Routes(a), Regex.Escape(Prohibit("10.11.0.0/16"))));
