@@ -15,32 +15,6 @@ namespace Gateway.Cli.Tests.Overlay;
 [Collection("daemon")]
 public class IcmpRelatedTests
 {
-    private const string Policy = """
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: frontend, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: frontend}}
-          egress:
-          - toEndpoints: [{matchLabels: {app: backend}}]
-            toPorts: [{ports: [{port: "9999", protocol: UDP}]}]
-          ingress:
-          - fromEndpoints: [{matchLabels: {app: intruder}}]
-            toPorts: [{ports: [{port: "1", protocol: TCP}]}]
-        ---
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: backend, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: backend}}
-          ingress:
-          - fromEndpoints: [{matchLabels: {app: frontend}}]
-            toPorts: [{ports: [{port: "9999", protocol: UDP}]}]
-          egress:
-          - toEndpoints: [{matchLabels: {app: db}}]
-            toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
-        """;
-
     private static int s_runs;
 
     [SkippableFact]
@@ -51,7 +25,7 @@ public class IcmpRelatedTests
         cluster.BuildNodes();
         var frontend = cluster.AddPod(cluster.A, "frontend", "10.11.1.10", ("app", "frontend"));
         var backend = cluster.AddPod(cluster.B, "backend", "10.11.2.10", ("app", "backend"));
-        cluster.WriteConfiguration(Policy);
+        cluster.WriteConfiguration(File.ReadAllText(Path.Combine(PolicyCommandTests.Root, "fixtures", "policies", "icmp-related.yaml")));
         cluster.StartNodes();
 
         // Nothing listens on backend:9999.

@@ -14,57 +14,25 @@ namespace Gateway.Node.Tests.Overlay;
 /// </summary>
 public sealed class OverlayIcmpRelatedTests : IDisposable
 {
-    // backend may send only to db and frontend may receive only from intruder: neither rule
-    // admits an ICMP error from backend to frontend.
-    private const string Policy = """
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: frontend, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: frontend}}
-          egress:
-          - toEndpoints: [{matchLabels: {app: backend}}]
-            toPorts: [{ports: [{port: "9999", protocol: UDP}, {port: "80", protocol: TCP}]}]
-          ingress:
-          - fromEndpoints: [{matchLabels: {app: intruder}}]
-            toPorts: [{ports: [{port: "1", protocol: TCP}]}]
-        ---
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata: {name: backend, namespace: default}
-        spec:
-          endpointSelector: {matchLabels: {app: backend}}
-          ingress:
-          - fromEndpoints: [{matchLabels: {app: frontend}}]
-            toPorts: [{ports: [{port: "9999", protocol: UDP}, {port: "80", protocol: TCP}]}]
-          egress:
-          - toEndpoints: [{matchLabels: {app: db}}]
-            toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
-        """;
 
     private static readonly IpAddress Frontend = IpAddress.Parse("10.11.1.10");
     private static readonly IpAddress Backend = IpAddress.Parse("10.11.2.10");
 
-    private readonly string _dir = Path.Combine(Path.GetTempPath(), $"gw-icmp-{Environment.ProcessId}-{Guid.NewGuid():N}");
     private readonly ReplayPair _pair;
 
     public OverlayIcmpRelatedTests()
     {
-        Directory.CreateDirectory(_dir);
-        string policyPath = Path.Combine(_dir, "policy.yaml");
-        File.WriteAllText(policyPath, Policy);
         string fixtures = ReplayFixtureTests.FixtureDirectory;
+        // backend may send only to db and frontend may receive only from intruder: no rule
+        // admits an ICMP error from backend to frontend.
+        string policyPath = Path.Combine(fixtures, "..", "policies", "icmp-related.yaml");
         var capture = ReplayCapture.Load(Path.Combine(fixtures, ReplayFixtureGenerator.Imix));
         var policy = ReplayPolicy.Load(Path.Combine(fixtures, "endpoints.yaml"), policyPath);
         _pair = new ReplayPair(ReplayMode.Overlay, capture, policy, TimeProvider.System);
         _pair.Handshake();
     }
 
-    public void Dispose()
-    {
-        _pair.Dispose();
-        Directory.Delete(_dir, recursive: true);
-    }
+    public void Dispose() => _pair.Dispose();
 
     private static byte[] Ipv4(IpAddress source, IpAddress destination, byte protocol, ReadOnlySpan<byte> l4)
     {
