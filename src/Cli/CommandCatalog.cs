@@ -9,6 +9,7 @@ internal static class CommandCatalog
     {
         yield return Commands.DemoCommand.Create();
         yield return Commands.UpCommand.Create();
+        yield return Commands.DownCommand.Create();
         yield return Commands.ShowCommand.Create();
         yield return GenKeyCommand.Create();
         yield return PubKeyCommand.Create();

@@ -66,6 +66,8 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
         }
         _socket.Blocking = false;
         _fd = (int)_socket.SafeHandle.DangerousGetHandle();
+        _localPort = (ushort)((IPEndPoint)_socket.LocalEndPoint!).Port;
+        _bufferBytes = bufferBytes;
         SetBuffer(LibC.SO_RCVBUFFORCE, LibC.SO_RCVBUF, bufferBytes);
         SetBuffer(LibC.SO_SNDBUFFORCE, LibC.SO_SNDBUF, bufferBytes);
 
@@ -79,7 +81,7 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
     }
 
     /// <summary>The bound port (useful after binding port 0).</summary>
-    public ushort LocalPort => (ushort)((IPEndPoint)_socket.LocalEndPoint!).Port;
+    public ushort LocalPort => Volatile.Read(ref _localPort);
 
     /// <summary>The largest number of datagrams one call moves.</summary>
     public int BatchSize => _batch;
@@ -159,7 +161,8 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
             int errno = Marshal.GetLastPInvokeError();
             if (n < 0 && errno == LibC.EAGAIN)
             {
-                if (!_waker.WaitFor(_fd, LibC.POLLIN))
+                // Bounded, so that a reader parked on a socket Rebind replaced looks again.
+                if (!_waker.WaitFor(_fd, LibC.POLLIN, ReceivePollMilliseconds))
                 {
                     return -1;
                 }
@@ -376,7 +379,10 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
             return;
         }
         _waker.Wake();
-        _socket.Dispose();
+        lock (_rebindLock)
+        {
+            _socket.Dispose(); // never while Rebind is moving the descriptor
+        }
         if (Volatile.Read(ref _users) == 0)
         {
             FreeNative();
