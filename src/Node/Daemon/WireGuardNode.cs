@@ -34,6 +34,11 @@ public sealed class WireGuardNodeOptions
     public int QueueBatches { get; init; } = 8;
     /// <summary>Handles UAPI requests; null leaves the socket closed.</summary>
     public Func<WireGuardEngine, string, string>? UapiHandler { get; init; }
+    /// <summary>Where overlay endpoints and policies come from; null = the [Overlay] files.
+    /// Cluster mode passes the etcd-backed source (Gateway.Node.Cluster).</summary>
+    public IOverlaySource? OverlaySource { get; init; }
+    /// <summary>More Prometheus text appended to /metrics (cluster mode: gateway_kvstore_up).</summary>
+    public Func<string>? ExtraMetrics { get; init; }
 }
 
 /// <summary>
@@ -139,7 +144,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         _undo.Add(() => _engine.Dispose());
         if (overlay)
         {
-            _overlay = OverlayRuntime.Create(_config, _engine, _options.InterfaceName, _log, CoarseTimeProvider.Instance);
+            _overlay = OverlayRuntime.Create(_config, _engine, _options.InterfaceName, _log, CoarseTimeProvider.Instance, _options.OverlaySource);
             _undo.Add(() => _overlay.Dispose());
         }
 
@@ -914,7 +919,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         {
             RenderOverlayMetrics(text, overlay);
         }
-        return text.ToString();
+        return text.ToString() + _options.ExtraMetrics?.Invoke();
     }
 
     private void RenderOverlayMetrics(PrometheusText text, OverlayRuntime overlay)
