@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libpcap0.8 wireguard-go wireguard-tools iperf3 tcpdump tshark iproute2 iputils-ping procps; do
+for pkg in libpcap0.8 wireguard-go wireguard-tools iperf3 tcpdump tshark iproute2 iputils-ping procps etcd-server etcd-client openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -93,7 +93,7 @@ internal static class ClusterDemo
             output.WriteLine("  policy: frontend -> backend TCP 80 and ping allowed; backend accepts only frontend; db accepts only backend");
 
             string pcap = Path.Combine(cluster.Directory, "underlay.pcap");
-            capture = StartCapture(cluster, pcap);
+            capture = StartCapture(cluster.A.Ns, cluster.UnderlayDeviceA, pcap);
 
             using var web = cluster.ServeHttp(backend);
             using var dbServer = cluster.ServeHttp(db);
@@ -154,13 +154,14 @@ internal static class ClusterDemo
         return ok;
     }
 
-    private static Process? StartCapture(DemoCluster cluster, string pcap)
+    /// <summary>Starts tcpdump on a device inside a namespace (UDP only), once it is armed; null without tcpdump.</summary>
+    internal static Process? StartCapture(string ns, string device, string pcap)
     {
         if (!File.Exists("/usr/bin/tcpdump") && !File.Exists("/usr/sbin/tcpdump"))
         {
             return null;
         }
-        var psi = new ProcessStartInfo("ip", $"netns exec {cluster.A.Ns} tcpdump --immediate-mode -i {cluster.UnderlayDeviceA} -U -s 0 -w {pcap} udp")
+        var psi = new ProcessStartInfo("ip", $"netns exec {ns} tcpdump --immediate-mode -i {device} -U -s 0 -w {pcap} udp")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -178,7 +179,7 @@ internal static class ClusterDemo
         return process;
     }
 
-    private static void StopCapture(Process? capture)
+    internal static void StopCapture(Process? capture)
     {
         if (capture is null)
         {

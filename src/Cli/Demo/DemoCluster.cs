@@ -116,7 +116,7 @@ internal sealed class DemoCluster : IDisposable
 
     public static string Exec(string ns, string command, bool check = true) => Sh($"ip netns exec {ns} {command}", check);
 
-    private void AddNamespace(string ns)
+    internal void AddNamespace(string ns)
     {
         Sh($"ip netns add {ns}");
         _namespaces.Add(ns);
@@ -195,7 +195,7 @@ internal sealed class DemoCluster : IDisposable
         }
     }
 
-    private static void WriteSecret(string path, string text)
+    internal static void WriteSecret(string path, string text)
     {
         using var stream = new FileStream(path, new FileStreamOptions
         {

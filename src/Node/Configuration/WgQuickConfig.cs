@@ -430,9 +430,9 @@ public sealed class WgQuickConfig : IDisposable
                     settings.NodeAddress = address;
                     break;
                 case "clustername":
-                    if (value.Length is 0 or > 63 || value.Any(c => !(char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c == '-')))
+                    if (value.Length is 0 or > 63 || value.Any(c => !(char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '.' or '_')))
                     {
-                        throw new ConfigException(Path, line, $"ClusterName '{value}' must be 1-63 lower-case letters, digits or '-'");
+                        throw new ConfigException(Path, line, $"ClusterName '{value}' must be 1-63 of a-z, 0-9, '-', '.', '_'");
                     }
                     settings.ClusterName = value;
                     break;

@@ -41,8 +41,9 @@ public sealed class LabelSet : IEquatable<LabelSet>, IReadOnlyList<Label>
 
     public static LabelSet Of(params Label[] labels) => From(labels);
 
-    /// <summary>Reads the <see cref="Canonical"/> form back ("k8s:a=b;k8s:c=d"), as other nodes
-    /// publish label sets in the cluster store. False for text that is not in that form.</summary>
+    /// <summary>Reads the <see cref="Canonical"/> form back ("k8s:a=b;k8s:c=d", a trailing ';' as
+    /// Cilium writes label strings allowed), as other nodes publish label sets in the cluster
+    /// store. False for text that is not in that form.</summary>
     public static bool TryParseCanonical(string text, out LabelSet labels)
     {
         labels = Empty;
@@ -51,7 +52,7 @@ public sealed class LabelSet : IEquatable<LabelSet>, IReadOnlyList<Label>
             return false;
         }
         var list = new List<Label>();
-        foreach (var part in text.Split(';'))
+        foreach (var part in text.EndsWith(';') ? text[..^1].Split(';') : text.Split(';'))
         {
             int colon = part.IndexOf(':');
             if (colon <= 0 || colon == part.Length - 1)

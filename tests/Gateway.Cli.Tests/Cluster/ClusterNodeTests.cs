@@ -1,0 +1,216 @@
+using System.Diagnostics;
+using Gateway.Cli.Demo;
+using Gateway.Crypto;
+using Gateway.Datapath.Audit;
+
+namespace Gateway.Cli.Tests.Cluster;
+
+/// <summary>
+/// Cluster mode end to end: real etcd and `gateway up` nodes in network namespaces (see
+/// <see cref="KvCluster"/>), every node configured with only its own pods and the etcd address.
+/// Waits poll other processes (etcd, the nodes) with bounds; nothing waits on protocol timers.
+/// </summary>
+[Collection("daemon")]
+public class ClusterNodeTests
+{
+    private static int s_counter;
+
+    private static string NewId() => $"gc{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_counter)}";
+
+    private static void WaitFor(Func<bool> condition, string what, double seconds) =>
+        CliHarness.WaitFor(condition, what, TimeSpan.FromSeconds(seconds));
+
+    private static string NodeLog(DemoCluster.Node node)
+    {
+        lock (node.Log)
+        {
+            return node.Log.ToString();
+        }
+    }
+
+    [SkippableFact]
+    public void NodesFindEachOtherThroughEtcdAFourthJoinsLiveAndAKilledNodeLeavesWithinItsLease()
+    {
+        Skip.If(KvCluster.CannotRunReason() is not null, KvCluster.CannotRunReason());
+        using var cluster = new KvCluster(NewId(), leaseTtlSeconds: 3);
+        cluster.StartEtcd();
+        var nodes = Enumerable.Range(1, 4).Select(cluster.AddNode).ToArray();
+        var pods = nodes.Select((n, i) => cluster.AddPod(n, $"pod{i + 1}", 10, ("app", $"app{i + 1}"))).ToArray();
+        foreach (var node in nodes)
+        {
+            cluster.WriteConfig(node);
+        }
+        string pcap = Path.Combine(cluster.Directory, "underlay.pcap");
+        var capture = ClusterDemo.StartCapture(cluster.UnderlayNs, cluster.Bridge, pcap);
+        try
+        {
+            foreach (var node in nodes[..3])
+            {
+                cluster.StartNode(node);
+            }
+            // Every record becomes a peer within 2 s of appearing.
+            var watch = Stopwatch.StartNew();
+            WaitFor(() => nodes[..3].All(n => KvCluster.PeerKeys(n).Count == 2), "three nodes peered", 10);
+            for (int i = 0; i < 3; i++)
+            {
+                for (int j = 0; j < 3; j++)
+                {
+                    if (i != j)
+                    {
+                        Assert.True(DemoCluster.Ping(pods[i], pods[j], 2) == 2, $"{pods[i].Name} -> {pods[j].Name}\n{NodeLog(nodes[i])}\n{NodeLog(nodes[j])}");
+                    }
+                }
+            }
+            // The node addresses came from the default route (no NodeAddress in the files).
+            Assert.Contains($"as node 'node-1' (address {nodes[0].Underlay}", NodeLog(nodes[0]));
+
+            // A fourth node joins; the others take it as a peer without any config change or restart.
+            var pids = nodes[..3].Select(n => n.Process!.Id).ToArray();
+            cluster.StartNode(nodes[3]);
+            watch.Restart();
+            string key4 = nodes[3].PublicKey.ToBase64();
+            WaitFor(() => nodes[..3].All(n => KvCluster.PeerKeys(n).Contains(key4)), "node-4 in every peer table", 2.5);
+            Assert.True(DemoCluster.Ping(pods[0], pods[3], 2) == 2, NodeLog(nodes[3]));
+            Assert.True(DemoCluster.Ping(pods[3], pods[2], 2) == 2, NodeLog(nodes[3]));
+            Assert.Equal(pids, nodes[..3].Select(n => n.Process!.Id).ToArray());
+            Assert.All(nodes[..3], n => Assert.False(n.Process!.HasExited));
+
+            // node-2 crashes: its lease (3 s) ends and everyone drops it; its pods stay blocked.
+            string key2 = nodes[1].PublicKey.ToBase64();
+            KvCluster.StopNode(nodes[1], kill: true);
+            watch.Restart();
+            WaitFor(() => new[] { nodes[0], nodes[2], nodes[3] }.All(n => !KvCluster.PeerKeys(n).Contains(key2)), "node-2 removed everywhere", 3 + 3);
+            Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3 + 3), $"removal took {watch.Elapsed}");
+            Assert.Contains("node 'node-2' left", NodeLog(nodes[0]));
+            Assert.True(KvCluster.IsProhibited(nodes[0], pods[1].Ip), "node-2's pods are not blocked by strict mode on node-1");
+            Assert.Equal(0, DemoCluster.Ping(pods[0], pods[1], 1));
+            Assert.True(DemoCluster.Ping(pods[0], pods[2], 2) == 2);
+        }
+        finally
+        {
+            ClusterDemo.StopCapture(capture);
+        }
+        if (File.Exists(pcap))
+        {
+            var report = CaptureAuditor.AuditFile(pcap);
+            Assert.False(report.IsLeak, report.Verdict.ToString());
+            Assert.True(report.Counts[PacketClass.WireGuard] > 0);
+            Assert.Equal("ENCRYPTED", report.Verdict.ToString());
+        }
+    }
+
+    [SkippableFact]
+    public void PolicyFromEtcdAppliesOnEveryNodeAndEtcdOutageKeepsTrafficFlowing()
+    {
+        Skip.If(KvCluster.CannotRunReason() is not null, KvCluster.CannotRunReason());
+        using var cluster = new KvCluster(NewId(), leaseTtlSeconds: 3);
+        cluster.StartEtcd();
+        var a = cluster.AddNode(1);
+        var b = cluster.AddNode(2);
+        var frontend = cluster.AddPod(a, "frontend", 10, ("app", "frontend"));
+        var db = cluster.AddPod(b, "db", 10, ("app", "db"));
+        var backend = cluster.AddPod(a, "backend", 11, ("app", "backend"));
+        cluster.WriteConfig(a, "");
+        cluster.WriteConfig(b, "");
+        cluster.StartNode(a);
+        cluster.StartNode(b);
+        WaitFor(() => KvCluster.PeerKeys(a).Count == 1 && KvCluster.PeerKeys(b).Count == 1, "two nodes peered", 10);
+        Assert.Equal(3, DemoCluster.Ping(frontend, db));
+        // One label set, one number, on both nodes: db's identity as node-1 sees it is node-2's.
+        using var http = cluster.Lab.ServeHttp(db);
+        Assert.Contains("200 OK", DemoCluster.HttpGet(backend, db));
+
+        // A policy stored in etcd denies frontend -> db on the node that owns db (ingress) within 2 s.
+        string file = Path.Combine(cluster.Directory, "db.yaml");
+        DemoCluster.WriteSecret(file, KvClusterDemo.Policy);
+        string applied = cluster.Gateway($"policy apply {file} --kvstore {cluster.EtcdUrl}", out int code);
+        Assert.True(code == 0, applied);
+        var watch = Stopwatch.StartNew();
+        WaitFor(() => DemoCluster.Ping(frontend, db, 1) == 0, "policy applied", 4);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3.5), $"policy took {watch.Elapsed}");
+        Assert.Equal(3, DemoCluster.Ping(backend, db));
+        Assert.Contains("200 OK", DemoCluster.HttpGet(backend, db));
+        string deleted = cluster.Gateway($"policy delete CiliumNetworkPolicy/default/db-ingress --kvstore {cluster.EtcdUrl}", out code);
+        Assert.True(code == 0, deleted);
+        WaitFor(() => DemoCluster.Ping(frontend, db, 1) == 1, "policy deleted", 4);
+
+        // etcd goes away mid-traffic: forwarding continues on the last state; the metric says so.
+        var ping = cluster.Lab.StartProcess(frontend.Ns, $"ping -i 0.2 -c 60 -W 1 {db.Ip}");
+        cluster.StopEtcd();
+        WaitFor(() => DemoCluster.Metrics(a).Contains("gateway_kvstore_up{interface=\"" + a.Interface + "\"} 0"), "kvstore_up 0", 15);
+        Assert.Equal(3, DemoCluster.Ping(frontend, db));
+        cluster.StartEtcd();
+        WaitFor(() => DemoCluster.Metrics(a).Contains("gateway_kvstore_up{interface=\"" + a.Interface + "\"} 1"), "kvstore_up 1", 15);
+        ping.WaitForExit(30_000);
+        Assert.Equal(3, DemoCluster.Ping(frontend, db));
+        // No flapping: the peers never left and came back.
+        Assert.DoesNotContain("' left;", NodeLog(a));
+        Assert.DoesNotContain("' left;", NodeLog(b));
+        Assert.Single(NodeLog(a).Split('\n'), l => l.Contains("kvstore unreachable", StringComparison.Ordinal));
+
+        // Key rotation: node-1 reloads (SIGHUP) a new private key; node-2 follows, traffic resumes.
+        using var newKey = WireGuardKey.GeneratePrivate();
+        using var newPublic = newKey.DerivePublic();
+        cluster.WriteConfig(a, privateKey: newKey.ToBase64());
+        DemoCluster.Sh($"kill -HUP {a.Process!.Id}");
+        watch.Restart();
+        WaitFor(() => KvCluster.PeerKeys(b).Contains(newPublic.ToBase64()), "node-2 follows the new key", 4);
+        WaitFor(() => DemoCluster.Ping(frontend, db, 1) == 1, "traffic after rotation", 4);
+        Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3), $"rotation took {watch.Elapsed}");
+    }
+
+    [SkippableFact]
+    public void BadRecordsInEtcdAreLoggedAndIgnored()
+    {
+        Skip.If(KvCluster.CannotRunReason() is not null, KvCluster.CannotRunReason());
+        using var cluster = new KvCluster(NewId(), leaseTtlSeconds: 3);
+        cluster.StartEtcd();
+        var a = cluster.AddNode(1);
+        var b = cluster.AddNode(2);
+        var pa = cluster.AddPod(a, "pa", 10, ("app", "a"));
+        var pb = cluster.AddPod(b, "pb", 10, ("app", "b"));
+        cluster.WriteConfig(a);
+        cluster.WriteConfig(b);
+        cluster.StartNode(a);
+        cluster.StartNode(b);
+        WaitFor(() => KvCluster.PeerKeys(a).Count == 1 && KvCluster.PeerKeys(b).Count == 1, "two nodes peered", 10);
+
+        using var thief = WireGuardKey.GeneratePrivate();
+        using var thiefPublic = thief.DerivePublic();
+        // A record that claims node-1's pod CIDR, one that is not JSON, and an unknown key.
+        cluster.Etcdctl($"put cilium/state/nodes/v1/default/thief '{{\"Name\":\"thief\",\"Cluster\":\"default\",\"IPAddresses\":[{{\"Type\":\"InternalIP\",\"IP\":\"192.168.242.77\"}},{{\"Type\":\"CiliumInternalIP\",\"IP\":\"10.242.0.77\"}}],\"IPv4AllocCIDR\":{{\"IP\":\"10.42.1.0\",\"Mask\":\"////AA==\"}},\"WireguardPubKey\":\"{thiefPublic.ToBase64()}\",\"WireguardPort\":51871,\"BootID\":\"x\"}}'");
+        cluster.Etcdctl("put cilium/state/nodes/v1/default/garbage 'not json {'");
+        cluster.Etcdctl("put cilium/state/ip/v1/default/10.42.1.10/32 '{\"IP\":\"10.42.1.10\",\"ID\":999999,\"Host\":\"1.2.3.4\"}'");
+        WaitFor(() => NodeLog(b).Contains("node record 'thief' ignored", StringComparison.Ordinal), "thief refused on node-2", 5);
+        Assert.Contains("overlaps 10.42.1.0/24 of", NodeLog(b));
+        Assert.DoesNotContain(thiefPublic.ToBase64(), KvCluster.PeerKeys(b));
+        Assert.DoesNotContain(thiefPublic.ToBase64(), KvCluster.PeerKeys(a));
+        Assert.False(a.Process!.HasExited);
+        Assert.False(b.Process!.HasExited);
+        Assert.Equal(3, DemoCluster.Ping(pa, pb));
+        Assert.Equal(3, DemoCluster.Ping(pb, pa));
+    }
+
+    [SkippableFact]
+    public void TlsEtcdAdmitsANodeWithAClientCertificateAndRefusesOneWithout()
+    {
+        Skip.If(KvCluster.CannotRunReason() is not null, KvCluster.CannotRunReason());
+        Skip.If(!File.Exists("/usr/bin/openssl"), "needs openssl to make the test certificates");
+        using var cluster = new KvCluster(NewId(), leaseTtlSeconds: 3, tls: true);
+        cluster.StartEtcd();
+        var a = cluster.AddNode(1);
+        var b = cluster.AddNode(2);
+        cluster.AddPod(a, "ta", 10, ("app", "a"));
+        cluster.WriteConfig(a);
+        cluster.WriteConfig(b, withCertificate: false);
+        cluster.StartNode(a);
+        Assert.Contains("registered node 'node-1'", NodeLog(a));
+        cluster.Lab.StartNode(b, wait: false);
+        Assert.True(b.Process!.WaitForExit(30_000), "the node without a client certificate kept running");
+        Assert.NotEqual(0, b.Process.ExitCode);
+        string log = NodeLog(b);
+        Assert.Contains("kvstore", log);
+        Assert.DoesNotContain("   at ", log); // a message, not a stack trace
+        Assert.Empty(KvCluster.PeerKeys(a));
+    }
+}
