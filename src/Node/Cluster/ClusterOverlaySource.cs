@@ -20,7 +20,6 @@ internal sealed class ClusterOverlaySource(ClusterAgent agent) : IOverlaySource
     // outages so that edits that only move addresses still load while etcd is down.
     private readonly Dictionary<string, uint> _held = new(StringComparer.Ordinal);
     private readonly HashSet<string> _warned = new(StringComparer.Ordinal);
-    private List<IpCacheEntry>? _published;
 
     /// <summary>This node's entries as last loaded (what should be in etcd).</summary>
     public IReadOnlyList<IpCacheEntry> OwnEntries { get; private set; } = [];
