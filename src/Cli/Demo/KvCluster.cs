@@ -188,11 +188,17 @@ internal sealed class KvCluster : IDisposable
             """);
     }
 
-    /// <summary>Starts `gateway up` on the node and waits until it has registered in etcd.</summary>
-    public void StartNode(DemoCluster.Node node)
+    /// <summary>Starts `gateway up` on the nodes (all at once) and waits until each has registered in etcd.</summary>
+    public void StartNodes(params DemoCluster.Node[] nodes)
     {
-        _lab.StartNode(node, wait: false);
-        WaitForLog(node, "cluster: registered node");
+        foreach (var node in nodes)
+        {
+            _lab.StartNode(node, wait: false);
+        }
+        foreach (var node in nodes)
+        {
+            WaitForLog(node, "cluster: registered node");
+        }
     }
 
     /// <summary>Waits until the node's log shows <paramref name="text"/> (another process acting; bounded).</summary>

@@ -55,10 +55,7 @@ internal static class KvClusterDemo
             capture = ClusterDemo.StartCapture(nodes[0].Ns, cluster.UnderlayDevice(nodes[0]), pcap);
 
             var watch = Stopwatch.StartNew();
-            foreach (var node in nodes[..3])
-            {
-                cluster.StartNode(node);
-            }
+            cluster.StartNodes(nodes[..3]);
             WaitFor(() => nodes[..3].All(n => KvCluster.PeerKeys(n).Count == 2), TimeSpan.FromSeconds(10));
             output.WriteLine($"three nodes registered and peered with each other through etcd in {watch.Elapsed.TotalSeconds:0.0} s:");
             foreach (var node in nodes[..3])
@@ -88,7 +85,7 @@ internal static class KvClusterDemo
             ok &= Report(output, "ping backend -> db", $"{DemoCluster.Ping(backend, db)}/3 replies", s => s == "3/3 replies", "ALLOWED");
 
             watch.Restart();
-            cluster.StartNode(nodes[3]);
+            cluster.StartNodes(nodes[3]);
             WaitFor(() => nodes.All(n => KvCluster.PeerKeys(n).Count == 3), TimeSpan.FromSeconds(10));
             output.WriteLine($"node-4 joined live; every node peered with it in {watch.Elapsed.TotalSeconds:0.0} s (no config edited, nothing restarted)");
             ok &= Report(output, "ping frontend -> cache", $"{DemoCluster.Ping(frontend, cache)}/3 replies", s => s == "3/3 replies", "ALLOWED (node-1 -> node-4)");

@@ -44,10 +44,7 @@ public class ClusterNodeTests
         var capture = ClusterDemo.StartCapture(cluster.UnderlayNs, cluster.Bridge, pcap);
         try
         {
-            foreach (var node in nodes[..3])
-            {
-                cluster.StartNode(node);
-            }
+            cluster.StartNodes(nodes[..3]);
             // Every record becomes a peer within 2 s of appearing.
             var watch = Stopwatch.StartNew();
             WaitFor(() => nodes[..3].All(n => KvCluster.PeerKeys(n).Count == 2), "three nodes peered", 10);
@@ -66,7 +63,7 @@ public class ClusterNodeTests
 
             // A fourth node joins; the others take it as a peer without any config change or restart.
             var pids = nodes[..3].Select(n => n.Process!.Id).ToArray();
-            cluster.StartNode(nodes[3]);
+            cluster.StartNodes(nodes[3]);
             watch.Restart();
             string key4 = nodes[3].PublicKey.ToBase64();
             WaitFor(() => nodes[..3].All(n => KvCluster.PeerKeys(n).Contains(key4)), "node-4 in every peer table", 2.5);
@@ -113,8 +110,7 @@ public class ClusterNodeTests
             var db = cluster.AddPod(b, "db", 10, ("app", "db"));
             cluster.WriteConfig(a);
             cluster.WriteConfig(b);
-            cluster.StartNode(a);
-            cluster.StartNode(b);
+            cluster.StartNodes(a, b);
             WaitFor(() => KvCluster.PeerKeys(a).Count == 1 && KvCluster.PeerKeys(b).Count == 1, "two nodes peered", 10);
             return (cluster, a, b, frontend, backend, db);
         }
@@ -203,8 +199,7 @@ public class ClusterNodeTests
         var pb = cluster.AddPod(b, "pb", 10, ("app", "b"));
         cluster.WriteConfig(a);
         cluster.WriteConfig(b);
-        cluster.StartNode(a);
-        cluster.StartNode(b);
+        cluster.StartNodes(a, b);
         WaitFor(() => KvCluster.PeerKeys(a).Count == 1 && KvCluster.PeerKeys(b).Count == 1, "two nodes peered", 10);
 
         using var thief = WireGuardKey.GeneratePrivate();
@@ -221,6 +216,14 @@ public class ClusterNodeTests
         Assert.False(b.Process!.HasExited);
         Assert.Equal(3, DemoCluster.Ping(pa, pb));
         Assert.Equal(3, DemoCluster.Ping(pb, pa));
+
+        // An edit of node-1's Endpoints file is republished: the new pod's address and identity.
+        var added = cluster.AddPod(a, "pa2", 11, ("app", "new-label"));
+        cluster.WriteConfig(a);
+        WaitFor(() => cluster.Etcdctl("get --prefix --keys-only cilium/state/ip/v1/default/").Contains($"/{added.Ip}", StringComparison.Ordinal),
+            "the new pod in the ipcache", 5);
+        Assert.Contains("k8s:app=new-label", cluster.Etcdctl("get --prefix --keys-only cilium/state/identities/v1/value/"));
+        Assert.Equal(3, DemoCluster.Ping(pb, added));
     }
 
     [SkippableFact]
@@ -235,7 +238,7 @@ public class ClusterNodeTests
         cluster.AddPod(a, "ta", 10, ("app", "a"));
         cluster.WriteConfig(a);
         cluster.WriteConfig(b, withCertificate: false);
-        cluster.StartNode(a);
+        cluster.StartNodes(a);
         Assert.Contains("registered node 'node-1'", NodeLog(a));
         cluster.Lab.StartNode(b, wait: false);
         Assert.True(b.Process!.WaitForExit(30_000), "the node without a client certificate kept running");
