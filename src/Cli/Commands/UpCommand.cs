@@ -202,7 +202,11 @@ internal static class UpCommand
         catch (Exception e) when (e is ConfigException or KvStoreUnavailableException or OperationCanceledException or ArgumentException or InvalidOperationException)
         {
             config.Dispose();
-            throw new CliException(e is ConfigException ? e.Message : $"cluster: cannot use the kvstore: {e.Message}", 1);
+            var kv = config.Overlay?.KvStore;
+            string hint = e is KvStoreUnavailableException && kv is { CertPath: null } && kv.Endpoints.Contains("https://", StringComparison.OrdinalIgnoreCase)
+                ? " (no client certificate was offered: if etcd runs with --client-cert-auth, set KVStoreCert and KVStoreKey)"
+                : "";
+            throw new CliException(e is ConfigException ? e.Message : $"cluster: cannot use the kvstore: {e.Message}{hint}", 1);
         }
     }
 

@@ -271,6 +271,19 @@ internal sealed class KvCluster : IDisposable
             StopNode(node, kill: false);
             node.DisposeKeys();
         }
+        // For debugging a failed run: GATEWAY_LAB_LOGS=DIR keeps every node's log.
+        if (Environment.GetEnvironmentVariable("GATEWAY_LAB_LOGS") is { Length: > 0 } keep)
+        {
+            System.IO.Directory.CreateDirectory(keep);
+            foreach (var node in Nodes)
+            {
+                lock (node.Log)
+                {
+                    File.WriteAllText(Path.Combine(keep, $"{Id}-{node.Name}.log"), node.Log.ToString());
+                }
+            }
+            File.WriteAllText(Path.Combine(keep, $"{Id}-etcd.log"), EtcdLog);
+        }
         StopEtcd();
         _lab.Dispose();
     }

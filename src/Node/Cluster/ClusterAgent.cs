@@ -105,7 +105,7 @@ public sealed class ClusterAgent : IAsyncDisposable
         {
             throw new ConfigException(config.Path, 0, $"cannot read: {e.Message}");
         }
-        var client = await ClusterClient.ConnectAsync(options, message => log.Info($"kvstore: {message}"), null, ct).ConfigureAwait(false);
+        var client = await ClusterClient.ConnectAsync(options, message => log.Info(message), null, ct).ConfigureAwait(false);
         log.Info($"cluster: connected to {options.EndpointText} as node '{nodeName}' (address {address}, cluster '{options.ClusterName}', lease {options.LeaseTtl.TotalSeconds:0} s)");
         return new ClusterAgent(config.Path, baseText, config, client, log, nodeName, address);
     }
