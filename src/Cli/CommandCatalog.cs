@@ -16,6 +16,7 @@ internal static class CommandCatalog
         yield return SelfTestCommand.Create();
         yield return Commands.AuditCommand.Create();
         yield return PolicyCommand.Create();
+        yield return Commands.ClusterCommand.Create();
         yield return Commands.ObserveCommand.Create();
         yield return Commands.ReplayCommand.Create();
     }

@@ -110,7 +110,7 @@ internal sealed class EtcdConnection : IDisposable
             (Options.UseTls && _clientCert is null && detail.Contains("reset", StringComparison.OrdinalIgnoreCase));
         return rpc.StatusCode switch
         {
-            StatusCode.DeadlineExceeded => $"etcd at {Options.EndpointText} did not answer within {Options.RequestTimeout.TotalSeconds:0.#} s",
+            StatusCode.DeadlineExceeded => $"etcd at {Options.EndpointText} is unreachable (no answer within {Options.RequestTimeout.TotalSeconds:0.#} s)",
             StatusCode.Unavailable when tlsHint => $"TLS connection to etcd at {Options.EndpointText} failed ({detail}); check KVStoreCA, and KVStoreCert/KVStoreKey if etcd requires client certificates",
             StatusCode.Unavailable => $"etcd at {Options.EndpointText} is unreachable ({detail})",
             _ => $"etcd at {Options.EndpointText}: {rpc.StatusCode}: {Flatten(rpc.Status.Detail)}",

@@ -78,3 +78,10 @@ public static class IdentityAllocation
         }
     }
 }
+
+/// <summary>Limits callers can check before talking to etcd.</summary>
+public static class ClusterLimits
+{
+    /// <summary>Policies per <see cref="ClusterClient.PutPoliciesAsync"/>: one transaction, below etcd's default --max-txn-ops (128).</summary>
+    public const int MaxPoliciesPerApply = ClusterClient.MaxTxnOps;
+}

@@ -72,15 +72,20 @@ public sealed record IpCacheEntry
 
 /// <summary>
 /// One policy document stored cluster-wide under <c>gateway/state/policies/v1/&lt;cluster&gt;/&lt;Name&gt;</c>.
-/// <see cref="Name"/> is <c>&lt;Kind&gt;/&lt;namespace&gt;/&lt;name&gt;</c> for namespaced kinds and
+/// <see cref="Name"/> is <c>&lt;kind&gt;/&lt;namespace&gt;/&lt;name&gt;</c> (the YAML kind: CiliumNetworkPolicy,
+/// NetworkPolicy) for namespaced kinds and
 /// <c>CiliumClusterwideNetworkPolicy/&lt;name&gt;</c> for clusterwide ones (see <see cref="NameOf"/>);
 /// <see cref="Yaml"/> is that one YAML document, as the loader accepts it.
 /// </summary>
 public sealed record PolicyRecord(string Name, string Yaml)
 {
     /// <summary>The record name of a loaded policy document.</summary>
-    public static string NameOf(Gateway.Policy.PolicyDocument doc) =>
-        doc.Namespace is null ? $"{doc.Kind}/{doc.Name}" : $"{doc.Kind}/{doc.Namespace}/{doc.Name}";
+    public static string NameOf(Gateway.Policy.PolicyDocument doc)
+    {
+        ArgumentNullException.ThrowIfNull(doc);
+        string kind = doc.Kind == Gateway.Policy.PolicyKind.KubernetesNetworkPolicy ? "NetworkPolicy" : doc.Kind.ToString();
+        return doc.Namespace is null ? $"{kind}/{doc.Name}" : $"{kind}/{doc.Namespace}/{doc.Name}";
+    }
 }
 
 /// <summary>
