@@ -203,7 +203,8 @@ internal static class UpCommand
         {
             config.Dispose();
             var kv = config.Overlay?.KvStore;
-            string hint = e is KvStoreUnavailableException && kv is { CertPath: null } && kv.Endpoints.Contains("https://", StringComparison.OrdinalIgnoreCase)
+            string hint = e is KvStoreUnavailableException && kv is { CertPath: null } && kv.Endpoints.Contains("https://", StringComparison.OrdinalIgnoreCase) &&
+                          !e.Message.Contains("KVStoreCert", StringComparison.Ordinal)
                 ? " (no client certificate was offered: if etcd runs with --client-cert-auth, set KVStoreCert and KVStoreKey)"
                 : "";
             throw new CliException(e is ConfigException ? e.Message : $"cluster: cannot use the kvstore: {e.Message}{hint}", 1);

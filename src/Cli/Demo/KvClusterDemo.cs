@@ -54,10 +54,10 @@ internal static class KvClusterDemo
             string pcap = Path.Combine(cluster.Directory, "underlay.pcap");
             capture = ClusterDemo.StartCapture(nodes[0].Ns, cluster.UnderlayDevice(nodes[0]), pcap);
 
-            var watch = Stopwatch.StartNew();
             cluster.StartNodes(nodes[..3]);
+            var watch = Stopwatch.StartNew();
             WaitFor(() => nodes[..3].All(n => KvCluster.PeerKeys(n).Count == 2), TimeSpan.FromSeconds(10));
-            output.WriteLine($"three nodes registered and peered with each other through etcd in {watch.Elapsed.TotalSeconds:0.0} s:");
+            output.WriteLine($"three nodes registered in etcd; all peered with each other {watch.Elapsed.TotalSeconds:0.0} s after the last registered:");
             foreach (var node in nodes[..3])
             {
                 output.WriteLine($"  {node.Name}: underlay {node.Underlay}, tunnel {node.TunnelAddress}, pods {node.PodCidr}: " +
@@ -84,10 +84,10 @@ internal static class KvClusterDemo
                 "DENIED by the policy from etcd (db accepts only backend)");
             ok &= Report(output, "ping backend -> db", $"{DemoCluster.Ping(backend, db)}/3 replies", s => s == "3/3 replies", "ALLOWED");
 
-            watch.Restart();
             cluster.StartNodes(nodes[3]);
+            watch.Restart();
             WaitFor(() => nodes.All(n => KvCluster.PeerKeys(n).Count == 3), TimeSpan.FromSeconds(10));
-            output.WriteLine($"node-4 joined live; every node peered with it in {watch.Elapsed.TotalSeconds:0.0} s (no config edited, nothing restarted)");
+            output.WriteLine($"node-4 started and registered; every node peered with it {watch.Elapsed.TotalSeconds:0.0} s later (no config edited, nothing restarted)");
             ok &= Report(output, "ping frontend -> cache", $"{DemoCluster.Ping(frontend, cache)}/3 replies", s => s == "3/3 replies", "ALLOWED (node-1 -> node-4)");
             ok &= Report(output, "ping cache -> backend", $"{DemoCluster.Ping(cache, backend)}/3 replies", s => s == "3/3 replies", "ALLOWED (node-4 -> node-2)");
 
