@@ -1,7 +1,10 @@
 using System.Diagnostics;
+using System.Net;
+using System.Net.Sockets;
 using Gateway.Cli.Demo;
 using Gateway.Crypto;
 using Gateway.Datapath.Audit;
+using Gateway.Datapath.Devices;
 
 namespace Gateway.Cli.Tests.Cluster;
 
@@ -125,14 +128,39 @@ public class ClusterNodeTests
     public void APolicyStoredInEtcdIsEnforcedWithinTwoSecondsAndItsDeletionRestoresTheFlow()
     {
         Skip.If(KvCluster.CannotRunReason() is not null, KvCluster.CannotRunReason());
-        var (cluster, _, _, frontend, backend, db) = TwoNodes();
+        var (cluster, a, b, frontend, backend, db) = TwoNodes();
         using var _ = cluster;
         Assert.Equal(3, DemoCluster.Ping(frontend, db));
         using var http = cluster.Lab.ServeHttp(db);
+        // A TCP connection frontend -> db established before the policy.
+        using var listener = NetworkNamespace.Run(db.Ns, () =>
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            socket.Bind(new IPEndPoint(IPAddress.Parse(db.Ip), 7000));
+            socket.Listen(4);
+            return socket;
+        });
+        using var client = NetworkNamespace.Run(frontend.Ns, () => new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp));
+        client.Connect(IPAddress.Parse(db.Ip), 7000);
+        using var server = listener.Accept();
+        Assert.True(RoundTrip(client, server));
 
         // A policy stored in etcd denies frontend -> db on the node that owns db (ingress) within 2 s.
         string file = Path.Combine(cluster.Directory, "db.yaml");
-        DemoCluster.WriteSecret(file, KvClusterDemo.Policy);
+        // Plus an egress policy that only node-1 (frontend's node) enforces: frontend may only open
+        // TCP 7000 to db. Each node must have applied the store's policies for the checks below.
+        DemoCluster.WriteSecret(file, KvClusterDemo.Policy + """
+
+            ---
+            apiVersion: cilium.io/v2
+            kind: CiliumNetworkPolicy
+            metadata: {name: frontend-egress, namespace: default}
+            spec:
+              endpointSelector: {matchLabels: {app: frontend}}
+              egress:
+              - toEndpoints: [{matchLabels: {app: db}}]
+                toPorts: [{ports: [{port: "7000", protocol: TCP}]}]
+            """);
         string applied = cluster.Gateway($"policy apply {file} --kvstore {cluster.EtcdUrl}", out int code);
         Assert.True(code == 0, applied);
         var watch = Stopwatch.StartNew();
@@ -140,9 +168,36 @@ public class ClusterNodeTests
         Assert.True(watch.Elapsed < TimeSpan.FromSeconds(3.5), $"policy took {watch.Elapsed}");
         Assert.Equal(3, DemoCluster.Ping(backend, db));
         Assert.Contains("200 OK", DemoCluster.HttpGet(backend, db));
-        string deleted = cluster.Gateway($"policy delete CiliumNetworkPolicy/default/db-ingress --kvstore {cluster.EtcdUrl}", out code);
-        Assert.True(code == 0, deleted);
+        // Ping: denied by frontend's egress on node-1. A new connection to 7000: allowed out of
+        // node-1, denied by db's ingress on node-2.
+        Assert.Matches("gateway_policy_verdict_total\\{[^}]*direction=\"EGRESS\",verdict=\"denied\"\\} [1-9]", DemoCluster.Metrics(a));
+        Assert.Equal("timed out", DemoCluster.HttpGet(frontend, db, 7000, 1500));
+        Assert.Matches("gateway_policy_verdict_total\\{[^}]*direction=\"INGRESS\",verdict=\"denied\"\\} [1-9]", DemoCluster.Metrics(b));
+        // The established connection lives on: conntrack survived the policy change.
+        Assert.True(RoundTrip(client, server), "the connection established before the policy was cut");
+        foreach (string name in new[] { "db-ingress", "frontend-egress" })
+        {
+            string deleted = cluster.Gateway($"policy delete CiliumNetworkPolicy/default/{name} --kvstore {cluster.EtcdUrl}", out code);
+            Assert.True(code == 0, deleted);
+        }
         WaitFor(() => DemoCluster.Ping(frontend, db, 1) == 1, "policy deleted", 4);
+    }
+
+    private static bool RoundTrip(Socket client, Socket server)
+    {
+        client.ReceiveTimeout = server.ReceiveTimeout = 3000;
+        var buffer = new byte[16];
+        try
+        {
+            client.Send("ping"u8);
+            int n = server.Receive(buffer);
+            server.Send(buffer.AsSpan(0, n));
+            return client.Receive(buffer) == n;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 
     [SkippableFact]
