@@ -34,6 +34,9 @@ public sealed partial class ClusterClient : IAsyncDisposable
     private volatile bool _up = true;
     private Task? _watchTask;
     private int _watching;
+    private long _watchEvents;
+    private long _watchBytes;
+    private long _resyncs;
 
     private ClusterClient(EtcdConnection etcd, Action<string> log, TimeProvider clock)
     {
@@ -74,6 +77,15 @@ public sealed partial class ClusterClient : IAsyncDisposable
 
     /// <summary>False while etcd is unreachable (the daemon's gateway_kvstore_up metric).</summary>
     public bool IsUp => _up;
+
+    /// <summary>Key events received on the watch since connecting (puts and deletes).</summary>
+    public long WatchEventsReceived => Interlocked.Read(ref _watchEvents);
+
+    /// <summary>Protobuf bytes of the watch responses received (gRPC/HTTP/2 framing excluded).</summary>
+    public long WatchBytesReceived => Interlocked.Read(ref _watchBytes);
+
+    /// <summary>Full re-lists after connecting (outage, compaction).</summary>
+    public long Resyncs => Interlocked.Read(ref _resyncs);
 
     /// <summary>The latest decoded state; replaced whole, never mutated.</summary>
     public ClusterSnapshot Current => _current;
@@ -117,6 +129,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
                 if (relist)
                 {
                     await ResyncAsync(raise: true, ct).ConfigureAwait(false);
+                    Interlocked.Increment(ref _resyncs);
                 }
                 relist = true;
                 await WatchOnceAsync(_current.Revision + 1, () => backoff = MinBackoff, ct).ConfigureAwait(false);
@@ -158,6 +171,8 @@ public sealed partial class ClusterClient : IAsyncDisposable
             var r = call.ResponseStream.Current;
             MarkUp();
             healthy();
+            Interlocked.Add(ref _watchBytes, r.CalculateSize());
+            Interlocked.Add(ref _watchEvents, r.Events.Count);
             if (r.CompactRevision != 0)
             {
                 _log($"kvstore: watch from revision {fromRevision} fell behind etcd's compaction (revision {r.CompactRevision}); re-listing");
@@ -180,7 +195,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
                 foreach (var ev in r.Events)
                 {
                     string key = ev.Kv.Key.ToStringUtf8();
-                    changed |= _state.Apply(key, ev.Type == Mvccpb.Event.Types.EventType.Put ? ev.Kv.Value.ToStringUtf8() : null);
+                    changed |= _state.Apply(key, ev.Type == Mvccpb.Event.Types.EventType.Put ? ev.Kv.Value : null);
                     revision = Math.Max(revision, ev.Kv.ModRevision);
                 }
                 _current = _state.Build(revision);
@@ -198,7 +213,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
     {
         while (true)
         {
-            var all = new Dictionary<string, string>(StringComparer.Ordinal);
+            var all = new Dictionary<string, Google.Protobuf.ByteString>(StringComparer.Ordinal);
             long revision = 0;
             try
             {
@@ -208,7 +223,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
                     revision = rev;
                     foreach (var kv in kvs)
                     {
-                        all[kv.Key.ToStringUtf8()] = kv.Value.ToStringUtf8();
+                        all[kv.Key.ToStringUtf8()] = kv.Value;
                     }
                 }
             }

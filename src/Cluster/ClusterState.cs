@@ -1,6 +1,7 @@
 using System.Collections.Immutable;
 using System.Globalization;
 using Gateway.Datapath;
+using Google.Protobuf;
 
 namespace Gateway.Cluster;
 
@@ -15,7 +16,7 @@ internal sealed class ClusterState
 {
     private readonly KvKeys _keys;
     private readonly Action<string> _log;
-    private readonly Dictionary<string, string> _raw = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, ByteString> _raw = new(StringComparer.Ordinal);
     private readonly ImmutableDictionary<string, NodeRecord>.Builder _nodes = ImmutableDictionary.CreateBuilder<string, NodeRecord>(StringComparer.Ordinal);
     private readonly ImmutableDictionary<string, IpCacheEntry>.Builder _ip = ImmutableDictionary.CreateBuilder<string, IpCacheEntry>(StringComparer.Ordinal);
     private readonly ImmutableDictionary<uint, string>.Builder _ids = ImmutableDictionary.CreateBuilder<uint, string>();
@@ -35,13 +36,13 @@ internal sealed class ClusterState
     public IEnumerable<string> Keys => _raw.Keys;
 
     /// <summary>Applies a put (<paramref name="value"/> non-null) or a delete; true if the decoded view changed.</summary>
-    public bool Apply(string key, string? value)
+    public bool Apply(string key, ByteString? value)
     {
         if (value is null)
         {
             return _raw.Remove(key) && Remove(key);
         }
-        if (_raw.TryGetValue(key, out var old) && old == value)
+        if (_raw.TryGetValue(key, out var old) && old.Span.SequenceEqual(value.Span))
         {
             return false;
         }
@@ -58,7 +59,7 @@ internal sealed class ClusterState
     }
 
     /// <summary>Makes the state equal to a full list; true if the decoded view changed.</summary>
-    public bool Replace(IReadOnlyDictionary<string, string> all)
+    public bool Replace(IReadOnlyDictionary<string, ByteString> all)
     {
         bool changed = false;
         foreach (var key in _raw.Keys.Where(k => !all.ContainsKey(k)).ToList())
@@ -75,7 +76,7 @@ internal sealed class ClusterState
     public ClusterSnapshot Build(long revision) =>
         new(revision, _nodes.ToImmutable(), _ip.ToImmutable(), _ids.ToImmutable(), _policies.ToImmutable());
 
-    private bool Put(string key, string value)
+    private bool Put(string key, ByteString value)
     {
         if (key.StartsWith(_keys.NodePrefix, StringComparison.Ordinal))
         {
@@ -84,7 +85,7 @@ internal sealed class ClusterState
             {
                 throw new FormatException("not a valid node key");
             }
-            var node = RecordCodec.DecodeNode(value);
+            var node = RecordCodec.DecodeNode(value.Span);
             if (node.Name != name)
             {
                 throw new FormatException($"record names node '{node.Name}', not the key's '{name}'");
@@ -98,8 +99,8 @@ internal sealed class ClusterState
         if (key.StartsWith(_keys.IpPrefix, StringComparison.Ordinal))
         {
             string ip = key[_keys.IpPrefix.Length..];
-            var entry = RecordCodec.DecodeEntry(value);
-            string expected = RecordCodec.IpKeyOf(IpPrefix.Parse(entry.Prefix));
+            var entry = RecordCodec.DecodeEntry(value.Span, out var prefix);
+            string expected = RecordCodec.IpKeyOf(prefix);
             if (expected != ip)
             {
                 throw new FormatException($"entry is for {entry.Prefix}, whose key is {_keys.Ip(expected)}");
@@ -109,13 +110,13 @@ internal sealed class ClusterState
         if (key.StartsWith(KvKeys.IdentityIdPrefix, StringComparison.Ordinal))
         {
             uint id = RecordCodec.DecodeIdentityNumber(key[KvKeys.IdentityIdPrefix.Length..]);
-            string labels = IdentityAllocation.CheckStored(value);
+            string labels = IdentityAllocation.CheckStored(value.ToStringUtf8());
             return Set(_ids, id, labels);
         }
         if (key.StartsWith(_keys.PolicyPrefix, StringComparison.Ordinal))
         {
             string name = key[_keys.PolicyPrefix.Length..];
-            var policy = RecordCodec.DecodePolicy(value);
+            var policy = RecordCodec.DecodePolicy(value.Span);
             if (policy.Name != name)
             {
                 throw new FormatException($"record is policy '{policy.Name}', not the key's '{name}'");

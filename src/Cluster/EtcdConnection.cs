@@ -39,6 +39,23 @@ internal sealed class EtcdConnection : IDisposable
                 h.ConnectTimeout = options.RequestTimeout;
             }
             o.MaxReceiveMessageSize = 64 * 1024 * 1024;
+            // dotnet-etcd retries UNAVAILABLE 5 times with 1-5 s back-off, which outlasts our deadline
+            // and turns "TLS refused" or "connection refused" into a bare DEADLINE_EXCEEDED. Three
+            // quick attempts still ride over a dead endpoint to a live one, and fail with the reason.
+            o.ServiceConfig ??= new Grpc.Net.Client.Configuration.ServiceConfig();
+            o.ServiceConfig.MethodConfigs.Clear();
+            o.ServiceConfig.MethodConfigs.Add(new Grpc.Net.Client.Configuration.MethodConfig
+            {
+                Names = { Grpc.Net.Client.Configuration.MethodName.Default },
+                RetryPolicy = new Grpc.Net.Client.Configuration.RetryPolicy
+                {
+                    MaxAttempts = 3,
+                    InitialBackoff = TimeSpan.FromMilliseconds(200),
+                    MaxBackoff = TimeSpan.FromSeconds(1),
+                    BackoffMultiplier = 2,
+                    RetryableStatusCodes = { StatusCode.Unavailable },
+                },
+            });
         };
         string endpoints = string.Join(',', options.Endpoints.Select(e => $"{e.Host}:{e.Port}"));
         _client = options.UseTls

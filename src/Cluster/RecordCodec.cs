@@ -75,39 +75,215 @@ internal static class RecordCodec
         }
     }
 
-    public static NodeRecord DecodeNode(string json)
+    public static NodeRecord DecodeNode(string json) => DecodeNode(System.Text.Encoding.UTF8.GetBytes(json));
+
+    /// <summary>Decodes with a <see cref="Utf8JsonReader"/> straight from etcd's bytes: strict
+    /// (unknown fields and wrong types rejected) and several times faster than reflection, which
+    /// matters when a new node decodes 5,000 of these at start.</summary>
+    public static NodeRecord DecodeNode(ReadOnlySpan<byte> utf8)
     {
-        var dto = Deserialize<NodeJson>(json);
-        string? address = null, tunnel = null;
-        foreach (var a in dto.IPAddresses ?? [])
+        string? name = null, cluster = null, key = null, boot = null, address = null, tunnel = null;
+        int? port = null;
+        var cidrs = new List<string>(2);
+        var r = Reader(utf8);
+        ExpectStartObject(ref r);
+        while (NextProperty(ref r))
         {
-            if (a.Type == InternalIp && address is null)
+            if (r.ValueTextEquals("Name"u8)) { name = ReadString(ref r, "Name"); }
+            else if (r.ValueTextEquals("Cluster"u8)) { cluster = ReadString(ref r, "Cluster"); }
+            else if (r.ValueTextEquals("WireguardPubKey"u8)) { key = ReadString(ref r, "WireguardPubKey"); }
+            else if (r.ValueTextEquals("BootID"u8)) { boot = ReadString(ref r, "BootID"); }
+            else if (r.ValueTextEquals("WireguardPort"u8)) { port = ReadInt(ref r, "WireguardPort"); }
+            else if (r.ValueTextEquals("IPAddresses"u8))
             {
-                address = a.IP;
+                Read(ref r);
+                if (r.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+                Expect(ref r, JsonTokenType.StartArray, "IPAddresses");
+                while (Read(ref r) && r.TokenType != JsonTokenType.EndArray)
+                {
+                    Expect(ref r, JsonTokenType.StartObject, "IPAddresses[]");
+                    string? type = null, ip = null;
+                    while (NextProperty(ref r))
+                    {
+                        if (r.ValueTextEquals("Type"u8)) { type = ReadString(ref r, "IPAddresses[].Type"); }
+                        else if (r.ValueTextEquals("IP"u8)) { ip = ReadString(ref r, "IPAddresses[].IP"); }
+                        else { throw Unknown(ref r, "IPAddresses[]."); }
+                    }
+                    if (type == InternalIp) { address ??= ip; }
+                    else if (type == CiliumInternalIp) { tunnel ??= ip; }
+                }
             }
-            else if (a.Type == CiliumInternalIp && tunnel is null)
+            else if (r.ValueTextEquals("IPv4AllocCIDR"u8) || r.ValueTextEquals("IPv6AllocCIDR"u8))
             {
-                tunnel = a.IP;
+                Read(ref r);
+                if (r.TokenType != JsonTokenType.Null)
+                {
+                    cidrs.Add(ReadCidr(ref r));
+                }
+            }
+            else if (r.ValueTextEquals("IPv4SecondaryAllocCIDRs"u8) || r.ValueTextEquals("IPv6SecondaryAllocCIDRs"u8))
+            {
+                Read(ref r);
+                if (r.TokenType == JsonTokenType.Null)
+                {
+                    continue;
+                }
+                Expect(ref r, JsonTokenType.StartArray, "SecondaryAllocCIDRs");
+                while (Read(ref r) && r.TokenType != JsonTokenType.EndArray)
+                {
+                    cidrs.Add(ReadCidr(ref r));
+                }
+            }
+            else if (IsIgnoredCiliumNodeField(ref r))
+            {
+                Read(ref r);
+                r.Skip();
+            }
+            else
+            {
+                throw Unknown(ref r, "");
             }
         }
-        var cidrs = new List<string>();
-        foreach (var c in Enumerate(dto.IPv4AllocCIDR, dto.IPv4SecondaryAllocCIDRs, dto.IPv6AllocCIDR, dto.IPv6SecondaryAllocCIDRs))
-        {
-            cidrs.Add(FromCidrJson(c).ToString());
-        }
+        // IPv4 before IPv6, each primary first: the order EncodeNode writes.
+        cidrs.Sort((a, b) => a.Contains(':').CompareTo(b.Contains(':')));
         var node = new NodeRecord
         {
-            Name = dto.Name ?? throw new FormatException("Name is missing"),
-            Cluster = dto.Cluster ?? throw new FormatException("Cluster is missing"),
-            WireGuardPublicKey = dto.WireguardPubKey ?? throw new FormatException("WireguardPubKey is missing"),
+            Name = name ?? throw new FormatException("Name is missing"),
+            Cluster = cluster ?? throw new FormatException("Cluster is missing"),
+            WireGuardPublicKey = key ?? throw new FormatException("WireguardPubKey is missing"),
             Address = address ?? throw new FormatException("no IPAddresses entry of Type InternalIP"),
             TunnelAddress = tunnel ?? throw new FormatException("no IPAddresses entry of Type CiliumInternalIP"),
-            Port = dto.WireguardPort ?? throw new FormatException("WireguardPort is missing"),
+            Port = port ?? throw new FormatException("WireguardPort is missing"),
             PodCidrs = cidrs,
-            BootId = dto.BootID ?? "",
+            BootId = boot ?? "",
         };
         CheckNode(node);
         return node;
+    }
+
+    private static bool IsIgnoredCiliumNodeField(ref Utf8JsonReader r) =>
+        r.ValueTextEquals("IPv4HealthIP"u8) || r.ValueTextEquals("IPv6HealthIP"u8) || r.ValueTextEquals("IPv4IngressIP"u8) ||
+        r.ValueTextEquals("IPv6IngressIP"u8) || r.ValueTextEquals("ClusterID"u8) || r.ValueTextEquals("Source"u8) ||
+        r.ValueTextEquals("EncryptionKey"u8) || r.ValueTextEquals("Labels"u8) || r.ValueTextEquals("Annotations"u8) ||
+        r.ValueTextEquals("NodeIdentity"u8);
+
+    private static string ReadCidr(ref Utf8JsonReader r)
+    {
+        Expect(ref r, JsonTokenType.StartObject, "CIDR");
+        string? ip = null, mask = null;
+        while (NextProperty(ref r))
+        {
+            if (r.ValueTextEquals("IP"u8)) { ip = ReadString(ref r, "CIDR.IP"); }
+            else if (r.ValueTextEquals("Mask"u8)) { mask = ReadString(ref r, "CIDR.Mask"); }
+            else { throw Unknown(ref r, "CIDR."); }
+        }
+        return FromCidrJson(new CidrJson { IP = ip, Mask = mask }).ToString();
+    }
+
+    // ---- Utf8JsonReader helpers: every failure is a FormatException with a short reason ----
+
+    private static Utf8JsonReader Reader(ReadOnlySpan<byte> utf8) =>
+        new(utf8, new JsonReaderOptions { MaxDepth = 16, CommentHandling = JsonCommentHandling.Disallow });
+
+    private static bool Read(ref Utf8JsonReader r)
+    {
+        try
+        {
+            if (!r.Read())
+            {
+                throw new FormatException("bad JSON: unexpected end");
+            }
+            return true;
+        }
+        catch (JsonException e)
+        {
+            throw new FormatException($"bad JSON: {e.Message.Split(" LineNumber")[0].TrimEnd(' ', '.')}");
+        }
+    }
+
+    private static void ExpectStartObject(ref Utf8JsonReader r)
+    {
+        Read(ref r);
+        Expect(ref r, JsonTokenType.StartObject, "value");
+    }
+
+    private static void Expect(ref Utf8JsonReader r, JsonTokenType type, string what)
+    {
+        if (r.TokenType != type)
+        {
+            throw new FormatException($"{what}: expected {type}, found {r.TokenType}");
+        }
+    }
+
+    /// <summary>Advances to the next property name of the current object; false at its end.</summary>
+    private static bool NextProperty(ref Utf8JsonReader r)
+    {
+        Read(ref r);
+        if (r.TokenType == JsonTokenType.EndObject)
+        {
+            if (r.CurrentDepth == 0)
+            {
+                // Nothing may follow the top-level object.
+                try
+                {
+                    if (r.Read())
+                    {
+                        throw new FormatException("bad JSON: data after the object");
+                    }
+                }
+                catch (JsonException e)
+                {
+                    throw new FormatException($"bad JSON: {e.Message.Split(" LineNumber")[0].TrimEnd(' ', '.')}");
+                }
+            }
+            return false;
+        }
+        Expect(ref r, JsonTokenType.PropertyName, "object");
+        return true;
+    }
+
+    private static FormatException Unknown(ref Utf8JsonReader r, string path) => new($"unknown field '{path}{r.GetString()}'");
+
+    private static string? ReadString(ref Utf8JsonReader r, string what)
+    {
+        Read(ref r);
+        return r.TokenType switch
+        {
+            JsonTokenType.String => r.GetString(),
+            JsonTokenType.Null => null,
+            _ => throw new FormatException($"{what}: expected a string, found {r.TokenType}"),
+        };
+    }
+
+    private static int? ReadInt(ref Utf8JsonReader r, string what)
+    {
+        Read(ref r);
+        if (r.TokenType == JsonTokenType.Null)
+        {
+            return null;
+        }
+        if (r.TokenType != JsonTokenType.Number || !r.TryGetInt32(out int v))
+        {
+            throw new FormatException($"{what}: expected an integer, found {r.TokenType}");
+        }
+        return v;
+    }
+
+    private static long? ReadLong(ref Utf8JsonReader r, string what)
+    {
+        Read(ref r);
+        if (r.TokenType == JsonTokenType.Null)
+        {
+            return null;
+        }
+        if (r.TokenType != JsonTokenType.Number || !r.TryGetInt64(out long v))
+        {
+            throw new FormatException($"{what}: expected an integer, found {r.TokenType}");
+        }
+        return v;
     }
 
     private static void CheckNode(NodeRecord node)
@@ -312,28 +488,62 @@ internal static class RecordCodec
     private static string WithNullMask(string json, string? mask) =>
         mask is null ? json.Insert(json.IndexOf(",\"HostIP\"", StringComparison.Ordinal), ",\"Mask\":null") : json;
 
-    public static IpCacheEntry DecodeEntry(string json)
+    public static IpCacheEntry DecodeEntry(string json) => DecodeEntry(System.Text.Encoding.UTF8.GetBytes(json), out _);
+
+    public static IpCacheEntry DecodeEntry(ReadOnlySpan<byte> utf8, out IpPrefix prefix)
     {
-        var dto = Deserialize<IpJson>(json);
-        if (dto.IP is null || !IpAddress.TryParse(dto.IP, out var ip))
+        string? ipText = null, mask = null, host = null, node = null, ns = null, pod = null;
+        long? id = null, key = null;
+        var r = Reader(utf8);
+        ExpectStartObject(ref r);
+        while (NextProperty(ref r))
         {
-            throw new FormatException($"IP '{dto.IP}' is not an address");
+            if (r.ValueTextEquals("IP"u8)) { ipText = ReadString(ref r, "IP"); }
+            else if (r.ValueTextEquals("Mask"u8)) { mask = ReadString(ref r, "Mask"); }
+            else if (r.ValueTextEquals("HostIP"u8)) { host = ReadString(ref r, "HostIP"); }
+            else if (r.ValueTextEquals("ID"u8)) { id = ReadLong(ref r, "ID"); }
+            else if (r.ValueTextEquals("Key"u8)) { key = ReadLong(ref r, "Key"); }
+            else if (r.ValueTextEquals("NodeName"u8)) { node = ReadString(ref r, "NodeName"); }
+            else if (r.ValueTextEquals("K8sNamespace"u8)) { ns = ReadString(ref r, "K8sNamespace"); }
+            else if (r.ValueTextEquals("K8sPodName"u8)) { pod = ReadString(ref r, "K8sPodName"); }
+            else if (r.ValueTextEquals("Metadata"u8)) { ReadString(ref r, "Metadata"); }
+            else if (r.ValueTextEquals("K8sServiceAccount"u8) || r.ValueTextEquals("NamedPorts"u8))
+            {
+                Read(ref r);
+                r.Skip();
+            }
+            else
+            {
+                throw Unknown(ref r, "");
+            }
         }
-        int length = MaskLength(dto.Mask, ip.IsV6) ?? ip.BitLength;
-        var prefix = new IpPrefix(ip, length);
+        if (ipText is null || !IpAddress.TryParse(ipText, out var ip))
+        {
+            throw new FormatException($"IP '{ipText}' is not an address");
+        }
+        int length = MaskLength(mask, ip.IsV6) ?? ip.BitLength;
+        prefix = new IpPrefix(ip, length);
         if (!prefix.Address.Equals(ip))
         {
-            throw new FormatException($"{dto.IP}/{length} has host bits set");
+            throw new FormatException($"{ipText}/{length} has host bits set");
+        }
+        if (id is null or < 0 or > uint.MaxValue)
+        {
+            throw new FormatException(id is null ? "ID is missing" : $"identity {id} is out of range");
+        }
+        if (key is < 0 or > byte.MaxValue)
+        {
+            throw new FormatException($"Key {key} is out of range");
         }
         var entry = new IpCacheEntry
         {
             Prefix = prefix.ToString(),
-            Identity = dto.ID ?? throw new FormatException("ID is missing"),
-            HostIp = dto.HostIP ?? throw new FormatException("HostIP is missing"),
-            NodeName = dto.NodeName ?? throw new FormatException("NodeName is missing"),
-            EncryptionKey = dto.Key ?? 0,
-            Namespace = string.IsNullOrEmpty(dto.K8sNamespace) ? null : dto.K8sNamespace,
-            PodName = string.IsNullOrEmpty(dto.K8sPodName) ? null : dto.K8sPodName,
+            Identity = (uint)id,
+            HostIp = host ?? throw new FormatException("HostIP is missing"),
+            NodeName = node ?? throw new FormatException("NodeName is missing"),
+            EncryptionKey = (byte)(key ?? 0),
+            Namespace = string.IsNullOrEmpty(ns) ? null : ns,
+            PodName = string.IsNullOrEmpty(pod) ? null : pod,
         };
         CheckEntry(entry);
         return entry;
@@ -343,9 +553,11 @@ internal static class RecordCodec
 
     public static string EncodePolicy(PolicyRecord p) => JsonSerializer.Serialize(new PolicyJson { Name = p.Name, Yaml = p.Yaml }, Json);
 
-    public static PolicyRecord DecodePolicy(string json)
+    public static PolicyRecord DecodePolicy(string json) => DecodePolicy(System.Text.Encoding.UTF8.GetBytes(json));
+
+    public static PolicyRecord DecodePolicy(ReadOnlySpan<byte> utf8)
     {
-        var dto = Deserialize<PolicyJson>(json);
+        var dto = Deserialize<PolicyJson>(utf8);
         var record = new PolicyRecord(dto.Name ?? throw new FormatException("Name is missing"), dto.Yaml ?? throw new FormatException("Yaml is missing"));
         CheckPolicy(record);
         return record;
@@ -388,7 +600,7 @@ internal static class RecordCodec
 
     public static string Shorten(string text) => text.Length <= 60 ? text : text[..60] + "...";
 
-    private static T Deserialize<T>(string json) where T : class
+    private static T Deserialize<T>(ReadOnlySpan<byte> json) where T : class
     {
         try
         {
@@ -414,17 +626,6 @@ internal static class RecordCodec
         public string? WireguardPubKey { get; set; }
         public int? WireguardPort { get; set; }
         public string? BootID { get; set; }
-        // Cilium fields this project does not use: accepted, not kept.
-        public JsonElement? IPv4HealthIP { get; set; }
-        public JsonElement? IPv6HealthIP { get; set; }
-        public JsonElement? IPv4IngressIP { get; set; }
-        public JsonElement? IPv6IngressIP { get; set; }
-        public JsonElement? ClusterID { get; set; }
-        public JsonElement? Source { get; set; }
-        public JsonElement? EncryptionKey { get; set; }
-        public JsonElement? Labels { get; set; }
-        public JsonElement? Annotations { get; set; }
-        public JsonElement? NodeIdentity { get; set; }
     }
 
     private sealed class AddressJson
@@ -449,8 +650,6 @@ internal static class RecordCodec
         public string? Metadata { get; set; }
         public string? K8sNamespace { get; set; }
         public string? K8sPodName { get; set; }
-        public JsonElement? K8sServiceAccount { get; set; }
-        public JsonElement? NamedPorts { get; set; }
         public string? NodeName { get; set; }
     }
 
