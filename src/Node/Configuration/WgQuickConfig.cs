@@ -443,6 +443,10 @@ public sealed class WgQuickConfig : IDisposable
             int line = seen.GetValueOrDefault("KVStoreCert", seen.GetValueOrDefault("KVStoreKey"));
             throw new ConfigException(Path, line, "KVStoreCert and KVStoreKey go together (the client certificate and its private key)");
         }
+        if (overlay.IdentityStorePath is not null)
+        {
+            throw new ConfigException(Path, first.Line, "KVStore and IdentityStore exclude each other (in cluster mode etcd allocates the identities)");
+        }
         if (overlay.ClusterCidrs.Count == 0)
         {
             // Strict mode must cover pods of nodes that join later, so the prefix cannot be
