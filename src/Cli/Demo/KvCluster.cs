@@ -249,19 +249,11 @@ internal sealed class KvCluster : IDisposable
     /// <summary>Runs `gateway ARGS` (e.g. policy apply --kvstore) inside the underlay namespace.</summary>
     public string Gateway(string arguments, out int exitCode)
     {
-        string tls = Tls ? $" --kvstore-ca {Pem("ca")} --kvstore-cert {Pem("client")} --kvstore-key {Pem("client-key")}" : "";
-        var psi = new ProcessStartInfo("ip", $"netns exec {UnderlayNs} dotnet {DemoCluster.GatewayDll} {arguments}{(arguments.Contains("--kvstore", StringComparison.Ordinal) ? tls : "")}")
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        string stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        exitCode = p.ExitCode;
-        return stdout.Result + stderr;
+        string tls = Tls && arguments.Contains("--kvstore", StringComparison.Ordinal)
+            ? $" --kvstore-ca {Pem("ca")} --kvstore-cert {Pem("client")} --kvstore-key {Pem("client-key")}"
+            : "";
+        string output = DemoCluster.Run($"ip netns exec {UnderlayNs} dotnet {DemoCluster.GatewayDll} {arguments}{tls}", out exitCode, out string stderr);
+        return output + stderr;
     }
 
     public void Dispose()

@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using Gateway.Datapath.Audit;
 
 namespace Gateway.Cli.Demo;
 
@@ -70,7 +69,7 @@ internal static class KvClusterDemo
             {
                 foreach (var to in pods.Where(p => p != from))
                 {
-                    ok &= Report(output, $"ping {from.Name} -> {to.Name}", $"{DemoCluster.Ping(from, to)}/3 replies", s => s == "3/3 replies", "ALLOWED");
+                    ok &= ClusterDemo.Report(output, $"ping {from.Name} -> {to.Name}", $"{DemoCluster.Ping(from, to)}/3 replies", s => s == "3/3 replies", "ALLOWED");
                 }
             }
 
@@ -80,16 +79,16 @@ internal static class KvClusterDemo
             output.WriteLine($"gateway policy apply db-ingress.yaml --kvstore {cluster.EtcdUrl}: {applied.Trim()}");
             ok &= code == 0;
             WaitFor(() => DemoCluster.Ping(frontend, db, 1) == 0, TimeSpan.FromSeconds(5));
-            ok &= Report(output, "ping frontend -> db", $"{DemoCluster.Ping(frontend, db)}/3 replies", s => s == "0/3 replies",
+            ok &= ClusterDemo.Report(output, "ping frontend -> db", $"{DemoCluster.Ping(frontend, db)}/3 replies", s => s == "0/3 replies",
                 "DENIED by the policy from etcd (db accepts only backend)");
-            ok &= Report(output, "ping backend -> db", $"{DemoCluster.Ping(backend, db)}/3 replies", s => s == "3/3 replies", "ALLOWED");
+            ok &= ClusterDemo.Report(output, "ping backend -> db", $"{DemoCluster.Ping(backend, db)}/3 replies", s => s == "3/3 replies", "ALLOWED");
 
             cluster.StartNodes(nodes[3]);
             watch.Restart();
             WaitFor(() => nodes.All(n => KvCluster.PeerKeys(n).Count == 3), TimeSpan.FromSeconds(10));
             output.WriteLine($"node-4 started and registered; every node peered with it {watch.Elapsed.TotalSeconds:0.0} s later (no config edited, nothing restarted)");
-            ok &= Report(output, "ping frontend -> cache", $"{DemoCluster.Ping(frontend, cache)}/3 replies", s => s == "3/3 replies", "ALLOWED (node-1 -> node-4)");
-            ok &= Report(output, "ping cache -> backend", $"{DemoCluster.Ping(cache, backend)}/3 replies", s => s == "3/3 replies", "ALLOWED (node-4 -> node-2)");
+            ok &= ClusterDemo.Report(output, "ping frontend -> cache", $"{DemoCluster.Ping(frontend, cache)}/3 replies", s => s == "3/3 replies", "ALLOWED (node-1 -> node-4)");
+            ok &= ClusterDemo.Report(output, "ping cache -> backend", $"{DemoCluster.Ping(cache, backend)}/3 replies", s => s == "3/3 replies", "ALLOWED (node-4 -> node-2)");
 
             string backendKey = nodes[1].PublicKey.ToBase64();
             watch.Restart();
@@ -97,22 +96,12 @@ internal static class KvClusterDemo
             WaitFor(() => !KvCluster.PeerKeys(nodes[0]).Contains(backendKey) && !KvCluster.PeerKeys(nodes[2]).Contains(backendKey) &&
                           !KvCluster.PeerKeys(nodes[3]).Contains(backendKey), TimeSpan.FromSeconds(LeaseTtlSeconds + 5));
             output.WriteLine($"node-2 killed (SIGKILL): its lease ended and every node removed it in {watch.Elapsed.TotalSeconds:0.0} s");
-            ok &= Report(output, "route to backend on node-1", KvCluster.IsProhibited(nodes[0], backend.Ip) ? "prohibit" : "routed",
+            ok &= ClusterDemo.Report(output, "route to backend on node-1", KvCluster.IsProhibited(nodes[0], backend.Ip) ? "prohibit" : "routed",
                 s => s == "prohibit", "strict mode: never sent in plaintext");
-            ok &= Report(output, "ping frontend -> backend", $"{DemoCluster.Ping(frontend, backend, 1)}/1 replies", s => s == "0/1 replies", "node-2 is gone");
+            ok &= ClusterDemo.Report(output, "ping frontend -> backend", $"{DemoCluster.Ping(frontend, backend, 1)}/1 replies", s => s == "0/1 replies", "node-2 is gone");
 
-            ClusterDemo.StopCapture(capture);
+            ok &= ClusterDemo.AuditCapture(output, capture, pcap, nodes[0].Name);
             capture = null;
-            if (File.Exists(pcap))
-            {
-                var report = CaptureAuditor.AuditFile(pcap);
-                output.WriteLine($"underlay capture on node-1 ({report.TotalPackets} packets, {report.Counts[PacketClass.WireGuard]} WireGuard): gateway audit says {report.Verdict}");
-                ok &= !report.IsLeak && report.Counts[PacketClass.WireGuard] > 0;
-            }
-            else
-            {
-                output.WriteLine("underlay capture skipped: tcpdump is not installed (scripts/setup.sh installs it)");
-            }
         }
         catch (Exception e) when (e is InvalidOperationException or IOException or TimeoutException)
         {
@@ -131,13 +120,6 @@ internal static class KvClusterDemo
         output.WriteLine(ok ? "cluster demo completed: nodes found each other through etcd, policy from etcd enforced, join and crash handled, underlay encrypted"
                             : "CLUSTER DEMO FAILED: see above");
         return ok ? 0 : 1;
-    }
-
-    private static bool Report(TextWriter output, string flow, string observed, Func<string, bool> expected, string verdict)
-    {
-        bool ok = expected(observed);
-        output.WriteLine($"  {flow,-30} {observed,-14} {(ok ? verdict : "UNEXPECTED")}");
-        return ok;
     }
 
     /// <summary>Polls another process's state (etcd, the nodes) with a bound; false if it never held.</summary>
