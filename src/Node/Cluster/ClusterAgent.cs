@@ -35,7 +35,7 @@ public sealed class ClusterAgent : IAsyncDisposable
     private readonly Dictionary<string, string> _refused = new(StringComparer.Ordinal);
     private readonly List<string> _toRelease = [];
     private string _baseText;
-    private HashSet<string> _fileKeys;
+    private ReservedClaims _fileClaims;
     private string? _appliedText;
     private Dictionary<string, ClusterPeer> _peers = new(StringComparer.Ordinal);
     private WireGuardNode? _node;
@@ -55,7 +55,7 @@ public sealed class ClusterAgent : IAsyncDisposable
         Log = log;
         NodeName = nodeName;
         NodeAddress = nodeAddress;
-        _fileKeys = ReservedKeys(config);
+        _fileClaims = Reserved(config);
         _selector = new ClusterPeerSelector(nodeName, _settings.PodCidrs, _settings.TunnelAddress, _settings.ClusterCidrs);
         _source = new ClusterOverlaySource(this);
     }
@@ -188,12 +188,14 @@ public sealed class ClusterAgent : IAsyncDisposable
         }
     }
 
-    private static HashSet<string> ReservedKeys(WgQuickConfig config)
+    private static ReservedClaims Reserved(WgQuickConfig config)
     {
         var keys = config.Peers.Select(p => p.PublicKey.ToBase64()).ToHashSet(StringComparer.Ordinal);
         using var own = config.Interface.PrivateKey!.DerivePublic();
         keys.Add(own.ToBase64());
-        return keys;
+        var tunnels = config.Peers.Where(p => p.Overlay.TunnelAddress is not null).Select(p => p.Overlay.TunnelAddress!.Value).ToList();
+        var pods = config.Peers.SelectMany(p => p.Overlay.PodCidrs).ToList();
+        return new ReservedClaims(keys, tunnels, pods);
     }
 
     // ------------------------------------------------------------------ following the store
@@ -349,7 +351,7 @@ public sealed class ClusterAgent : IAsyncDisposable
     private string Merge(ClusterSnapshot snapshot)
     {
         var claims = snapshot.Nodes.Values.Select(n => new NodeClaim(n.Name, n.WireGuardPublicKey, n.Address, n.Port, n.TunnelAddress, n.PodCidrs ?? []));
-        var (peers, refused) = _selector.Select(claims, _fileKeys);
+        var (peers, refused) = _selector.Select(claims, _fileClaims);
         var next = peers.ToDictionary(p => p.Name, StringComparer.Ordinal);
         foreach (var peer in peers)
         {
@@ -467,7 +469,7 @@ public sealed class ClusterAgent : IAsyncDisposable
             lock (_applyLock)
             {
                 _baseText = text;
-                _fileKeys = ReservedKeys(check);
+                _fileClaims = Reserved(check);
             }
         }
         Apply(force: true);

@@ -6,6 +6,9 @@ namespace Gateway.Node.Cluster;
 /// <summary>Another node as the store describes it: the fields of its record, as published.</summary>
 public sealed record NodeClaim(string Name, string? PublicKey, string? Address, int Port, string? TunnelAddress, IReadOnlyList<string> PodCidrs);
 
+/// <summary>What a node record may not claim because this node or its file's [Peer]s have it.</summary>
+public sealed record ReservedClaims(IReadOnlySet<string> Keys, IReadOnlyList<IpAddress> Tunnels, IReadOnlyList<IpPrefix> PodCidrs);
+
 /// <summary>A node record that passed every check and becomes a WireGuard and overlay peer.</summary>
 public sealed record ClusterPeer(string Name, string PublicKey, IpEndpoint Endpoint, IpAddress TunnelAddress, IReadOnlyList<IpPrefix> PodCidrs);
 
@@ -32,18 +35,23 @@ public sealed class ClusterPeerSelector
         _clusterCidrs = clusterCidrs;
     }
 
-    /// <summary>Picks the peers out of <paramref name="records"/>; <paramref name="reservedKeys"/> are
-    /// public keys already taken (this node's, the file's peers). Returns the refused ones with why.</summary>
-    public (List<ClusterPeer> Peers, List<(string Node, string Reason)> Refused) Select(IEnumerable<NodeClaim> records, IReadOnlySet<string> reservedKeys)
+    /// <summary>Picks the peers out of <paramref name="records"/>; <paramref name="reserved"/> is what
+    /// is already taken (this node's key, the file's [Peer] keys, tunnel addresses and pod CIDRs).
+    /// Returns the refused ones with why.</summary>
+    public (List<ClusterPeer> Peers, List<(string Node, string Reason)> Refused) Select(IEnumerable<NodeClaim> records, ReservedClaims reserved)
     {
         var peers = new List<ClusterPeer>();
         var refused = new List<(string, string)>();
-        var keys = new HashSet<string>(reservedKeys, StringComparer.Ordinal);
-        var tunnels = new HashSet<IpAddress> { _ownTunnel };
+        var keys = new HashSet<string>(reserved.Keys, StringComparer.Ordinal);
+        var tunnels = new HashSet<IpAddress>(reserved.Tunnels) { _ownTunnel };
         var claimed = new List<(IpPrefix Prefix, string Owner)>();
         foreach (var prefix in _ownPods)
         {
             claimed.Add((prefix, "this node"));
+        }
+        foreach (var prefix in reserved.PodCidrs)
+        {
+            claimed.Add((prefix, "a [Peer] of the file"));
         }
         // Earlier acceptance first, then by name: a deterministic order on every node.
         var ordered = records.Where(r => r.Name != _self)

@@ -20,7 +20,7 @@ public class ClusterPeerSelectorTests
     private static NodeClaim Node(int n, string? key = null, string? pods = null, string? tunnel = null, string? address = null, int port = 51871) =>
         new($"node-{n}", key ?? NewPublicKey(), address ?? $"192.168.242.{n}", port, tunnel ?? $"10.242.0.{n}", [pods ?? $"10.42.{n}.0/24"]);
 
-    private static readonly IReadOnlySet<string> Reserved = new HashSet<string> { SelfKey };
+    private static readonly ReservedClaims Reserved = new(new HashSet<string> { SelfKey }, [], []);
 
     [Fact]
     public void EveryOtherValidRecordBecomesAPeerAndSelfIsSkipped()
@@ -71,6 +71,16 @@ public class ClusterPeerSelectorTests
         Assert.Equal("node-7", Assert.Single(peers).Name);
         Assert.Equal("node-0", refused[0].Node);
         Assert.Contains("overlaps 10.42.7.0/24 of node-7", refused[0].Reason);
+    }
+
+    [Fact]
+    public void ARecordCollidingWithAPeerOfTheFileIsRefused()
+    {
+        var file = new ReservedClaims(new HashSet<string> { SelfKey }, [IpAddress.Parse("10.242.0.9")], [IpPrefix.Parse("10.42.9.0/24")]);
+        var (peers, refused) = Selector().Select([Node(9, tunnel: "10.242.0.99"), Node(8, tunnel: "10.242.0.9")], file);
+        Assert.Empty(peers);
+        Assert.Contains(refused, r => r.Node == "node-9" && r.Reason.Contains("of a [Peer] of the file", StringComparison.Ordinal));
+        Assert.Contains(refused, r => r.Node == "node-8" && r.Reason.Contains("tunnel address 10.242.0.9 is already used", StringComparison.Ordinal));
     }
 
     [Fact]
