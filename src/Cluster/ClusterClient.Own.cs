@@ -424,9 +424,16 @@ public sealed partial class ClusterClient
             {
                 return;
             }
-            catch (Exception e) when (e is RpcException or OperationCanceledException or KvStoreUnavailableException or IOException)
+            catch (Exception e)
             {
-                MarkDown(e);
+                if (e is RpcException or OperationCanceledException or KvStoreUnavailableException or IOException)
+                {
+                    MarkDown(e);
+                }
+                else
+                {
+                    _log($"kvstore: lease keep-alive error {e.GetType().Name}: {e.Message}; retrying");
+                }
                 try
                 {
                     await Task.Delay(backoff, _clock, ct).ConfigureAwait(false);

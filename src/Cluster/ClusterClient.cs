@@ -65,10 +65,14 @@ public sealed partial class ClusterClient : IAsyncDisposable
         {
             await client.ResyncAsync(raise: false, ct).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is RpcException or KvStoreUnavailableException)
+        catch (Exception e)
         {
             await client.DisposeAsync().ConfigureAwait(false);
-            throw e as KvStoreUnavailableException ?? new KvStoreUnavailableException(etcd.Describe(e), e);
+            if (e is RpcException)
+            {
+                throw new KvStoreUnavailableException(etcd.Describe(e), e);
+            }
+            throw;
         }
         return client;
     }
@@ -138,9 +142,18 @@ public sealed partial class ClusterClient : IAsyncDisposable
             {
                 break;
             }
-            catch (Exception e) when (e is RpcException or KvStoreUnavailableException or OperationCanceledException or IOException)
+            catch (Exception e)
             {
-                MarkDown(e);
+                // Nothing may end the loop but cancellation: etcd errors mark it down, anything
+                // else is logged, and both are retried after a back-off.
+                if (e is RpcException or KvStoreUnavailableException or OperationCanceledException or IOException)
+                {
+                    MarkDown(e);
+                }
+                else
+                {
+                    _log($"kvstore: watch loop error {e.GetType().Name}: {e.Message}; re-listing");
+                }
                 try
                 {
                     await Task.Delay(backoff, _clock, ct).ConfigureAwait(false);
@@ -187,18 +200,17 @@ public sealed partial class ClusterClient : IAsyncDisposable
             {
                 continue;
             }
-            bool changed = false;
-            long revision;
+            bool changed;
             lock (_stateLock)
             {
-                revision = _current.Revision;
+                long revision = _current.Revision;
                 foreach (var ev in r.Events)
                 {
                     string key = ev.Kv.Key.ToStringUtf8();
-                    changed |= _state.Apply(key, ev.Type == Mvccpb.Event.Types.EventType.Put ? ev.Kv.Value : null);
+                    _state.Apply(key, ev.Type == Mvccpb.Event.Types.EventType.Put ? ev.Kv.Value : null);
                     revision = Math.Max(revision, ev.Kv.ModRevision);
                 }
-                _current = _state.Build(revision);
+                _current = _state.Build(revision, out changed);
             }
             if (changed)
             {
@@ -208,23 +220,31 @@ public sealed partial class ClusterClient : IAsyncDisposable
         throw new RpcException(new Status(StatusCode.Unavailable, "etcd closed the watch stream"));
     }
 
-    /// <summary>Lists every watched prefix at one revision and makes the state equal to it.</summary>
+    /// <summary>Lists every watched prefix at one revision and makes the state equal to it,
+    /// decoding each page while etcd reads the next.</summary>
     private async Task ResyncAsync(bool raise, CancellationToken ct)
     {
         while (true)
         {
-            var all = new Dictionary<string, Google.Protobuf.ByteString>(StringComparer.Ordinal);
             long revision = 0;
+            lock (_stateLock)
+            {
+                _state.BeginList();
+            }
             try
             {
                 foreach (string prefix in _state.Prefixes)
                 {
-                    var (kvs, rev) = await _etcd.ListAsync(prefix, revision, ct).ConfigureAwait(false);
-                    revision = rev;
-                    foreach (var kv in kvs)
+                    revision = await _etcd.ListPagesAsync(prefix, revision, page =>
                     {
-                        all[kv.Key.ToStringUtf8()] = kv.Value;
-                    }
+                        lock (_stateLock)
+                        {
+                            foreach (var kv in page.Kvs)
+                            {
+                                _state.ApplyListed(kv.Key.ToStringUtf8(), kv.Value);
+                            }
+                        }
+                    }, ct).ConfigureAwait(false);
                 }
             }
             catch (RpcException e) when (e.StatusCode == StatusCode.OutOfRange)
@@ -235,8 +255,8 @@ public sealed partial class ClusterClient : IAsyncDisposable
             bool changed;
             lock (_stateLock)
             {
-                changed = _state.Replace(all);
-                _current = _state.Build(revision);
+                _state.EndList();
+                _current = _state.Build(revision, out changed);
             }
             if (changed && raise)
             {

@@ -22,6 +22,9 @@ internal sealed class ClusterState
     private readonly ImmutableDictionary<uint, string>.Builder _ids = ImmutableDictionary.CreateBuilder<uint, string>();
     private readonly ImmutableDictionary<string, PolicyRecord>.Builder _policies = ImmutableDictionary.CreateBuilder<string, PolicyRecord>(StringComparer.Ordinal);
 
+    private HashSet<string>? _listed;
+    private bool _dirty;
+
     public ClusterState(KvKeys keys, Action<string> log)
     {
         _keys = keys;
@@ -37,6 +40,34 @@ internal sealed class ClusterState
 
     /// <summary>Applies a put (<paramref name="value"/> non-null) or a delete; true if the decoded view changed.</summary>
     public bool Apply(string key, ByteString? value)
+    {
+        bool changed = ApplyCore(key, value);
+        _dirty |= changed;
+        return changed;
+    }
+
+    /// <summary>Starts applying a full list page by page (<see cref="ApplyListed"/>); keys the list
+    /// does not hold are deleted by <see cref="EndList"/>. A list abandoned half way (an error)
+    /// leaves the state dirty, so the next <see cref="Build"/> still reports the change.</summary>
+    public void BeginList() => _listed = new HashSet<string>(StringComparer.Ordinal);
+
+    public void ApplyListed(string key, ByteString value)
+    {
+        (_listed ?? throw new InvalidOperationException("BeginList first")).Add(key);
+        Apply(key, value);
+    }
+
+    public void EndList()
+    {
+        var listed = _listed ?? throw new InvalidOperationException("BeginList first");
+        foreach (var key in _raw.Keys.Where(k => !listed.Contains(k)).ToList())
+        {
+            Apply(key, null);
+        }
+        _listed = null;
+    }
+
+    private bool ApplyCore(string key, ByteString? value)
     {
         if (value is null)
         {
@@ -61,20 +92,25 @@ internal sealed class ClusterState
     /// <summary>Makes the state equal to a full list; true if the decoded view changed.</summary>
     public bool Replace(IReadOnlyDictionary<string, ByteString> all)
     {
-        bool changed = false;
-        foreach (var key in _raw.Keys.Where(k => !all.ContainsKey(k)).ToList())
-        {
-            changed |= Apply(key, null);
-        }
+        BeginList();
         foreach (var (key, value) in all)
         {
-            changed |= Apply(key, value);
+            ApplyListed(key, value);
         }
-        return changed;
+        EndList();
+        return _dirty;
     }
 
-    public ClusterSnapshot Build(long revision) =>
-        new(revision, _nodes.ToImmutable(), _ip.ToImmutable(), _ids.ToImmutable(), _policies.ToImmutable());
+    /// <summary>The snapshot of the current state; <paramref name="changed"/> says whether anything
+    /// changed since the previous Build.</summary>
+    public ClusterSnapshot Build(long revision, out bool changed)
+    {
+        changed = _dirty;
+        _dirty = false;
+        return new(revision, _nodes.ToImmutable(), _ip.ToImmutable(), _ids.ToImmutable(), _policies.ToImmutable());
+    }
+
+    public ClusterSnapshot Build(long revision) => Build(revision, out _);
 
     private bool Put(string key, ByteString value)
     {

@@ -106,6 +106,47 @@ internal sealed class EtcdConnection : IDisposable
         }
     }
 
+    /// <summary>
+    /// Every key under <paramref name="prefix"/> at <paramref name="revision"/> (0 = now), page by
+    /// page to <paramref name="onPage"/>, asking etcd for the next page before handing over the
+    /// current one, so etcd reads while the caller decodes. Returns the list's revision.
+    /// </summary>
+    public async Task<long> ListPagesAsync(string prefix, long revision, Action<RangeResponse> onPage, CancellationToken ct, int pageSize = 5000)
+    {
+        var end = Bytes(KvKeys.RangeEnd(prefix));
+        var resp = await RangeAsync(new RangeRequest { Key = Bytes(prefix), RangeEnd = end, Revision = revision, Limit = pageSize }, ct).ConfigureAwait(false);
+        if (revision == 0)
+        {
+            revision = resp.Header.Revision;
+        }
+        while (true)
+        {
+            Task<RangeResponse>? next = null;
+            if (resp.More && resp.Kvs.Count > 0)
+            {
+                var from = ByteString.CopyFrom([.. resp.Kvs[^1].Key.Span, 0]);
+                next = RangeAsync(new RangeRequest { Key = from, RangeEnd = end, Revision = revision, Limit = pageSize }, ct);
+            }
+            try
+            {
+                onPage(resp);
+            }
+            catch
+            {
+                if (next is not null)
+                {
+                    await ((Task)next).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                }
+                throw;
+            }
+            if (next is null)
+            {
+                return revision;
+            }
+            resp = await next.ConfigureAwait(false);
+        }
+    }
+
     /// <summary>A one-line reason for a failed call: unreachable, deadline, TLS refused.</summary>
     public string Describe(Exception e)
     {
