@@ -11,9 +11,11 @@ namespace Gateway.Datapath.Devices;
 /// Datagrams go straight into and out of caller-owned pinned memory, so nothing is copied or
 /// allocated per datagram. An IPv6 socket is dual-stack: IPv4 peers appear as IPv4 endpoints.
 /// One thread receives at a time; sends from several threads are serialised by a lock
-/// (uncontended in the common case of one sending thread).
+/// (uncontended in the common case of one sending thread). The data path uses it as an
+/// <see cref="IUdpBind"/> over pooled <see cref="PacketBuffer"/>s; the pointer-level calls are
+/// internal to Datapath.
 /// </summary>
-public sealed unsafe class UdpBatchSocket : IDisposable
+public sealed unsafe class UdpBatchSocket : IUdpBind
 {
     /// <summary>Socket buffer size asked for by default: large enough for bursts at line rate.</summary>
     public const int DefaultBufferBytes = 8 << 20;
@@ -95,7 +97,7 @@ public sealed unsafe class UdpBatchSocket : IDisposable
     /// Returns the count, or -1 once the socket is closed. Oversized datagrams are truncated
     /// and reported with a length of -1 so the caller drops them.
     /// </summary>
-    public int ReceiveBatch(ReadOnlySpan<nint> buffers, int capacity, Span<int> lengths, Span<IpEndpoint> sources)
+    internal int ReceiveBatch(ReadOnlySpan<nint> buffers, int capacity, Span<int> lengths, Span<IpEndpoint> sources)
     {
         if (!Enter())
         {
@@ -174,7 +176,7 @@ public sealed unsafe class UdpBatchSocket : IDisposable
     /// for socket space as needed. Returns how many were handed to the kernel; datagrams the
     /// kernel refuses outright (no route, wrong family) are skipped and not counted.
     /// </summary>
-    public int SendBatch(ReadOnlySpan<nint> buffers, ReadOnlySpan<int> lengths, ReadOnlySpan<IpEndpoint> destinations)
+    internal int SendBatch(ReadOnlySpan<nint> buffers, ReadOnlySpan<int> lengths, ReadOnlySpan<IpEndpoint> destinations)
     {
         if (!Enter())
         {
@@ -254,8 +256,90 @@ public sealed unsafe class UdpBatchSocket : IDisposable
         return sent;
     }
 
-    /// <summary>Sends one datagram (convenience path for handshakes and tests).</summary>
-    public bool Send(ReadOnlySpan<byte> datagram, IpEndpoint destination)
+    // ------------------------------------------------------------------ IUdpBind
+
+    private readonly Lock _bindLock = new(); // guards the scratch arrays of the buffer-level calls
+    private nint[]? _bindPointers;
+    private int[]? _bindLengths;
+    private long _oversized;
+
+    /// <inheritdoc/>
+    public long OversizedDatagrams => Interlocked.Read(ref _oversized);
+
+    /// <inheritdoc/>
+    public int Receive(ReadOnlySpan<PacketBuffer> buffers, Span<IpEndpoint> sources)
+    {
+        int count = Math.Min(Math.Min(buffers.Length, sources.Length), _batch);
+        if (count == 0)
+        {
+            return 0;
+        }
+        var pointers = _recvPointers ??= new nint[_batch];
+        var lengths = _recvLengths ??= new int[_batch];
+        int capacity = int.MaxValue;
+        for (int i = 0; i < count; i++)
+        {
+            pointers[i] = buffers[i].WritableTailAddress;
+            capacity = Math.Min(capacity, buffers[i].WritableTail.Length);
+        }
+        while (true)
+        {
+            int n = ReceiveBatch(pointers.AsSpan(0, count), capacity, lengths.AsSpan(0, count), sources[..count]);
+            if (n <= 0)
+            {
+                return n < 0 ? -1 : 0;
+            }
+            // Truncated datagrams are dropped here: the rest move up so that the batch stays dense.
+            int kept = 0;
+            for (int i = 0; i < n; i++)
+            {
+                if (lengths[i] < 0)
+                {
+                    Interlocked.Increment(ref _oversized);
+                    continue;
+                }
+                if (kept != i)
+                {
+                    buffers[i].WritableTail[..lengths[i]].CopyTo(buffers[kept].WritableTail);
+                    sources[kept] = sources[i];
+                }
+                buffers[kept++].SetLength(lengths[i]);
+            }
+            if (kept > 0)
+            {
+                return kept;
+            }
+        }
+    }
+
+    private nint[]? _recvPointers;
+    private int[]? _recvLengths;
+
+    /// <inheritdoc/>
+    public int Send(ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations)
+    {
+        int total = Math.Min(packets.Length, destinations.Length);
+        int sent = 0;
+        lock (_bindLock)
+        {
+            var pointers = _bindPointers ??= new nint[_batch];
+            var lengths = _bindLengths ??= new int[_batch];
+            for (int start = 0; start < total; start += _batch)
+            {
+                int count = Math.Min(_batch, total - start);
+                for (int i = 0; i < count; i++)
+                {
+                    pointers[i] = packets[start + i].DataAddress;
+                    lengths[i] = packets[start + i].Length;
+                }
+                sent += SendBatch(pointers.AsSpan(0, count), lengths.AsSpan(0, count), destinations.Slice(start, count));
+            }
+        }
+        return sent;
+    }
+
+    /// <summary>Sends one datagram (handshake messages, keepalives, tests).</summary>
+    public bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination)
     {
         fixed (byte* p = datagram)
         {
