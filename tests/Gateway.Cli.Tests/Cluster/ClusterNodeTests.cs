@@ -252,10 +252,11 @@ public class ClusterNodeTests
     }
 
     [SkippableFact]
-    public void BadRecordsInEtcdAreLoggedAndIgnored()
+    public void BadRecordsInEtcdAreLoggedAndIgnoredEditsAreRepublishedAndACleanStopDeregisters()
     {
         Skip.If(KvCluster.CannotRunReason() is not null, KvCluster.CannotRunReason());
-        using var cluster = new KvCluster(NewId(), leaseTtlSeconds: 3);
+        // A long lease: node-2 leaving quickly at the end can only be its deregistration.
+        using var cluster = new KvCluster(NewId(), leaseTtlSeconds: 60);
         cluster.StartEtcd();
         var a = cluster.AddNode(1);
         var b = cluster.AddNode(2);
@@ -288,6 +289,13 @@ public class ClusterNodeTests
             "the new pod in the ipcache", 5);
         Assert.Contains("k8s:app=new-label", cluster.Etcdctl("get --prefix --keys-only cilium/state/identities/v1/value/"));
         Assert.Equal(3, DemoCluster.Ping(pb, added));
+
+        // A clean stop (SIGTERM) deregisters: node-1 drops node-2 at once, not after the 60 s lease.
+        string keyB = b.PublicKey.ToBase64();
+        KvCluster.StopNode(b, kill: false);
+        Assert.Contains("cluster: deregistered node 'node-2'", NodeLog(b));
+        WaitFor(() => !KvCluster.PeerKeys(a).Contains(keyB), "node-2 removed after deregistering", 2);
+        Assert.True(KvCluster.IsProhibited(a, pb.Ip));
     }
 
     [SkippableFact]
