@@ -1,5 +1,3 @@
-using System.Buffers;
-
 namespace Gateway.Datapath.Devices;
 
 /// <summary>
@@ -120,16 +118,17 @@ public sealed class MemoryNetwork
 }
 
 /// <summary>
-/// A UDP bind on a <see cref="MemoryNetwork"/>. Datagrams are held in <see cref="ArrayPool{T}"/>
+/// A UDP bind on a <see cref="MemoryNetwork"/>. Datagrams are held in reused
 /// arrays, so after warm-up neither sending nor receiving allocates.
 /// </summary>
 public sealed class MemoryBind : IUdpBind
 {
     private readonly MemoryNetwork _network;
-    private readonly Queue<(IpEndpoint Source, byte[] Bytes, int Length)> _inbox = new();
+    private readonly Queue<(IpEndpoint Source, byte[] Bytes, int Length)> _inbox = new(4096);
     private readonly object _sync = new();
     private bool _closed;
     private long _oversized;
+    private readonly FramePool _frames = new();
 
     internal object Sync => _sync;
 
@@ -154,13 +153,13 @@ public sealed class MemoryBind : IUdpBind
 
     internal bool Enqueue(IpEndpoint source, ReadOnlySpan<byte> datagram)
     {
-        var bytes = ArrayPool<byte>.Shared.Rent(datagram.Length);
+        var bytes = _frames.Rent(datagram.Length);
         datagram.CopyTo(bytes);
         lock (_sync)
         {
             if (_closed)
             {
-                ArrayPool<byte>.Shared.Return(bytes);
+                _frames.Return(bytes);
                 return false;
             }
             _inbox.Enqueue((source, bytes, datagram.Length));
@@ -203,7 +202,7 @@ public sealed class MemoryBind : IUdpBind
                         sources[n] = item.Source;
                         n++;
                     }
-                    ArrayPool<byte>.Shared.Return(item.Bytes);
+                    _frames.Return(item.Bytes);
                 }
             }
             return n;
@@ -230,7 +229,7 @@ public sealed class MemoryBind : IUdpBind
             var item = _inbox.Dequeue();
             datagram = item.Bytes.AsSpan(0, item.Length).ToArray();
             source = item.Source;
-            ArrayPool<byte>.Shared.Return(item.Bytes);
+            _frames.Return(item.Bytes);
             return true;
         }
     }
@@ -255,7 +254,7 @@ public sealed class MemoryBind : IUdpBind
             _closed = true;
             while (_inbox.TryDequeue(out var item))
             {
-                ArrayPool<byte>.Shared.Return(item.Bytes);
+                _frames.Return(item.Bytes);
             }
             Monitor.PulseAll(_sync);
         }

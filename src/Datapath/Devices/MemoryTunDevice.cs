@@ -7,15 +7,16 @@ namespace Gateway.Datapath.Devices;
 /// the node reads, and what the node writes waits in an outbox for <see cref="TryTake"/>. With
 /// <c>vnetHeader</c> and <c>offloads</c> the frames carry a virtio_net_hdr both ways and the same
 /// offload code as the kernel device's runs (segmentation on read, GRO on write), so offload paths
-/// are tested without root. Frames are held in <see cref="ArrayPool{T}"/> arrays: after warm-up
+/// are tested without root. Frames are held in reused arrays: after warm-up
 /// neither side allocates.
 /// </summary>
 public sealed class MemoryTunDevice : BatchTunDevice
 {
-    private readonly Queue<(byte[] Bytes, int Length)> _inbox = new();
-    private readonly Queue<(byte[] Bytes, int Length)> _outbox = new();
+    private readonly Queue<(byte[] Bytes, int Length)> _inbox = new(4096);
+    private readonly Queue<(byte[] Bytes, int Length)> _outbox = new(4096);
     private readonly object _sync = new();
     private bool _closed;
+    private readonly FramePool _frames = new();
 
     public MemoryTunDevice(string name = "mem0", bool vnetHeader = false, bool offloads = false, bool udpOffloads = false)
     {
@@ -42,7 +43,7 @@ public sealed class MemoryTunDevice : BatchTunDevice
     /// <summary>Queues a frame for the node to read (with the vnet header when the device has one).</summary>
     public void Inject(ReadOnlySpan<byte> frame)
     {
-        var bytes = ArrayPool<byte>.Shared.Rent(frame.Length);
+        var bytes = _frames.Rent(frame.Length);
         frame.CopyTo(bytes);
         lock (_sync)
         {
@@ -82,7 +83,7 @@ public sealed class MemoryTunDevice : BatchTunDevice
             }
             var (bytes, length) = _outbox.Dequeue();
             frame = bytes.AsSpan(0, length).ToArray();
-            ArrayPool<byte>.Shared.Return(bytes);
+            _frames.Return(bytes);
             return true;
         }
     }
@@ -102,7 +103,7 @@ public sealed class MemoryTunDevice : BatchTunDevice
                 }
             }
             take(item.Bytes.AsSpan(0, item.Length), state);
-            ArrayPool<byte>.Shared.Return(item.Bytes);
+            _frames.Return(item.Bytes);
             n++;
         }
     }
@@ -132,19 +133,19 @@ public sealed class MemoryTunDevice : BatchTunDevice
         var (bytes, length) = _inbox.Dequeue();
         int n = Math.Min(length, buffer.Length); // a short buffer gets a truncated copy, as read(2) would
         bytes.AsSpan(0, n).CopyTo(buffer);
-        ArrayPool<byte>.Shared.Return(bytes);
+        _frames.Return(bytes);
         return n;
     }
 
     public override bool Write(ReadOnlySpan<byte> frame)
     {
-        var bytes = ArrayPool<byte>.Shared.Rent(frame.Length);
+        var bytes = _frames.Rent(frame.Length);
         frame.CopyTo(bytes);
         lock (_sync)
         {
             if (_closed)
             {
-                ArrayPool<byte>.Shared.Return(bytes);
+                _frames.Return(bytes);
                 return false;
             }
             _outbox.Enqueue((bytes, frame.Length));

@@ -15,10 +15,11 @@ namespace Gateway.Datapath.Devices;
 /// <see cref="IUdpBind"/> over pooled <see cref="PacketBuffer"/>s; the pointer-level calls are
 /// internal to Datapath.
 /// </summary>
-public sealed unsafe class UdpBatchSocket : IUdpBind
+public sealed unsafe partial class UdpBatchSocket : IUdpBind
 {
-    /// <summary>Socket buffer size asked for by default: large enough for bursts at line rate.</summary>
-    public const int DefaultBufferBytes = 8 << 20;
+    /// <summary>Socket buffer size asked for by default, wireguard-go's (7 MiB): large enough for
+    /// bursts at line rate. As root SO_*BUFFORCE passes the sysctl limits.</summary>
+    public const int DefaultBufferBytes = 7 << 20;
 
     private readonly Socket _socket;
     private readonly int _fd;
@@ -41,7 +42,8 @@ public sealed unsafe class UdpBatchSocket : IUdpBind
 
     /// <summary>Binds to <paramref name="port"/> (0 = any) on <paramref name="bindAddress"/>
     /// (null = all addresses, dual-stack).</summary>
-    public UdpBatchSocket(ushort port, IpAddress? bindAddress = null, int batchSize = 64, int bufferBytes = DefaultBufferBytes)
+    /// <param name="offloads">Use UDP GSO on send and UDP GRO on receive when the kernel has them.</param>
+    public UdpBatchSocket(ushort port, IpAddress? bindAddress = null, int batchSize = 64, int bufferBytes = DefaultBufferBytes, bool offloads = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         _batch = batchSize;
@@ -73,6 +75,7 @@ public sealed unsafe class UdpBatchSocket : IUdpBind
         _sendHeaders = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(MMsgHdr)));
         _sendIov = (IoVec*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(IoVec)));
         _sendNames = (byte*)NativeMemory.AllocZeroed((nuint)(batchSize * NameSize));
+        InitOffloads(offloads);
     }
 
     /// <summary>The bound port (useful after binding port 0).</summary>
@@ -258,85 +261,10 @@ public sealed unsafe class UdpBatchSocket : IUdpBind
 
     // ------------------------------------------------------------------ IUdpBind
 
-    private readonly Lock _bindLock = new(); // guards the scratch arrays of the buffer-level calls
-    private nint[]? _bindPointers;
-    private int[]? _bindLengths;
     private long _oversized;
 
     /// <inheritdoc/>
     public long OversizedDatagrams => Interlocked.Read(ref _oversized);
-
-    /// <inheritdoc/>
-    public int Receive(ReadOnlySpan<PacketBuffer> buffers, Span<IpEndpoint> sources)
-    {
-        int count = Math.Min(Math.Min(buffers.Length, sources.Length), _batch);
-        if (count == 0)
-        {
-            return 0;
-        }
-        var pointers = _recvPointers ??= new nint[_batch];
-        var lengths = _recvLengths ??= new int[_batch];
-        int capacity = int.MaxValue;
-        for (int i = 0; i < count; i++)
-        {
-            pointers[i] = buffers[i].WritableTailAddress;
-            capacity = Math.Min(capacity, buffers[i].WritableTail.Length);
-        }
-        while (true)
-        {
-            int n = ReceiveBatch(pointers.AsSpan(0, count), capacity, lengths.AsSpan(0, count), sources[..count]);
-            if (n <= 0)
-            {
-                return n < 0 ? -1 : 0;
-            }
-            // Truncated datagrams are dropped here: the rest move up so that the batch stays dense.
-            int kept = 0;
-            for (int i = 0; i < n; i++)
-            {
-                if (lengths[i] < 0)
-                {
-                    Interlocked.Increment(ref _oversized);
-                    continue;
-                }
-                if (kept != i)
-                {
-                    buffers[i].WritableTail[..lengths[i]].CopyTo(buffers[kept].WritableTail);
-                    sources[kept] = sources[i];
-                }
-                buffers[kept++].SetLength(lengths[i]);
-            }
-            if (kept > 0)
-            {
-                return kept;
-            }
-        }
-    }
-
-    private nint[]? _recvPointers;
-    private int[]? _recvLengths;
-
-    /// <inheritdoc/>
-    public int Send(ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations)
-    {
-        int total = Math.Min(packets.Length, destinations.Length);
-        int sent = 0;
-        lock (_bindLock)
-        {
-            var pointers = _bindPointers ??= new nint[_batch];
-            var lengths = _bindLengths ??= new int[_batch];
-            for (int start = 0; start < total; start += _batch)
-            {
-                int count = Math.Min(_batch, total - start);
-                for (int i = 0; i < count; i++)
-                {
-                    pointers[i] = packets[start + i].DataAddress;
-                    lengths[i] = packets[start + i].Length;
-                }
-                sent += SendBatch(pointers.AsSpan(0, count), lengths.AsSpan(0, count), destinations.Slice(start, count));
-            }
-        }
-        return sent;
-    }
 
     /// <summary>Sends one datagram (handshake messages, keepalives, tests).</summary>
     public bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination)
@@ -428,6 +356,7 @@ public sealed unsafe class UdpBatchSocket : IUdpBind
         NativeMemory.Free(_sendHeaders);
         NativeMemory.Free(_sendIov);
         NativeMemory.Free(_sendNames);
+        FreeOffloads();
     }
 
     /// <summary>Closes the socket and wakes threads blocked in receive or send. The native

@@ -81,23 +81,10 @@ public sealed class UdpCoalescer
         }
         else
         {
-            bool v4 = _ipHeader == 20;
-            if (v4)
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(packet[2..], (ushort)_length);
-                packet[10] = 0;
-                packet[11] = 0;
-                BinaryPrimitives.WriteUInt16BigEndian(packet[10..], InternetChecksum.Compute(packet[..20]));
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(packet[4..], (ushort)(_length - 40));
-            }
+            IpLengths.Write(packet, _length);
             int udpLength = _length - _ipHeader;
             BinaryPrimitives.WriteUInt16BigEndian(packet[(_ipHeader + 4)..], (ushort)udpLength);
-            ulong pseudo = v4
-                ? TransportChecksum.PseudoHeaderV4(BinaryPrimitives.ReadUInt32BigEndian(packet[12..]), BinaryPrimitives.ReadUInt32BigEndian(packet[16..]), (byte)IpProtocol.Udp, udpLength)
-                : TransportChecksum.PseudoHeaderV6(packet.Slice(8, 16), packet.Slice(24, 16), (byte)IpProtocol.Udp, udpLength);
+            ulong pseudo = IpLengths.PseudoHeader(packet, IpProtocol.Udp, udpLength);
             BinaryPrimitives.WriteUInt16BigEndian(packet[(_ipHeader + 6)..], InternetChecksum.Fold(pseudo));
             new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, GsoType.UdpL4, ecn: false,
                 (ushort)(_ipHeader + 8), (ushort)_size, (ushort)_ipHeader, 6).Write(header);

@@ -70,25 +70,10 @@ public static class UdpSegmenter
         var segment = destination[..length];
         packet[..headerLength].CopyTo(segment);
         packet.Slice(payloadStart, payload).CopyTo(segment[headerLength..]);
-        if (segment[0] >> 4 == 4)
-        {
-            int ipHeader = (segment[0] & 0x0F) * 4;
-            BinaryPrimitives.WriteUInt16BigEndian(segment[2..], (ushort)length);
-            ushort id = BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
-            BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(id + index));
-            segment[10] = 0;
-            segment[11] = 0;
-            BinaryPrimitives.WriteUInt16BigEndian(segment[10..], InternetChecksum.Compute(segment[..ipHeader]));
-        }
-        else
-        {
-            BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(length - 40));
-        }
+        IpLengths.Write(segment, length, idIncrement: index);
         int udpLength = length - udp;
         BinaryPrimitives.WriteUInt16BigEndian(segment[(udp + 4)..], (ushort)udpLength);
-        ulong sum = segment[0] >> 4 == 4
-            ? TransportChecksum.PseudoHeaderV4(BinaryPrimitives.ReadUInt32BigEndian(segment[12..]), BinaryPrimitives.ReadUInt32BigEndian(segment[16..]), (byte)IpProtocol.Udp, udpLength)
-            : TransportChecksum.PseudoHeaderV6(segment.Slice(8, 16), segment.Slice(24, 16), (byte)IpProtocol.Udp, udpLength);
+        ulong sum = IpLengths.PseudoHeader(segment, IpProtocol.Udp, udpLength);
         segment[udp + 6] = 0;
         segment[udp + 7] = 0;
         ushort checksum = InternetChecksum.Finish(InternetChecksum.Add(sum, segment[udp..]));

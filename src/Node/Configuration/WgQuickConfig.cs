@@ -51,7 +51,7 @@ public sealed class PeerSection
 /// Gateway adds an optional [Overlay] section and the [Peer] keys TunnelAddress and PodCIDRs
 /// for overlay mode (docs/overlay.md).
 /// </summary>
-public sealed class WgQuickConfig : IDisposable
+public sealed partial class WgQuickConfig : IDisposable
 {
     public required string Path { get; init; }
     public InterfaceSection Interface { get; } = new();
@@ -255,6 +255,7 @@ public sealed class WgQuickConfig : IDisposable
         {
             throw new ConfigException(Path, Overlay.Line, "[Overlay] has no TunnelAddress");
         }
+        ValidateIpsec(Overlay);
         if (Overlay.EndpointsPath is null)
         {
             throw new ConfigException(Path, Overlay.Line, "[Overlay] has no Endpoints file");
@@ -355,6 +356,12 @@ public sealed class WgQuickConfig : IDisposable
             case "clustername":
                 _kvStoreKeys.Add((name, ResolveKvStoreValue(name, value, ResolvePath), line));
                 break;
+            // IPsec keys (issue 16) live in WgQuickConfig.Ipsec.cs.
+            case "encryption":
+            case "ipseckeyfile":
+            case "ipseckeyrotationduration":
+                ApplyIpsecKey(overlay, name, value, line, ResolvePath(value));
+                break;
             default:
                 throw new ConfigException(Path, line, $"unknown key '{name}' in [Overlay]");
         }
@@ -446,6 +453,11 @@ public sealed class WgQuickConfig : IDisposable
         if (overlay.IdentityStorePath is not null)
         {
             throw new ConfigException(Path, first.Line, "KVStore and IdentityStore exclude each other (in cluster mode etcd allocates the identities)");
+        }
+        if (overlay.Encryption == OverlayEncryption.Ipsec)
+        {
+            // Node records carry WireGuard keys; IPsec nodes are not discovered through the store yet.
+            throw new ConfigException(Path, first.Line, "KVStore (cluster mode) works with Encryption = wireguard only");
         }
         if (overlay.ClusterCidrs.Count == 0)
         {

@@ -57,6 +57,12 @@ internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interface
         text.Describe("gateway_tun_super_packets_total", "counter", "TCP and UDP super-packets moved through the TUN device with offloads: read and cut into packets, or merged from packets and written.");
         text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref device.SuperPacketsRead), ("interface", name), ("direction", "read"));
         text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref device.SuperPacketsWritten), ("interface", name), ("direction", "written"));
+        if (bind is UdpBatchSocket socket)
+        {
+            text.Describe("gateway_udp_offload_messages_total", "counter", "UDP messages that carried more than one datagram: sent with GSO, or received coalesced by GRO.");
+            text.Sample("gateway_udp_offload_messages_total", socket.GsoSends, ("interface", name), ("kind", "gso_send"));
+            text.Sample("gateway_udp_offload_messages_total", socket.GroReceives, ("interface", name), ("kind", "gro_receive"));
+        }
         text.Describe("gateway_forward_count_total", "counter", "Packets forwarded, by direction.");
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportSent), ("interface", name), ("direction", "egress"));
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportDelivered), ("interface", name), ("direction", "ingress"));

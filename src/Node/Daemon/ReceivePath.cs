@@ -50,6 +50,10 @@ internal sealed class ReceivePath
     private readonly int _batchSize;
     private OrderedStage<InboundBatch>? _stage;
     private InboundBatch? _overflow;
+    private long _allocated;
+
+    /// <summary>Bytes the reader thread has allocated so far (read per batch, for the 0 B/packet tests).</summary>
+    public long AllocatedBytes => Volatile.Read(ref _allocated);
 
     public ReceivePath(IBatchTunDevice tun, IUdpBind bind, IIngressStage ingress, NodeMetrics metrics, int batchSize)
     {
@@ -103,6 +107,7 @@ internal sealed class ReceivePath
             }
             batch.Count = n;
             stage.Publish(batch);
+            Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
         }
     }
 

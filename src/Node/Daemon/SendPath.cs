@@ -50,6 +50,10 @@ internal sealed class SendPath
     private readonly int _batchSize;
     private readonly int _bufferSize;
     private OrderedStage<OutboundBatch>? _stage;
+    private long _allocated;
+
+    /// <summary>Bytes the reader thread has allocated so far (read per batch, for the 0 B/packet tests).</summary>
+    public long AllocatedBytes => Volatile.Read(ref _allocated);
 
     public SendPath(IBatchTunDevice tun, IUdpBind bind, WireGuardEngine engine, IEgressStage egress, NodeMetrics metrics, int batchSize, int mtu)
     {
@@ -107,6 +111,7 @@ internal sealed class SendPath
             }
             batch.Count = n;
             stage.Publish(batch);
+            Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
         }
     }
 

@@ -79,6 +79,8 @@ public sealed class WireGuardNode : IAsyncDisposable
     private MetricsServer? _metrics;
     private OverlayRuntime? _overlay;
     private NodeConfigurator? _configurator;
+    private SendPath? _send;
+    private ReceivePath? _receive;
     private int _disposed;
 
     private WireGuardNode(WireGuardNodeOptions options)
@@ -213,6 +215,8 @@ public sealed class WireGuardNode : IAsyncDisposable
         IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : new OverlayIngress(_overlay);
         var send = new SendPath(tun, bind, _engine, egress, metrics, _options.BatchSize, Mtu);
         var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize);
+        _send = send;
+        _receive = receive;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;
         var crypto = new CryptoPool(workers, message =>
         {
@@ -241,6 +245,9 @@ public sealed class WireGuardNode : IAsyncDisposable
     }
 
     private Func<string>? _renderMetrics;
+
+    /// <summary>Bytes allocated so far by the two reader threads (with inline crypto: the whole data path).</summary>
+    internal long DataPathAllocatedBytes => (_send?.AllocatedBytes ?? 0) + (_receive?.AllocatedBytes ?? 0);
 
     /// <summary>The Prometheus text the metrics endpoint serves (also without the endpoint).</summary>
     public string RenderMetrics() => (_renderMetrics ?? throw new InvalidOperationException("not started"))();
