@@ -14,24 +14,7 @@ public sealed class ClusterCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
 
-    private const string TwoPolicies = """
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata:
-          name: allow-web
-          namespace: default
-        spec:
-          endpointSelector:
-            matchLabels:
-              app: web
-          ingress:
-          - fromEndpoints:
-            - matchLabels:
-                app: client
-            toPorts:
-            - ports:
-              - port: "80"
-                protocol: TCP
+    private static readonly string TwoPolicies = SamplePolicies.Cnp("allow-web", "default") + "\n" + """
         ---
         apiVersion: networking.k8s.io/v1
         kind: NetworkPolicy

@@ -159,8 +159,8 @@ public sealed class ClusterClientTests
         b.Changed += _ => Interlocked.Increment(ref changes);
         await b.StartWatchingAsync(None);
 
-        var p1 = new PolicyRecord("CiliumNetworkPolicy/default/allow-web", Policy("allow-web", "default"));
-        var p2 = new PolicyRecord("CiliumNetworkPolicy/prod/allow-web", Policy("allow-web", "prod"));
+        var p1 = new PolicyRecord("CiliumNetworkPolicy/default/allow-web", SamplePolicies.Cnp("allow-web", "default"));
+        var p2 = new PolicyRecord("CiliumNetworkPolicy/prod/allow-web", SamplePolicies.Cnp("allow-web", "prod"));
         await a.PutPoliciesAsync([p1, p2], None);
         WaitFor(() => b.Current.Policies.Count == 2, "two policies at b");
         Assert.Equal(p1, b.Current.Policies[p1.Name]);
@@ -170,24 +170,8 @@ public sealed class ClusterClientTests
         Assert.True(changes >= 2);
 
         // A record whose YAML does not hold the named policy is refused before it is stored.
-        await Assert.ThrowsAsync<ArgumentException>(() => a.PutPoliciesAsync([new PolicyRecord("CiliumNetworkPolicy/default/other", Policy("allow-web", "default"))], None));
+        await Assert.ThrowsAsync<ArgumentException>(() => a.PutPoliciesAsync([new PolicyRecord("CiliumNetworkPolicy/default/other", SamplePolicies.Cnp("allow-web", "default"))], None));
     }
-
-    internal static string Policy(string name, string ns) => $"""
-        apiVersion: cilium.io/v2
-        kind: CiliumNetworkPolicy
-        metadata:
-          name: {name}
-          namespace: {ns}
-        spec:
-          endpointSelector:
-            matchLabels:
-              app: web
-          ingress:
-          - fromEndpoints:
-            - matchLabels:
-                app: client
-        """;
 
     [SkippableFact]
     public async Task EtcdRestart_KeepsLastState_ResyncsWithoutSpuriousChanges_ThenFollowsNewWrites()
@@ -238,7 +222,7 @@ public sealed class ClusterClientTests
         {
             await a.PublishIpCacheAsync(Enumerable.Range(0, i + 1).Select(k => Entry("node-a", $"10.0.1.{k + 1}/32", 300)).ToList(), None);
         }
-        await a.PutPoliciesAsync([new PolicyRecord("CiliumNetworkPolicy/default/allow-web", Policy("allow-web", "default"))], None);
+        await a.PutPoliciesAsync([new PolicyRecord("CiliumNetworkPolicy/default/allow-web", SamplePolicies.Cnp("allow-web", "default"))], None);
         using var raw = Raw(etcd);
         var head = await raw.GetAsync("nothing");
         await raw.CompactAsync(new CompactionRequest { Revision = head.Header.Revision, Physical = true });

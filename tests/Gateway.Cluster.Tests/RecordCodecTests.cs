@@ -113,7 +113,7 @@ public sealed class RecordCodecTests
     [Fact]
     public void PolicyFiles_SplitIntoOneRecordPerDocument()
     {
-        string text = ClusterClientTests.Policy("a", "default") + "\n---\n" + ClusterClientTests.Policy("b", "prod") + "\n---\n";
+        string text = SamplePolicies.Cnp("a", "default") + "\n---\n" + SamplePolicies.Cnp("b", "prod") + "\n---\n";
         var records = PolicyRecords.Split(text, "p.yaml");
         Assert.Equal(["CiliumNetworkPolicy/default/a", "CiliumNetworkPolicy/prod/b"], records.Select(r => r.Name));
         Assert.All(records, r => Assert.Single(Gateway.Policy.PolicyLoader.Parse(r.Yaml, "x")));

@@ -131,21 +131,29 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
                 Header = new MsgHdr { Name = _recvNames + i * NameSize, NameLength = NameSize, Iov = &_recvIov[i], IovLength = 1 },
             };
         }
+        int n = ReceiveMessages(_recvHeaders, (uint)count);
+        for (int i = 0; i < n; i++)
+        {
+            const int MSG_TRUNC = 0x20;
+            lengths[i] = (_recvHeaders[i].Header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_recvHeaders[i].Length;
+            sources[i] = ReadSockaddr(_recvNames + i * NameSize);
+        }
+        return n;
+    }
+
+    /// <summary>One recvmmsg into prepared headers, waiting for the first datagram: the count, or
+    /// -1 once the socket is closed. Errors that report an earlier send's ICMP are skipped.</summary>
+    private int ReceiveMessages(MMsgHdr* headers, uint count)
+    {
         while (true)
         {
             if (Volatile.Read(ref _disposed) != 0)
             {
                 return -1;
             }
-            int n = LibC.RecvMmsg(_fd, _recvHeaders, (uint)count, LibC.MSG_DONTWAIT, null);
+            int n = LibC.RecvMmsg(_fd, headers, count, LibC.MSG_DONTWAIT, null);
             if (n > 0)
             {
-                for (int i = 0; i < n; i++)
-                {
-                    const int MSG_TRUNC = 0x20;
-                    lengths[i] = (_recvHeaders[i].Header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_recvHeaders[i].Length;
-                    sources[i] = ReadSockaddr(_recvNames + i * NameSize);
-                }
                 return n;
             }
             int errno = Marshal.GetLastPInvokeError();
