@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in libpcap0.8 wireguard-go wireguard-tools iperf3 tcpdump tshark iproute2 iputils-ping procps python3-scapy python3-cryptography etcd-server openssl; do
+for pkg in libpcap0.8 wireguard-go wireguard-tools iperf3 tcpdump tshark iproute2 iputils-ping procps python3-scapy python3-cryptography etcd-server openssl etcd-client; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if ((${#need[@]})); then

@@ -17,15 +17,17 @@ namespace Gateway.Node.Overlay;
 public sealed class OverlayRuntime : IDisposable
 {
     private readonly OverlaySection _settings;
+    private readonly IOverlaySource _source;
     private readonly NodeLog _log;
     private readonly List<FileSystemWatcher> _watchers = [];
     private readonly Lock _reloadLock = new();
     private Timer? _debounce;
     private ConntrackCollector? _conntrackCollector;
 
-    private OverlayRuntime(OverlaySection settings, PolicyEngine policy, OverlayPipeline pipeline, NodeLog log)
+    private OverlayRuntime(OverlaySection settings, IOverlaySource source, PolicyEngine policy, OverlayPipeline pipeline, NodeLog log)
     {
         _settings = settings;
+        _source = source;
         Policy = policy;
         Pipeline = pipeline;
         _log = log;
@@ -44,13 +46,16 @@ public sealed class OverlayRuntime : IDisposable
     public long PolicyLoadFailures { get; private set; }
 
     /// <summary>Builds the runtime; a policy or endpoints file that does not load is an error here
-    /// (the node does not start without its policy).</summary>
-    public static OverlayRuntime Create(WgQuickConfig config, WireGuardEngine engine, string interfaceName, NodeLog log, TimeProvider? clock = null)
+    /// (the node does not start without its policy). <paramref name="source"/> says where endpoints
+    /// and policies come from (default: the files of [Overlay]).</summary>
+    public static OverlayRuntime Create(WgQuickConfig config, WireGuardEngine engine, string interfaceName, NodeLog log, TimeProvider? clock = null,
+        IOverlaySource? source = null)
     {
+        source ??= FileOverlaySource.Instance;
         var settings = config.Overlay ?? throw new ArgumentException("The configuration has no [Overlay] section.", nameof(config));
         var identities = new IdentityAllocator(settings.IdentityStorePath);
         var policy = new PolicyEngine(identities, new Conntrack(1 << 16), new FlowEventRing(1 << 13), clock) { EventsEncrypted = true };
-        if (!TryLoadPolicy(settings, policy, out var services, out string? error))
+        if (!TryLoadPolicy(settings, source, policy, out var services, out string? error))
         {
             throw new ConfigException(config.Path, settings.Line, $"overlay policy did not load: {error}");
         }
@@ -66,7 +71,7 @@ public sealed class OverlayRuntime : IDisposable
         {
             pipeline.Services = new ServiceLoadBalancer(services);
         }
-        var runtime = new OverlayRuntime(settings, policy, pipeline, log) { PolicyLoads = 1 };
+        var runtime = new OverlayRuntime(settings, source, policy, pipeline, log) { PolicyLoads = 1 };
         runtime.ApplyPeers(config);
         if (settings.FlowLogPath != "off")
         {
@@ -82,13 +87,12 @@ public sealed class OverlayRuntime : IDisposable
         return runtime;
     }
 
-    private static bool TryLoadPolicy(OverlaySection settings, PolicyEngine policy, out ServiceTable? services, out string? error)
+    private static bool TryLoadPolicy(OverlaySection settings, IOverlaySource source, PolicyEngine policy, out ServiceTable? services, out string? error)
     {
         services = null;
         try
         {
-            var endpoints = EndpointFile.Load(settings.EndpointsPath!, policy.Identities);
-            var policies = settings.PolicyPath is null ? PolicySet.Empty : PolicyLoader.Load(settings.PolicyPath);
+            var (policies, endpoints) = source.Load(settings, policy.Identities);
             // Services are compiled against the same endpoints before anything is applied: a bad
             // service file keeps the previous policy and services in force, like a bad policy.
             if (settings.ServicesPath is not null)
@@ -151,7 +155,7 @@ public sealed class OverlayRuntime : IDisposable
     {
         lock (_reloadLock)
         {
-            if (TryLoadPolicy(_settings, Policy, out var services, out string? error))
+            if (TryLoadPolicy(_settings, _source, Policy, out var services, out string? error))
             {
                 if (services is not null)
                 {
