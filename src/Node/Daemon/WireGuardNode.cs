@@ -264,7 +264,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         var engine = Engine;
         var key = config.Interface.PrivateKey!;
         Span<byte> current = stackalloc byte[32];
-        bool samePrivate = engine.TryCopyPrivateKey(current) && current.SequenceEqual(key.Bytes);
+        bool samePrivate = engine.TryCopyPrivateKey(current) && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(current, key.Bytes);
         System.Security.Cryptography.CryptographicOperations.ZeroMemory(current);
         if (!samePrivate)
         {
