@@ -1,0 +1,261 @@
+using System.Diagnostics;
+using System.Security.Cryptography;
+using Gateway.Datapath;
+using Gateway.Node.Configuration;
+using Gateway.Node.Link;
+using Gateway.Node.Overlay;
+using Gateway.Tunnel;
+
+namespace Gateway.Node.Daemon;
+
+/// <summary>
+/// The node's configuration side: applies a wg-quick file to the engine (and the overlay's view
+/// of the other nodes), keeps the kernel's routes in step with the peers' allowed IPs, installs
+/// strict mode's fallback routes, runs the wg-quick hooks, and serialises reloads with UAPI
+/// requests. Nothing here is on the packet path.
+/// </summary>
+internal sealed class NodeConfigurator
+{
+    private readonly WireGuardEngine _engine;
+    private readonly OverlayRuntime? _overlay;
+    private readonly NodeLog _log;
+    private readonly WgQuickConfig _initial;
+    private readonly string _requestedName;
+    private readonly HashSet<IpPrefix> _routes = [];
+    private readonly List<IpPrefix> _prohibitRoutes = [];
+    private readonly Lock _reloadLock = new();
+    private WgQuickConfig _config;
+
+    public NodeConfigurator(WireGuardEngine engine, OverlayRuntime? overlay, WgQuickConfig config, string requestedName, NodeLog log)
+    {
+        _engine = engine;
+        _overlay = overlay;
+        _config = config;
+        _initial = config;
+        _requestedName = requestedName;
+        _log = log;
+    }
+
+    /// <summary>The interface routes go to; null until the device exists.</summary>
+    public string? InterfaceName { get; set; }
+
+    /// <summary>The configuration in force.</summary>
+    public WgQuickConfig Config => _config;
+
+    private string Name => InterfaceName ?? _requestedName;
+
+    /// <summary>Puts <paramref name="config"/>'s key and peers into the engine; with a
+    /// <paramref name="previous"/> configuration, peers not in the new one are removed.</summary>
+    public void Apply(WgQuickConfig config, WgQuickConfig? previous)
+    {
+        var engine = _engine;
+        var key = config.Interface.PrivateKey!;
+        Span<byte> current = stackalloc byte[32];
+        bool samePrivate = engine.TryCopyPrivateKey(current) && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(current, key.Bytes);
+        CryptographicOperations.ZeroMemory(current);
+        if (!samePrivate)
+        {
+            engine.SetPrivateKey(key.Bytes);
+        }
+        var wanted = new HashSet<PublicKey>();
+        Span<byte> psk = stackalloc byte[32];
+        foreach (var section in config.Peers)
+        {
+            var publicKey = new PublicKey(section.PublicKey.Bytes);
+            wanted.Add(publicKey);
+            var peer = engine.GetOrAddPeer(publicKey);
+            psk.Clear();
+            if (section.PresharedKey is { } presharedKey)
+            {
+                presharedKey.Bytes.CopyTo(psk);
+            }
+            engine.SetPresharedKey(peer, psk);
+            CryptographicOperations.ZeroMemory(psk);
+            if (section.Endpoint is { } endpoint)
+            {
+                engine.SetEndpoint(peer, endpoint);
+            }
+            engine.SetPersistentKeepalive(peer, section.PersistentKeepalive);
+            var allowed = peer.AllowedIps;
+            if (!allowed.ToHashSet().SetEquals(section.AllowedIps))
+            {
+                engine.ClearAllowedIps(peer);
+                foreach (var prefix in section.AllowedIps)
+                {
+                    engine.AddAllowedIp(peer, prefix);
+                }
+            }
+        }
+        if (previous is not null)
+        {
+            foreach (var peer in engine.Peers)
+            {
+                if (!wanted.Contains(peer.PublicKey))
+                {
+                    engine.RemovePeer(peer.PublicKey);
+                }
+            }
+        }
+    }
+
+    /// <summary>
+    /// Applies a new configuration file without dropping established sessions: peers that stay
+    /// keep their keypairs, removed peers are dropped, routes follow the allowed IPs. A route
+    /// that cannot be set puts the previous configuration back and rethrows.
+    /// </summary>
+    public void Reload(WgQuickConfig next)
+    {
+        lock (_reloadLock)
+        {
+            var previous = _config;
+            try
+            {
+                Apply(next, previous);
+                _config = next;
+                _overlay?.ApplyPeers(next);
+                SyncRoutes();
+            }
+            catch (LinkException)
+            {
+                // A route the new file needs could not be set: put the previous configuration
+                // back (peers, overlay peers, routes) so that nothing stays half-applied, and let
+                // the caller report the failure.
+                _config = previous;
+                try
+                {
+                    Apply(previous, next);
+                    _overlay?.ApplyPeers(previous);
+                    SyncRoutes();
+                }
+                catch (LinkException rollback)
+                {
+                    _log.Error($"{Name}: restoring the previous routes failed as well: {rollback.Message}");
+                }
+                throw;
+            }
+            _overlay?.ReloadPolicy();
+            if (!ReferenceEquals(previous, _initial))
+            {
+                previous.Dispose();
+            }
+            _log.Info($"{Name} reloaded from {next.Path}: {_engine.PeerCount} peer(s)");
+        }
+    }
+
+    /// <summary>Runs a UAPI request under the reload lock; a set is followed by a route sync.</summary>
+    public string HandleUapi(Func<WireGuardEngine, string, string> handler, string request)
+    {
+        lock (_reloadLock)
+        {
+            string response = handler(_engine, request);
+            if (request.StartsWith("set=1", StringComparison.Ordinal))
+            {
+                try
+                {
+                    SyncRoutes();
+                }
+                catch (LinkException e)
+                {
+                    _log.Warn($"{Name}: route update after UAPI set failed: {e.Message}");
+                }
+            }
+            return response;
+        }
+    }
+
+    /// <summary>Routes every peer's allowed IPs to the interface (wg-quick's Table=auto), except
+    /// default routes, which would capture the tunnel's own underlay traffic.</summary>
+    public void SyncRoutes()
+    {
+        string? table = _config.Interface.Table;
+        if (table == "off" || InterfaceName is not { } device)
+        {
+            return;
+        }
+        var wanted = new HashSet<IpPrefix>();
+        foreach (var peer in _engine.Peers)
+        {
+            var routed = peer.AllowedIps.ToList();
+            if (_overlay is not null)
+            {
+                var overlayPeer = _overlay.Pipeline.Peers.FirstOrDefault(p => p.PublicKey == peer.PublicKey);
+                if (overlayPeer is not null)
+                {
+                    routed.AddRange(overlayPeer.PodCidrs);
+                }
+            }
+            foreach (var prefix in routed)
+            {
+                if (prefix.Length == 0)
+                {
+                    _log.Warn($"{device}: not routing {prefix} (a default route through the tunnel needs policy routing; set Table = off and add rules yourself)");
+                    continue;
+                }
+                wanted.Add(prefix);
+            }
+        }
+        foreach (var prefix in _routes.Except(wanted).ToList())
+        {
+            IpCommand.DeleteRoute(device, prefix, table);
+            _routes.Remove(prefix);
+        }
+        foreach (var prefix in wanted.Except(_routes).ToList())
+        {
+            IpCommand.AddRoute(device, prefix, table);
+            _routes.Add(prefix);
+        }
+    }
+
+    /// <summary>
+    /// Strict mode: cluster prefixes get a 'prohibit' route with a high metric, so that if the
+    /// tunnel's routes are missing (gateway stopped, crashed, or a route deleted) cluster traffic
+    /// is refused by the kernel instead of leaving in plaintext by the default route. Returns
+    /// the step that removes them again (null when strict mode is off).
+    /// </summary>
+    public Action? InstallStrictRoutes()
+    {
+        var settings = _config.Overlay;
+        if (settings is null || !settings.Strict)
+        {
+            return null;
+        }
+        foreach (var prefix in settings.ClusterCidrs)
+        {
+            IpCommand.Run($"{(prefix.Address.IsV6 ? "-6" : "-4")} route replace prohibit {prefix} metric {WireGuardNode.StrictRouteMetric}");
+            _prohibitRoutes.Add(prefix);
+        }
+        return () =>
+        {
+            foreach (var prefix in _prohibitRoutes)
+            {
+                IpCommand.Run($"{(prefix.Address.IsV6 ? "-6" : "-4")} route del prohibit {prefix} metric {WireGuardNode.StrictRouteMetric}", check: false);
+            }
+        };
+    }
+
+    /// <summary>Runs wg-quick's PreUp/PostUp/PreDown/PostDown commands (%i is the interface).</summary>
+    public static void RunHooks(List<string> commands, string stage, string interfaceName, NodeLog log)
+    {
+        foreach (var command in commands)
+        {
+            string expanded = command.Replace("%i", interfaceName, StringComparison.Ordinal);
+            log.Info($"{stage}: {expanded}");
+            using var process = Process.Start(new ProcessStartInfo("/bin/bash", ["-c", expanded]) { UseShellExecute = false })
+                ?? throw new LinkException($"{stage} hook could not start");
+            process.WaitForExit();
+            if (process.ExitCode != 0)
+            {
+                throw new LinkException($"{stage} hook '{expanded}' failed with exit code {process.ExitCode}");
+            }
+        }
+    }
+
+    /// <summary>Disposes the configuration in force if a reload brought it (the initial one is the caller's).</summary>
+    public void DisposeReloaded()
+    {
+        if (!ReferenceEquals(_config, _initial))
+        {
+            _config.Dispose();
+        }
+    }
+}
