@@ -49,6 +49,7 @@ findings=$(mktemp -d "/tmp/gateway-fuzz-$target-XXXXXX")
 trap 'rm -rf "$findings"' EXIT
 export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_QUIET=1 \
        AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SHUFFLE_QUEUE=0 AFL_FAST_CAL=1
+export GATEWAY_FUZZ_CRASH_LOG="$findings/exceptions.log"
 afl-fuzz -V "$seconds" -i "fuzz/corpus/$target" -o "$findings" -t 10000 -m none \
   -- dotnet "$out/Gateway.Fuzz.dll" "$target" >"$findings/afl.log" 2>&1 || {
   echo "fuzz $target: afl-fuzz failed:" >&2; tail -20 "$findings/afl.log" >&2; exit 1; }
@@ -60,6 +61,7 @@ echo "fuzz $target: $execs execs in ${runtime} s ($(get execs_per_sec)/s), $path
 if [[ ${crashes:-0} -gt 0 ]]; then
   mkdir -p "$root/.build/fuzz-findings/$target"
   cp "$findings"/default/crashes/id* "$root/.build/fuzz-findings/$target/"
+  [[ -f $findings/exceptions.log ]] && cp "$findings/exceptions.log" "$root/.build/fuzz-findings/$target/"
   echo "fuzz $target: crashing inputs in .build/fuzz-findings/$target/ (replay: scripts/fuzz.sh $target --replay FILE)" >&2
   exit 1
 fi

@@ -34,11 +34,21 @@ public static class Program
             }
             return failed == 0 ? 0 : 1;
         }
+        // afl-fuzz hides the target's output; scripts/fuzz.sh names a file for what escaped.
+        string? crashLog = Environment.GetEnvironmentVariable("GATEWAY_FUZZ_CRASH_LOG");
         Fuzzer.Run(stream =>
         {
             using var memory = new MemoryStream();
             stream.CopyTo(memory);
-            Targets.Run(target, memory.GetBuffer().AsSpan(0, (int)memory.Length));
+            try
+            {
+                Targets.Run(target, memory.GetBuffer().AsSpan(0, (int)memory.Length));
+            }
+            catch (Exception e) when (crashLog is not null)
+            {
+                File.AppendAllText(crashLog, $"--- {Convert.ToHexString(memory.GetBuffer(), 0, (int)Math.Min(memory.Length, 64))}\n{e}\n");
+                throw;
+            }
         });
         return 0;
     }
