@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes one target with AFL++ through SharpFuzz for SECONDS seconds.
 #   scripts/fuzz.sh TARGET SECONDS      TARGET: flow engine vxlan uapi wgquick yaml capture
+#   FUZZ_EXECS=N scripts/fuzz.sh ...    also stop once about N executions are done
 #   scripts/fuzz.sh TARGET --replay FILE...   runs inputs once, without afl-fuzz (a crash, say)
 # Builds fuzz/Gateway.Fuzz into .build/fuzz (again only when sources changed), instruments the
 # Gateway assemblies there with the repository's local sharpfuzz tool, seeds afl-fuzz from
@@ -50,7 +51,9 @@ trap 'rm -rf "$findings"' EXIT
 export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_QUIET=1 \
        AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SHUFFLE_QUEUE=0 AFL_FAST_CAL=1
 export GATEWAY_FUZZ_CRASH_LOG="$findings/exceptions.log"
-afl-fuzz -V "$seconds" -i "fuzz/corpus/$target" -o "$findings" -t 10000 -m none \
+limit=(-V "$seconds")
+[[ -n ${FUZZ_EXECS:-} ]] && limit+=(-E "$FUZZ_EXECS")
+afl-fuzz "${limit[@]}" -i "fuzz/corpus/$target" -o "$findings" -t 10000 -m none \
   -- dotnet "$out/Gateway.Fuzz.dll" "$target" >"$findings/afl.log" 2>&1 || {
   echo "fuzz $target: afl-fuzz failed:" >&2; tail -20 "$findings/afl.log" >&2; exit 1; }
 

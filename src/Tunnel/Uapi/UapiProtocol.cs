@@ -21,8 +21,9 @@ public static class UapiProtocol
     /// is under 100 characters); longer lines are refused with -22.</summary>
     public const int MaxLineLength = 4096;
 
-    /// <summary>Largest request accepted (about 50,000 allowed_ip lines); larger is refused with -22.</summary>
-    public const int MaxRequestLength = 4 << 20;
+    /// <summary>Largest request accepted; larger is refused with -22. The kernel selftest's
+    /// biggest `wg setconf` (130,560 allowed IPs, about 6 MB as UAPI text) fits.</summary>
+    public const int MaxRequestLength = 16 << 20;
 
     /// <summary>
     /// Handles one complete request ("get=1\n\n" or "set=1\n...\n\n") and returns the reply text,
