@@ -51,6 +51,25 @@ public class YamlBoundsTests
         Assert.Contains("larger than 16 MiB", e.Message);
     }
 
+    [Fact]
+    public void AHugeFileOnDiskIsRefusedBeforeItIsRead()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"gw-huge-{Environment.ProcessId}-{Guid.NewGuid():N}.yaml");
+        try
+        {
+            using (var f = File.Create(path))
+            {
+                f.SetLength(YNode.MaxTextLength + 1L); // sparse: nothing is written
+            }
+            Assert.Contains("larger than 16 MiB", Assert.Throws<PolicyLoadException>(() => PolicyLoader.Load(path)).Message);
+            Assert.Contains("larger than 16 MiB", Assert.Throws<PolicyLoadException>(() => EndpointFile.Load(path, new IdentityAllocator())).Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
     private static void Load(string text, bool endpoints)
     {
         if (endpoints)

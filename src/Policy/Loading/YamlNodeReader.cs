@@ -191,6 +191,19 @@ internal readonly struct YNode
     /// <summary>Largest policy or endpoints file read (a cluster's worth of policies is far smaller).</summary>
     public const int MaxTextLength = 16 << 20;
 
+    /// <summary>Reads a policy or endpoints file, refusing one larger than <see cref="MaxTextLength"/>
+    /// before reading it (a mistaken path to a huge file must not fill memory).</summary>
+    public static string ReadFile(string path)
+    {
+        long length = new FileInfo(path).Length;
+        if (length > MaxTextLength)
+        {
+            throw new PolicyLoadException(path, 0, "", 0,
+                $"the file is larger than {MaxTextLength / (1 << 20)} MiB; policy and endpoint files are far smaller");
+        }
+        return System.IO.File.ReadAllText(path);
+    }
+
     /// <summary>Deepest nesting of mappings and lists accepted (real policies nest under 15 deep).
     /// The representation model recurses per level, so an unbounded depth would end the process
     /// with a stack overflow that no handler can catch.</summary>
