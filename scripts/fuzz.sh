@@ -60,7 +60,9 @@ afl-fuzz "${limit[@]}" -i "fuzz/corpus/$target" -o "$findings" -t 10000 -m none 
 stats="$findings/default/fuzzer_stats"
 get() { sed -n "s/^$1 *: *//p" "$stats"; }
 execs=$(get execs_done) runtime=$(get run_time) paths=$(get corpus_count) crashes=$(get saved_crashes) hangs=$(get saved_hangs)
-echo "fuzz $target: $execs execs in ${runtime} s ($(get execs_per_sec)/s), $paths paths, $crashes crashes, $hangs hangs"
+summary="fuzz $target: $execs execs in ${runtime} s ($(get execs_per_sec)/s), $paths paths, $crashes crashes, $hangs hangs"
+echo "$summary"
+echo "$(date -u +%FT%TZ) $summary" >>"$root/.build/fuzz-results.log"
 if [[ ${crashes:-0} -gt 0 ]]; then
   mkdir -p "$root/.build/fuzz-findings/$target"
   cp "$findings"/default/crashes/id* "$root/.build/fuzz-findings/$target/"
