@@ -2,6 +2,7 @@
 # Fuzzes one target with AFL++ through SharpFuzz for SECONDS seconds.
 #   scripts/fuzz.sh TARGET SECONDS      TARGET: flow engine vxlan uapi wgquick yaml capture
 #   FUZZ_EXECS=N scripts/fuzz.sh ...    also stop once about N executions are done
+#   FUZZ_RESUME=1 scripts/fuzz.sh ...   keep the output in .build/fuzz-out/TARGET and resume it
 #   scripts/fuzz.sh TARGET --replay FILE...   runs inputs once, without afl-fuzz (a crash, say)
 # Builds fuzz/Gateway.Fuzz into .build/fuzz (again only when sources changed), instruments the
 # Gateway assemblies there with the repository's local sharpfuzz tool, seeds afl-fuzz from
@@ -46,8 +47,16 @@ fi
 seconds=$2
 command -v afl-fuzz >/dev/null || { echo "fuzz: afl-fuzz not found (scripts/setup.sh installs afl++)" >&2; exit 2; }
 
-findings=$(mktemp -d "/tmp/gateway-fuzz-$target-XXXXXX")
-trap 'rm -rf "$findings"' EXIT
+if [[ -n ${FUZZ_RESUME:-} ]]; then
+  # Long runs: one output directory per target that later runs resume (AFL_AUTORESUME), so
+  # executions and the corpus add up across runs.
+  findings="$root/.build/fuzz-out/$target"
+  mkdir -p "$findings"
+  export AFL_AUTORESUME=1
+else
+  findings=$(mktemp -d "/tmp/gateway-fuzz-$target-XXXXXX")
+  trap 'rm -rf "$findings"' EXIT
+fi
 export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL_QUIET=1 \
        AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_SHUFFLE_QUEUE=0 AFL_FAST_CAL=1
 export GATEWAY_FUZZ_CRASH_LOG="$findings/exceptions.log"
