@@ -21,8 +21,8 @@ done
 
 # What `gateway demo` runs: ip, sysctl, ping, tcpdump; libpcap reads the capture it audits.
 demo_packages=(libpcap0.8 tcpdump iproute2 iputils-ping procps)
-# The tests also run real WireGuard peers, iperf3, tshark and the fuzzer.
-test_packages=("${demo_packages[@]}" wireguard-go wireguard-tools iperf3 tshark afl++)
+# The tests also run real WireGuard peers, iperf3, tshark, the fuzzer and scapy (ESP vectors).
+test_packages=("${demo_packages[@]}" wireguard-go wireguard-tools iperf3 tshark afl++ python3-scapy python3-cryptography)
 if ((demo)); then packages=("${demo_packages[@]}"); else packages=("${test_packages[@]}"); fi
 
 dpkg_args=()
@@ -49,6 +49,28 @@ if ((${#need[@]})); then
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi
+fi
+
+# wireguard-go 0.0.20231211 (bookworm-backports: TUN TCP/UDP GRO, UDP GSO/GRO) for the throughput
+# comparison in perf/netns and the interop tests, unpacked from its .deb into a private directory
+# so that bookworm's 0.0.20220316 stays /usr/bin/wireguard-go. The backports source is pinned to
+# priority 1: nothing is ever installed or upgraded from it. (The binary calls itself v0.0.20230223:
+# upstream did not bump version.go for that release.)
+wgo_modern=/opt/wireguard-go-20231211
+if ((!demo)) && [[ ! -x $wgo_modern/usr/bin/wireguard-go && $(id -u) -eq 0 ]]; then
+  list=/etc/apt/sources.list.d/gateway-bookworm-backports.sources
+  if [[ ! -f $list ]]; then
+    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' > "$list"
+    printf 'Package: *\nPin: release n=bookworm-backports\nPin-Priority: 1\n' > /etc/apt/preferences.d/gateway-bookworm-backports
+    apt-get update -qq
+  fi
+  dl=$(mktemp -d)
+  chmod 755 "$dl"
+  (cd "$dl" && apt-get download -qq wireguard-go=0.0.20231211-1~bpo12+1 2>/dev/null)
+  mkdir -p "$wgo_modern"
+  dpkg-deb -x "$dl"/wireguard-go_*.deb "$wgo_modern"
+  rm -rf "$dl"
+  echo "setup: wireguard-go 0.0.20231211 in $wgo_modern/usr/bin"
 fi
 
 if ! command -v dotnet >/dev/null; then

@@ -41,7 +41,7 @@ internal static class PairedTransport
         return 0;
     }
 
-    private static void Report(string operation, int size, int rounds, Func<int> raw, Func<int> engine)
+    internal static void Report(string operation, int size, int rounds, Func<int> raw, Func<int> engine)
     {
         for (int i = 0; i < 20; i++)
         {

@@ -4,9 +4,14 @@ using BenchmarkDotNet.Running;
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --filter '*Blake2s*'
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --list flat
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --paired-transport [ROUNDS]
+//   dotnet run -c Release --project perf/Gateway.Benchmarks -- --paired-aead [ROUNDS]
 if (args.Length > 0 && args[0] == "--paired-transport")
 {
     return Gateway.Benchmarks.PairedTransport.Run(args);
+}
+if (args.Length > 0 && args[0] == "--paired-aead")
+{
+    return Gateway.Benchmarks.PairedAead.Run(args);
 }
 BenchmarkSwitcher.FromAssembly(typeof(Program).Assembly).Run(args);
 return 0;

@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
-# Measures TCP throughput through a WireGuard tunnel between two network namespaces joined by
-# a veth pair, for gateway-to-gateway and wireguard-go-to-wireguard-go, in the same run, and
-# prints both and their ratio. Root only. Traffic stays inside the namespaces this script makes.
+# Measures TCP throughput (iperf3) through a WireGuard tunnel between two network namespaces
+# joined by a veth pair: gateway-to-gateway against wireguard-go-to-wireguard-go, in the same run,
+# in plain mode and in overlay mode, and prints the figures and their ratios. Root only. Traffic
+# stays inside the namespaces this script makes.
 #
 #   perf/netns/throughput.sh [SECONDS] [ROUNDS]
-#   GATEWAY_UP_ARGS="--crypto-workers 0" perf/netns/throughput.sh   # extra `gateway up` options
+#   MODES="plain" perf/netns/throughput.sh                      # plain only (default: plain overlay)
+#   WGO=/usr/bin/wireguard-go perf/netns/throughput.sh          # another wireguard-go build
+#   GATEWAY_UP_ARGS="--crypto-workers 0" perf/netns/throughput.sh
 #
-# Each round measures both implementations back to back (alternating which goes first), so
-# load from elsewhere on the machine hits both alike; the median of the rounds is reported.
+# The default peer is wireguard-go 0.0.20231211 (Debian bookworm-backports, TUN TCP/UDP GRO and
+# UDP GSO), which scripts/setup.sh unpacks into /opt/wireguard-go-20231211.
+# Plain: iperf3 between the tunnel addresses. Overlay: iperf3 between "pod" addresses behind the
+# nodes (on lo), so every packet goes through VXLAN inside WireGuard: gateway's overlay mode
+# (identity in the VNI, policy at both ends), and for wireguard-go a Linux vxlan device over its
+# interface (VXLAN inside WireGuard, no policy), MTU 1370 on both.
+# Each round measures both implementations back to back (alternating which goes first), so load
+# from elsewhere on the machine hits both alike; the median of the rounds is reported.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-5}
 rounds=${2:-3}
+modes=${MODES:-plain overlay}
+wgo=${WGO:-/opt/wireguard-go-20231211/usr/bin/wireguard-go}
 [[ $(id -u) -eq 0 ]] || { echo "throughput.sh: needs root (network namespaces, TUN)" >&2; exit 2; }
-for tool in wireguard-go wg iperf3 ip; do
+[[ -x $wgo ]] || { echo "throughput.sh: no wireguard-go at $wgo (scripts/setup.sh installs 0.0.20231211 there)" >&2; exit 2; }
+for tool in wg iperf3 ip; do
   command -v $tool >/dev/null || { echo "throughput.sh: needs $tool (scripts/setup.sh installs it)" >&2; exit 2; }
 done
 
@@ -38,42 +50,69 @@ ip link add vpa$id netns $nsa type veth peer name vpb$id netns $nsb
 ip -n $nsa addr add 192.168.242.1/24 dev vpa$id; ip -n $nsa link set vpa$id up
 ip -n $nsb addr add 192.168.242.2/24 dev vpb$id; ip -n $nsb link set vpb$id up
 
-ka=$(./gateway genkey 2>/dev/null || wg genkey); kb=$(wg genkey)
+ka=$(wg genkey); kb=$(wg genkey)
 pa=$(echo "$ka" | wg pubkey); pb=$(echo "$kb" | wg pubkey)
 
-conf() { # private peerpub address peeraddr peerunderlay
-  cat <<C
-[Interface]
-PrivateKey = $1
-ListenPort = 51820
-Address = $3/24
+cat > "$tmp/endpoints.yaml" <<Y
+endpoints:
+  - {name: client, namespace: default, ips: [10.11.1.10], labels: {app: client}}
+  - {name: server, namespace: default, ips: [10.11.2.10], labels: {app: server}}
+Y
+cat > "$tmp/policy.yaml" <<Y
+apiVersion: cilium.io/v2
+kind: CiliumNetworkPolicy
+metadata: {name: server-ingress, namespace: default}
+spec:
+  endpointSelector: {matchLabels: {app: server}}
+  ingress:
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    toPorts: [{ports: [{port: "5201", protocol: TCP}]}]
+  - fromEndpoints: [{matchLabels: {app: client}}]
+    icmps: [{fields: [{type: 8, family: IPv4}]}]
+Y
 
-[Peer]
-PublicKey = $2
-AllowedIPs = $4/32
-Endpoint = $5:51820
-C
+conf() { # mode private peerpub address peeraddr peerunderlay pods peerpods
+  echo "[Interface]"
+  echo "PrivateKey = $2"
+  echo "ListenPort = 51820"
+  echo "Address = $4/24"
+  if [[ $1 == overlay ]]; then
+    printf '\n[Overlay]\nTunnelAddress = %s\nPodCIDR = %s\nClusterCIDR = 10.11.0.0/16\nEndpoints = endpoints.yaml\nPolicy = policy.yaml\nFlowLog = off\n' "$4" "$7"
+  fi
+  printf '\n[Peer]\nPublicKey = %s\nAllowedIPs = %s/32\nEndpoint = %s:51820\n' "$3" "$5" "$6"
+  if [[ $1 == overlay ]]; then printf 'TunnelAddress = %s\nPodCIDRs = %s\n' "$5" "$8"; fi
 }
 
 wait_sock() { for _ in $(seq 300); do [[ -S /var/run/wireguard/$1.sock ]] && return 0; sleep 0.05; done; echo "$1 did not start" >&2; return 1; }
 
-start_gateway() {
-  conf "$ka" "$pb" 10.242.0.1 10.242.0.2 192.168.242.2 > "$tmp/a.conf"
-  conf "$kb" "$pa" 10.242.0.2 10.242.0.1 192.168.242.1 > "$tmp/b.conf"
+start_gateway() { # mode
+  conf "$1" "$ka" "$pb" 10.242.0.1 10.242.0.2 192.168.242.2 10.11.1.0/24 10.11.2.0/24 > "$tmp/a.conf"
+  conf "$1" "$kb" "$pa" 10.242.0.2 10.242.0.1 192.168.242.1 10.11.2.0/24 10.11.1.0/24 > "$tmp/b.conf"
+  chmod 600 "$tmp/a.conf" "$tmp/b.conf"
   ip netns exec $nsa dotnet $out/gateway.dll up "$tmp/a.conf" --interface tpa$id --metrics off ${GATEWAY_UP_ARGS:-} 2>"$tmp/a.log" & pids+=($!)
   ip netns exec $nsb dotnet $out/gateway.dll up "$tmp/b.conf" --interface tpb$id --metrics off ${GATEWAY_UP_ARGS:-} 2>"$tmp/b.log" & pids+=($!)
   wait_sock tpa$id; wait_sock tpb$id
+  if [[ $1 == overlay ]]; then
+    ip -n $nsa addr add 10.11.1.10/32 dev lo; ip -n $nsb addr add 10.11.2.10/32 dev lo
+  fi
 }
 
-start_wggo() {
-  WG_PROCESS_FOREGROUND=1 ip netns exec $nsa wireguard-go -f tpa$id >/dev/null 2>&1 & pids+=($!)
-  WG_PROCESS_FOREGROUND=1 ip netns exec $nsb wireguard-go -f tpb$id >/dev/null 2>&1 & pids+=($!)
+start_wggo() { # mode
+  WG_PROCESS_FOREGROUND=1 ip netns exec $nsa "$wgo" -f tpa$id >/dev/null 2>&1 & pids+=($!)
+  WG_PROCESS_FOREGROUND=1 ip netns exec $nsb "$wgo" -f tpb$id >/dev/null 2>&1 & pids+=($!)
   wait_sock tpa$id; wait_sock tpb$id
-  echo "$ka" > "$tmp/ka"; echo "$kb" > "$tmp/kb"
+  echo "$ka" > "$tmp/ka"; echo "$kb" > "$tmp/kb"; chmod 600 "$tmp/ka" "$tmp/kb"
   ip netns exec $nsa wg set tpa$id listen-port 51820 private-key "$tmp/ka" peer "$pb" allowed-ips 10.242.0.2/32 endpoint 192.168.242.2:51820
   ip netns exec $nsb wg set tpb$id listen-port 51820 private-key "$tmp/kb" peer "$pa" allowed-ips 10.242.0.1/32 endpoint 192.168.242.1:51820
   ip -n $nsa addr add 10.242.0.1/24 dev tpa$id; ip -n $nsa link set tpa$id mtu 1420 up
   ip -n $nsb addr add 10.242.0.2/24 dev tpb$id; ip -n $nsb link set tpb$id mtu 1420 up
+  if [[ $1 == overlay ]]; then
+    # Linux VXLAN between the tunnel addresses, inside WireGuard, as a stock peer does overlay.
+    ip -n $nsa link add vxa$id type vxlan id 1 local 10.242.0.1 remote 10.242.0.2 dstport 8472
+    ip -n $nsb link add vxb$id type vxlan id 1 local 10.242.0.2 remote 10.242.0.1 dstport 8472
+    ip -n $nsa addr add 10.11.1.10/16 dev vxa$id; ip -n $nsa link set vxa$id mtu 1370 up
+    ip -n $nsb addr add 10.11.2.10/16 dev vxb$id; ip -n $nsb link set vxb$id mtu 1370 up
+  fi
 }
 
 stop_all() {
@@ -82,14 +121,20 @@ stop_all() {
   pids=()
   ip -n $nsa link del tpa$id 2>/dev/null || true
   ip -n $nsb link del tpb$id 2>/dev/null || true
+  ip -n $nsa link del vxa$id 2>/dev/null || true
+  ip -n $nsb link del vxb$id 2>/dev/null || true
+  ip -n $nsa addr del 10.11.1.10/32 dev lo 2>/dev/null || true
+  ip -n $nsb addr del 10.11.2.10/32 dev lo 2>/dev/null || true
 }
 
-measure() { # prints bits per second
-  ip netns exec $nsa ping -c 2 -i 0.2 -W 3 10.242.0.2 >/dev/null
-  ip netns exec $nsb iperf3 -s -1 -B 10.242.0.2 >/dev/null 2>&1 & local server=$!
+measure() { # mode; prints bits per second
+  local src=10.242.0.1 dst=10.242.0.2
+  if [[ $1 == overlay ]]; then src=10.11.1.10 dst=10.11.2.10; fi
+  ip netns exec $nsa ping -c 2 -i 0.2 -W 3 -I $src $dst >/dev/null || true
+  ip netns exec $nsb iperf3 -s -1 -B $dst >/dev/null 2>&1 & local server=$!
   local json=""
   for _ in $(seq 50); do
-    json=$(ip netns exec $nsa iperf3 -c 10.242.0.2 -t "$seconds" -J 2>/dev/null || true)
+    json=$(ip netns exec $nsa iperf3 -c $dst -B $src -t "$seconds" -J 2>/dev/null || true)
     grep -q '"sum_received"' <<<"$json" && break
     sleep 0.1
   done
@@ -98,21 +143,34 @@ measure() { # prints bits per second
   tr -d '\n\t ' <<<"$json" | grep -o '"sum_received":{[^}]*}' | grep -o '"bits_per_second":[0-9.e+]*' | cut -d: -f2 | awk '{ printf "%d\n", $1 }'
 }
 
-gw=() go=()
-for r in $(seq "$rounds"); do
-  if (( r % 2 )); then order="gateway wggo"; else order="wggo gateway"; fi
-  for impl in $order; do
-    start_$impl
-    bps=$(measure)
-    stop_all
-    if [[ $impl == gateway ]]; then gw+=("$bps"); else go+=("$bps"); fi
-    awk -v r="$r" -v i="$impl" -v b="$bps" 'BEGIN { printf "round %d %-13s %8.1f Mbit/s\n", r, i, b / 1e6 }'
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+
+version=$("$wgo" --version 2>/dev/null | head -1 | awk '{print $2}')
+[[ $wgo == /opt/wireguard-go-20231211/* ]] && version="0.0.20231211"
+declare -A result
+for mode in $modes; do
+  gw=() go=()
+  for r in $(seq "$rounds"); do
+    if (( r % 2 )); then order="gateway wggo"; else order="wggo gateway"; fi
+    for impl in $order; do
+      start_$impl "$mode"
+      bps=$(measure "$mode")
+      stop_all
+      bps=${bps:-0}
+      if [[ $impl == gateway ]]; then gw+=("$bps"); else go+=("$bps"); fi
+      awk -v m="$mode" -v r="$r" -v i="$impl" -v b="$bps" 'BEGIN { printf "%-7s round %d %-8s %8.1f Mbit/s\n", m, r, i, b / 1e6 }'
+    done
   done
+  result[$mode.gw]=$(median "${gw[@]}"); result[$mode.go]=$(median "${go[@]}")
 done
 
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-mg=$(median "${gw[@]}"); mw=$(median "${go[@]}")
-awk -v g="$mg" -v w="$mw" -v n="$rounds" -v s="$seconds" 'BEGIN {
-  printf "gateway-to-gateway:           %8.1f Mbit/s (median of %d x %ss)\n", g / 1e6, n, s
-  printf "wireguard-go-to-wireguard-go: %8.1f Mbit/s (median of %d x %ss)\n", w / 1e6, n, s
-  printf "ratio gateway / wireguard-go: %8.2f\n", g / w }'
+echo "--- medians of $rounds x ${seconds}s, wireguard-go $version ($wgo)"
+for mode in $modes; do
+  awk -v m="$mode" -v g="${result[$mode.gw]}" -v w="${result[$mode.go]}" -v v="$version" 'BEGIN {
+    printf "%-7s gateway-to-gateway:           %8.1f Mbit/s\n", m, g / 1e6
+    printf "%-7s wireguard-go-to-wireguard-go: %8.1f Mbit/s (%s)\n", m, w / 1e6, v
+    printf "%-7s ratio gateway / wireguard-go: %8.2f\n", m, (w > 0) ? g / w : 0 }'
+done
+if [[ -n ${result[plain.gw]:-} && -n ${result[overlay.gw]:-} ]]; then
+  awk -v p="${result[plain.gw]}" -v o="${result[overlay.gw]}" 'BEGIN { printf "gateway overlay / gateway plain:      %8.2f\n", (p > 0) ? o / p : 0 }'
+fi

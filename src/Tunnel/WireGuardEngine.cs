@@ -349,6 +349,29 @@ public sealed class WireGuardEngine : IDisposable
         return PrepareSeal(buffer, packetLength, out ticket);
     }
 
+    /// <summary>
+    /// <see cref="BeginEncapsulateInPlace(Span{byte}, int, out SealTicket)"/> for a caller that has
+    /// already routed the packet (the overlay picks the node by its pod CIDRs): the allowed-IPs
+    /// lookup is skipped, so each packet is routed once. A peer removed meanwhile drops it (NoRoute).
+    /// </summary>
+    public TunnelResult BeginEncapsulateInPlace(Peer peer, Span<byte> buffer, int packetLength, out SealTicket ticket)
+    {
+        ArgumentNullException.ThrowIfNull(peer);
+        if (packetLength < 0 || Messages.TransportHeaderSize + packetLength > buffer.Length)
+        {
+            ticket = default;
+            return Drop(TunnelEvent.BufferTooSmall);
+        }
+        if (!ReferenceEquals(peer.Engine, this))
+        {
+            throw new ArgumentException("The peer belongs to another engine.", nameof(peer));
+        }
+        return PrepareSeal(peer, buffer, packetLength, out ticket);
+    }
+
+    /// <summary>True when <paramref name="peer"/> is still one of this engine's peers.</summary>
+    public static bool IsLive(Peer peer) => !Volatile.Read(ref peer.Removed);
+
     /// <summary>Second half of a split seal: the AEAD in place. False (counted as KeypairExpired)
     /// when the session's keys were destroyed in between; the packet must then not be sent.</summary>
     public bool CompleteEncapsulate(in SealTicket ticket, Span<byte> buffer)
@@ -384,6 +407,13 @@ public sealed class WireGuardEngine : IDisposable
             return Drop(TunnelEvent.NotIpPacket);
         if (!_allowedIps.TryLookup(destinationAddress, out var peer))
             return Drop(TunnelEvent.NoRoute);
+        return PrepareSeal(peer, buffer, packetLength, out ticket);
+    }
+
+    private TunnelResult PrepareSeal(Peer peer, Span<byte> buffer, int packetLength, out SealTicket ticket)
+    {
+        ticket = default;
+        var packet = buffer.Slice(Messages.TransportHeaderSize, packetLength);
         int padded = Messages.PaddedLength(packetLength, _mtu == 0 ? int.MaxValue : _mtu);
         int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
         long now = Now;

@@ -11,7 +11,7 @@ public sealed class ReplayCommandTests : IDisposable
 
     public void Dispose() => Directory.Delete(_tmp, recursive: true);
 
-    private static string Fixtures
+    internal static string Fixtures
     {
         get
         {

@@ -8,7 +8,7 @@ namespace Gateway.Cli.Commands;
 
 /// <summary>
 /// `gateway replay CAPTURE [--policy PATH --endpoints FILE] [--mode plain|overlay] [--workers N]
-/// [--loops K] [--write OUT.pcap] [--keylog FILE] [--json]`: pushes every packet of a capture through
+/// [--loops K] [--encryption wireguard|ipsec] [--write OUT.pcap] [--keylog FILE | --esp-sa FILE] [--json]`: pushes every packet of a capture through
 /// the daemon's pipeline between two in-memory nodes and reports rates, verdicts, per-stage cost,
 /// allocation, and the bare AEAD rate measured in the same run. Exit 0 = every forwarded packet
 /// round-tripped byte for byte, 1 = some did not, 2 = bad arguments or unreadable input.
@@ -26,10 +26,12 @@ internal static class ReplayCommand
         var write = new Option<string>("--write") { HelpName = "OUT.pcap", Description = "Write the sealed underlay traffic (handshake and the warm-up pass) as an Ethernet pcap (192.0.2.1 <-> 192.0.2.2, UDP 51871)" };
         var keylog = new Option<string>("--keylog") { HelpName = "FILE", Description = "Write a Wireshark WireGuard key log (wg.keylog_file, file mode 0600): both nodes' static and handshake ephemeral private keys, so Wireshark/tshark decrypts the --write capture, transport data included; see docs/replay.md" };
         var json = new Option<bool>("--json") { Description = "Print the report as one JSON document" };
+        var encryption = new Option<string>("--encryption") { HelpName = "wireguard|ipsec", Description = "Encryption between the nodes: wireguard (default) or ipsec (ESP tunnel mode, rfc4106(gcm(aes)), ESN, Cilium-style keys); see docs/ipsec.md" };
+        var espSa = new Option<string>("--esp-sa") { HelpName = "FILE", Description = "With --encryption ipsec: write Wireshark's esp_sa table (file mode 0600) holding both directions' SA keys, so tshark decrypts the --write capture; default OUT.pcap.esp_sa when --write is given" };
 
         var command = new Command("replay", "Replay a capture through the node pipeline in memory and measure it (no TUN, no sockets, no root)");
         command.Arguments.Add(capture);
-        foreach (var option in new Option[] { policy, endpoints, mode, workers, loops, write, keylog, json }) command.Options.Add(option);
+        foreach (var option in new Option[] { policy, endpoints, mode, workers, loops, encryption, write, keylog, espSa, json }) command.Options.Add(option);
         command.SetAction(parse =>
         {
             string? endpointsPath = parse.GetValue(endpoints);
@@ -47,8 +49,25 @@ internal static class ReplayCommand
             int workerCount = parse.GetValue(workers), loopCount = parse.GetValue(loops);
             if (workerCount is < 1 or > 256) throw Usage("--workers must be between 1 and 256");
             if (loopCount is < 1 or > 1_000_000) throw Usage("--loops must be between 1 and 1000000");
-            string? writePath = parse.GetValue(write), keylogPath = parse.GetValue(keylog);
-            if ((writePath ?? keylogPath) is not null && workerCount != 1) throw Usage("--write and --keylog need --workers 1 (one session to record)");
+            string? writePath = parse.GetValue(write), keylogPath = parse.GetValue(keylog), espSaPath = parse.GetValue(espSa);
+            var replayEncryption = parse.GetValue(encryption) switch
+            {
+                null or "wireguard" => ReplayEncryption.WireGuard,
+                "ipsec" => ReplayEncryption.Ipsec,
+                var other => throw Usage($"--encryption: '{other}' is not wireguard or ipsec"),
+            };
+            if (replayEncryption == ReplayEncryption.Ipsec)
+            {
+                if (keylogPath is not null) throw Usage("--keylog is WireGuard's key log; with --encryption ipsec use --esp-sa FILE");
+                if (writePath is not null) espSaPath ??= writePath + ".esp_sa";
+            }
+            else if (espSaPath is not null)
+            {
+                throw Usage("--esp-sa needs --encryption ipsec");
+            }
+            if ((writePath ?? keylogPath ?? espSaPath) is not null && workerCount != 1) throw Usage("--write, --keylog and --esp-sa need --workers 1 (one session to record)");
+            if (espSaPath is not null && Path.GetDirectoryName(Path.GetFullPath(espSaPath)) is { } saDir && !Directory.Exists(saDir))
+                throw Usage($"--esp-sa: directory '{saDir}' does not exist");
 
             if (keylogPath is not null && Path.GetDirectoryName(Path.GetFullPath(keylogPath)) is { } keyDir && !Directory.Exists(keyDir))
                 throw Usage($"--keylog: directory '{keyDir}' does not exist");
@@ -85,6 +104,8 @@ internal static class ReplayCommand
                     report = ReplayRunner.Run(loaded, new ReplayOptions
                     {
                         Mode = replayMode,
+                        Encryption = replayEncryption,
+                        EspSaPath = espSaPath,
                         Workers = workerCount,
                         Loops = loopCount,
                         Policy = loadedPolicy,
@@ -99,7 +120,7 @@ internal static class ReplayCommand
             }
             var output = parse.InvocationConfiguration.Output;
             if (parse.GetValue(json)) output.WriteLine(ToJson(report, writer?.Frames));
-            else WriteText(output, report, writePath, writer?.Frames, keylogPath);
+            else WriteText(output, report, writePath, writer?.Frames, keylogPath, espSaPath);
             return report.Mismatched == 0 && report.NotSent == 0 ? 0 : 1;
         });
         return command;
@@ -112,6 +133,7 @@ internal static class ReplayCommand
         var doc = new Dictionary<string, object?>
         {
             ["mode"] = r.Mode.ToString().ToLowerInvariant(),
+            ["encryption"] = r.Encryption.ToString().ToLowerInvariant(),
             ["workers"] = r.Workers,
             ["loops"] = r.Loops,
             ["capture_packets"] = r.CapturePackets,
@@ -146,11 +168,12 @@ internal static class ReplayCommand
         return JsonSerializer.Serialize(doc);
     }
 
-    private static void WriteText(TextWriter o, ReplayReport r, string? writePath, long? frames, string? keylogPath)
+    private static void WriteText(TextWriter o, ReplayReport r, string? writePath, long? frames, string? keylogPath, string? espSaPath)
     {
         var c = CultureInfo.InvariantCulture;
-        o.WriteLine(string.Format(c, "replay ({0}, {1} worker(s), {2} loop(s)): {3} packets, {4} flows, {5} bytes per pass ({6} frame(s) skipped)",
-            r.Mode.ToString().ToLowerInvariant(), r.Workers, r.Loops, r.CapturePackets, r.Flows, r.CaptureBytes, r.SkippedFrames));
+        bool ipsec = r.Encryption == ReplayEncryption.Ipsec;
+        o.WriteLine(string.Format(c, "replay ({0}{1}, {2} worker(s), {3} loop(s)): {4} packets, {5} flows, {6} bytes per pass ({7} frame(s) skipped)",
+            r.Mode.ToString().ToLowerInvariant(), ipsec ? ", ipsec" : "", r.Workers, r.Loops, r.CapturePackets, r.Flows, r.CaptureBytes, r.SkippedFrames));
         o.WriteLine(string.Format(c, "measured: {0} packets, {1} bytes in {2:F3} s = {3:F3} Mpps, {4:F3} Gbit/s, {5:F0} ns/packet/worker",
             r.Packets, r.Bytes, r.Seconds, r.Mpps, r.Gbps, r.NsPerPacket));
         o.WriteLine(string.Format(c, "verdicts: {0} round-tripped byte for byte, {1} dropped, {2} mismatched, {3} not sent; {4} handshake-layer datagrams",
@@ -159,11 +182,12 @@ internal static class ReplayCommand
         o.WriteLine(string.Format(c, "stages (mean ns/packet over the 1-in-8 sample, {0} packets):", r.SampledPackets));
         foreach (var (stage, ns) in r.StageNs) o.WriteLine(string.Format(c, "  {0,-20} {1,8:F0}", stage, ns));
         o.WriteLine(string.Format(c, "allocated: {0} bytes in the measured loops = {1:F3} B/packet", r.AllocatedBytes, r.AllocatedBytesPerPacket));
-        o.WriteLine(string.Format(c, "bare ChaCha20-Poly1305, same sizes, same run: seal {0:F0} ns/packet ({1:F3} Mpps), seal+open {2:F0} ns/packet",
-            r.BareSealNsPerPacket, r.BareSealMpps, r.BareSealOpenNsPerPacket));
+        o.WriteLine(string.Format(c, "bare {3}, same sizes, same run: seal {0:F0} ns/packet ({1:F3} Mpps), seal+open {2:F0} ns/packet",
+            r.BareSealNsPerPacket, r.BareSealMpps, r.BareSealOpenNsPerPacket, ipsec ? "AES-GCM (rfc4106)" : "ChaCha20-Poly1305"));
         o.WriteLine(string.Format(c, "pipeline / bare: {0:P1} of seal, {1:P1} of seal+open (like for like: one thread seals and opens); sender side {2:P1} of seal",
             r.RatioToSeal, r.RatioToSealOpen, r.SenderRatioToSeal));
         if (writePath is not null) o.WriteLine($"wrote {frames} underlay frame(s) to {writePath}");
+        if (espSaPath is not null) o.WriteLine($"wrote both directions' ESP SA keys to {espSaPath} (Wireshark esp_sa table; docs/ipsec.md shows the tshark command)");
         if (keylogPath is not null)
         {
             o.WriteLine(r.EphemeralKeys > 0

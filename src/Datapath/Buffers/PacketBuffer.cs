@@ -73,6 +73,21 @@ public sealed class PacketBuffer
     /// <c>WritableTail.Length</c>.</summary>
     public nint WritableTailAddress => DataAddress;
 
+    /// <summary>The whole region (headroom, data and tailroom), for stages that work at fixed
+    /// offsets in it and then name the result with <see cref="SetData"/>.</summary>
+    public Span<byte> Region => _slab.AsSpan(_regionOffset, _regionLength);
+
+    /// <summary>Makes region bytes [<paramref name="start"/>, +<paramref name="length"/>) the data.</summary>
+    public void SetData(int start, int length)
+    {
+        if ((uint)start > (uint)_regionLength || (uint)length > (uint)(_regionLength - start))
+        {
+            throw new ArgumentOutOfRangeException(nameof(length));
+        }
+        _start = start;
+        _length = length;
+    }
+
     /// <summary>Sets the data length after a device wrote into <see cref="WritableTail"/>.</summary>
     public void SetLength(int length)
     {

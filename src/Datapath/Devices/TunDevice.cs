@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text;
 using Gateway.Datapath.Devices.Interop;
+using Gateway.Datapath.Offload;
 
 namespace Gateway.Datapath.Devices;
 
@@ -9,8 +10,13 @@ namespace Gateway.Datapath.Devices;
 /// injects one. The interface lives in the network namespace of the creating thread and
 /// disappears when the last descriptor is closed. Addresses, MTU and routes are configured
 /// separately (see Gateway.Node's link configuration).
+/// <para>As an <see cref="IBatchTunDevice"/> it moves batches of pooled buffers, and with a vnet
+/// header and offloads on it does the NIC's work in software, as wireguard-go's
+/// tun/offload_linux.go does: TCP (TSO) and UDP (USO) super-packets read from the kernel are cut
+/// into packets, checksums left partial are completed, and on write runs of one TCP or UDP
+/// flow's packets are merged into one super-packet (GRO).</para>
 /// </summary>
-public sealed unsafe class TunDevice : IDisposable
+public sealed unsafe class TunDevice : BatchTunDevice
 {
     private const nuint TUNSETIFF = 0x400454ca;
     private const short IFF_TUN = 0x0001;
@@ -21,6 +27,8 @@ public sealed unsafe class TunDevice : IDisposable
     private const uint TUN_F_CSUM = 0x01;
     private const uint TUN_F_TSO4 = 0x02;
     private const uint TUN_F_TSO6 = 0x04;
+    private const uint TUN_F_USO4 = 0x20;
+    private const uint TUN_F_USO6 = 0x40;
     private const int IFNAMSIZ = 16;
 
     // struct ifreq: char ifr_name[IFNAMSIZ]; union { short ifr_flags; ... } padded to 40 bytes.
@@ -43,14 +51,15 @@ public sealed unsafe class TunDevice : IDisposable
 
     /// <summary>Every read and write carries a 10-byte <c>virtio_net_hdr</c> in front of the packet
     /// (IFF_VNET_HDR); see <see cref="Offload.VirtioNetHeader"/>.</summary>
-    public bool HasVnetHeader { get; }
+    public override bool HasVnetHeader { get; }
 
     /// <summary>True once the kernel accepted TCP segmentation and checksum offload: reads may then
     /// return TCP super-packets up to 64 KiB and packets with a partial checksum.</summary>
-    public bool OffloadsEnabled { get; private set; }
+    /// <inheritdoc/>
+    public override bool IsKernelDevice => true;
 
     /// <summary>The interface name the kernel assigned (a pattern like "gw%d" is expanded).</summary>
-    public string Name { get; }
+    public override string Name { get; }
 
     /// <summary>Creates (or attaches to) the TUN interface <paramref name="name"/>; with
     /// <paramref name="vnetHeader"/>, packets carry a virtio_net_hdr (needed for offloads).</summary>
@@ -92,11 +101,13 @@ public sealed unsafe class TunDevice : IDisposable
         {
             throw new InvalidOperationException("Offloads need a device created with a vnet header.");
         }
-        if (LibC.Ioctl(_fd, TUNSETOFFLOAD, (void*)(nuint)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6)) < 0)
+        const uint tcp = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+        bool udp = LibC.Ioctl(_fd, TUNSETOFFLOAD, (void*)(nuint)(tcp | TUN_F_USO4 | TUN_F_USO6)) >= 0;
+        if (!udp && LibC.Ioctl(_fd, TUNSETOFFLOAD, (void*)(nuint)tcp) < 0)
         {
             return false;
         }
-        OffloadsEnabled = true;
+        UseOffloads(udp);
         return true;
     }
 
@@ -104,7 +115,7 @@ public sealed unsafe class TunDevice : IDisposable
     /// Reads one packet, waiting for it. Returns its length, or -1 once the device is closed.
     /// A buffer shorter than the packet receives a truncated copy (size buffers to the MTU).
     /// </summary>
-    public int Read(Span<byte> buffer)
+    public override int Read(Span<byte> buffer)
     {
         while (true)
         {
@@ -144,7 +155,7 @@ public sealed unsafe class TunDevice : IDisposable
     }
 
     /// <summary>Reads one packet if one is queued; returns its length, 0 when none, -1 when closed.</summary>
-    public int TryRead(Span<byte> buffer)
+    public override int TryRead(Span<byte> buffer)
     {
         int fd = Volatile.Read(ref _fd);
         if (fd < 0)
@@ -165,7 +176,7 @@ public sealed unsafe class TunDevice : IDisposable
     }
 
     /// <summary>Writes one IP packet into the kernel. Returns false if the device is closed.</summary>
-    public bool Write(ReadOnlySpan<byte> packet)
+    public override bool Write(ReadOnlySpan<byte> packet)
     {
         while (true)
         {
@@ -206,7 +217,7 @@ public sealed unsafe class TunDevice : IDisposable
     }
 
     /// <summary>Closes the device and wakes any thread blocked in <see cref="Read"/>.</summary>
-    public void Dispose()
+    public override void Dispose()
     {
         int fd = Interlocked.Exchange(ref _fd, -1);
         if (fd >= 0)

@@ -11,12 +11,15 @@ namespace Gateway.Datapath.Devices;
 /// Datagrams go straight into and out of caller-owned pinned memory, so nothing is copied or
 /// allocated per datagram. An IPv6 socket is dual-stack: IPv4 peers appear as IPv4 endpoints.
 /// One thread receives at a time; sends from several threads are serialised by a lock
-/// (uncontended in the common case of one sending thread).
+/// (uncontended in the common case of one sending thread). The data path uses it as an
+/// <see cref="IUdpBind"/> over pooled <see cref="PacketBuffer"/>s; the pointer-level calls are
+/// internal to Datapath.
 /// </summary>
-public sealed unsafe class UdpBatchSocket : IDisposable
+public sealed unsafe partial class UdpBatchSocket : IUdpBind
 {
-    /// <summary>Socket buffer size asked for by default: large enough for bursts at line rate.</summary>
-    public const int DefaultBufferBytes = 8 << 20;
+    /// <summary>Socket buffer size asked for by default, wireguard-go's (7 MiB): large enough for
+    /// bursts at line rate. As root SO_*BUFFORCE passes the sysctl limits.</summary>
+    public const int DefaultBufferBytes = 7 << 20;
 
     private readonly Socket _socket;
     private readonly int _fd;
@@ -39,7 +42,8 @@ public sealed unsafe class UdpBatchSocket : IDisposable
 
     /// <summary>Binds to <paramref name="port"/> (0 = any) on <paramref name="bindAddress"/>
     /// (null = all addresses, dual-stack).</summary>
-    public UdpBatchSocket(ushort port, IpAddress? bindAddress = null, int batchSize = 64, int bufferBytes = DefaultBufferBytes)
+    /// <param name="offloads">Use UDP GSO on send and UDP GRO on receive when the kernel has them.</param>
+    public UdpBatchSocket(ushort port, IpAddress? bindAddress = null, int batchSize = 64, int bufferBytes = DefaultBufferBytes, bool offloads = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
         _batch = batchSize;
@@ -71,6 +75,7 @@ public sealed unsafe class UdpBatchSocket : IDisposable
         _sendHeaders = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(MMsgHdr)));
         _sendIov = (IoVec*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(IoVec)));
         _sendNames = (byte*)NativeMemory.AllocZeroed((nuint)(batchSize * NameSize));
+        InitOffloads(offloads);
     }
 
     /// <summary>The bound port (useful after binding port 0).</summary>
@@ -95,7 +100,7 @@ public sealed unsafe class UdpBatchSocket : IDisposable
     /// Returns the count, or -1 once the socket is closed. Oversized datagrams are truncated
     /// and reported with a length of -1 so the caller drops them.
     /// </summary>
-    public int ReceiveBatch(ReadOnlySpan<nint> buffers, int capacity, Span<int> lengths, Span<IpEndpoint> sources)
+    internal int ReceiveBatch(ReadOnlySpan<nint> buffers, int capacity, Span<int> lengths, Span<IpEndpoint> sources)
     {
         if (!Enter())
         {
@@ -174,7 +179,7 @@ public sealed unsafe class UdpBatchSocket : IDisposable
     /// for socket space as needed. Returns how many were handed to the kernel; datagrams the
     /// kernel refuses outright (no route, wrong family) are skipped and not counted.
     /// </summary>
-    public int SendBatch(ReadOnlySpan<nint> buffers, ReadOnlySpan<int> lengths, ReadOnlySpan<IpEndpoint> destinations)
+    internal int SendBatch(ReadOnlySpan<nint> buffers, ReadOnlySpan<int> lengths, ReadOnlySpan<IpEndpoint> destinations)
     {
         if (!Enter())
         {
@@ -254,8 +259,15 @@ public sealed unsafe class UdpBatchSocket : IDisposable
         return sent;
     }
 
-    /// <summary>Sends one datagram (convenience path for handshakes and tests).</summary>
-    public bool Send(ReadOnlySpan<byte> datagram, IpEndpoint destination)
+    // ------------------------------------------------------------------ IUdpBind
+
+    private long _oversized;
+
+    /// <inheritdoc/>
+    public long OversizedDatagrams => Interlocked.Read(ref _oversized);
+
+    /// <summary>Sends one datagram (handshake messages, keepalives, tests).</summary>
+    public bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination)
     {
         fixed (byte* p = datagram)
         {
@@ -344,6 +356,7 @@ public sealed unsafe class UdpBatchSocket : IDisposable
         NativeMemory.Free(_sendHeaders);
         NativeMemory.Free(_sendIov);
         NativeMemory.Free(_sendNames);
+        FreeOffloads();
     }
 
     /// <summary>Closes the socket and wakes threads blocked in receive or send. The native

@@ -113,22 +113,10 @@ public sealed class TcpCoalescer
         else
         {
             bool v4 = _ipHeader == 20;
-            if (v4)
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(packet[2..], (ushort)_length);
-                packet[10] = 0;
-                packet[11] = 0;
-                BinaryPrimitives.WriteUInt16BigEndian(packet[10..], InternetChecksum.Compute(packet[..20]));
-            }
-            else
-            {
-                BinaryPrimitives.WriteUInt16BigEndian(packet[4..], (ushort)(_length - 40));
-            }
+            IpLengths.Write(packet, _length);
             // Partial checksum, as a sender with checksum offload leaves it: the pseudo-header sum.
             int tcpLength = _length - _ipHeader;
-            ulong pseudo = v4
-                ? TransportChecksum.PseudoHeaderV4(BinaryPrimitives.ReadUInt32BigEndian(packet[12..]), BinaryPrimitives.ReadUInt32BigEndian(packet[16..]), (byte)IpProtocol.Tcp, tcpLength)
-                : TransportChecksum.PseudoHeaderV6(packet.Slice(8, 16), packet.Slice(24, 16), (byte)IpProtocol.Tcp, tcpLength);
+            ulong pseudo = IpLengths.PseudoHeader(packet, IpProtocol.Tcp, tcpLength);
             BinaryPrimitives.WriteUInt16BigEndian(packet[(_ipHeader + 16)..], InternetChecksum.Fold(pseudo));
             new VirtioNetHeader(VirtioNetHeader.FlagNeedsChecksum, v4 ? GsoType.TcpV4 : GsoType.TcpV6, ecn: false,
                 (ushort)_headers, (ushort)_mss, (ushort)_ipHeader, 16).Write(header);

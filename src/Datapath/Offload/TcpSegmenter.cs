@@ -79,20 +79,7 @@ public static class TcpSegmenter
         packet[..headerLength].CopyTo(segment);
         packet.Slice(payloadStart, payload).CopyTo(segment[headerLength..]);
 
-        if (segment[0] >> 4 == 4)
-        {
-            int ipHeader = (segment[0] & 0x0F) * 4;
-            BinaryPrimitives.WriteUInt16BigEndian(segment[2..], (ushort)length);
-            ushort id = BinaryPrimitives.ReadUInt16BigEndian(packet[4..]);
-            BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(id + index));
-            segment[10] = 0;
-            segment[11] = 0;
-            BinaryPrimitives.WriteUInt16BigEndian(segment[10..], InternetChecksum.Compute(segment[..ipHeader]));
-        }
-        else
-        {
-            BinaryPrimitives.WriteUInt16BigEndian(segment[4..], (ushort)(length - 40));
-        }
+        IpLengths.Write(segment, length, idIncrement: index);
         uint sequence = BinaryPrimitives.ReadUInt32BigEndian(packet[(tcp + 4)..]);
         BinaryPrimitives.WriteUInt32BigEndian(segment[(tcp + 4)..], sequence + (uint)(index * mss));
         byte flags = packet[tcp + 13];
@@ -129,9 +116,7 @@ public static class TcpSegmenter
     private static void FillTcpChecksum(Span<byte> segment, int tcp)
     {
         int tcpLength = segment.Length - tcp;
-        ulong sum = segment[0] >> 4 == 4
-            ? TransportChecksum.PseudoHeaderV4(BinaryPrimitives.ReadUInt32BigEndian(segment[12..]), BinaryPrimitives.ReadUInt32BigEndian(segment[16..]), (byte)IpProtocol.Tcp, tcpLength)
-            : TransportChecksum.PseudoHeaderV6(segment.Slice(8, 16), segment.Slice(24, 16), (byte)IpProtocol.Tcp, tcpLength);
+        ulong sum = IpLengths.PseudoHeader(segment, IpProtocol.Tcp, tcpLength);
         segment[tcp + 16] = 0;
         segment[tcp + 17] = 0;
         BinaryPrimitives.WriteUInt16BigEndian(segment[(tcp + 16)..], InternetChecksum.Finish(InternetChecksum.Add(sum, segment[tcp..])));

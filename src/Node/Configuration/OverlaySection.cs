@@ -8,7 +8,7 @@ namespace Gateway.Node.Configuration;
 /// sent between the nodes' tunnel addresses inside WireGuard, and checked against
 /// CiliumNetworkPolicy on both sides.
 /// </summary>
-public sealed class OverlaySection
+public sealed partial class OverlaySection
 {
     /// <summary>This node's VXLAN endpoint inside the tunnel (IPv4).</summary>
     public IpAddress TunnelAddress { get; set; }

@@ -51,7 +51,7 @@ public sealed class PeerSection
 /// Gateway adds an optional [Overlay] section and the [Peer] keys TunnelAddress and PodCIDRs
 /// for overlay mode (docs/overlay.md).
 /// </summary>
-public sealed class WgQuickConfig : IDisposable
+public sealed partial class WgQuickConfig : IDisposable
 {
     public required string Path { get; init; }
     public InterfaceSection Interface { get; } = new();
@@ -263,6 +263,7 @@ public sealed class WgQuickConfig : IDisposable
         {
             throw new ConfigException(Path, Overlay.Line, "[Overlay] has no TunnelAddress");
         }
+        ValidateIpsec(Overlay);
         if (Overlay.EndpointsPath is null)
         {
             throw new ConfigException(Path, Overlay.Line, "[Overlay] has no Endpoints file");
@@ -345,6 +346,12 @@ public sealed class WgQuickConfig : IDisposable
                 break;
             case "nodename":
                 overlay.NodeName = value;
+                break;
+            // IPsec keys (issue 16) live in WgQuickConfig.Ipsec.cs.
+            case "encryption":
+            case "ipseckeyfile":
+            case "ipseckeyrotationduration":
+                ApplyIpsecKey(overlay, name, value, line, ResolvePath(value));
                 break;
             default:
                 throw new ConfigException(Path, line, $"unknown key '{name}' in [Overlay]");

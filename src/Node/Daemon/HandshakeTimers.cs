@@ -11,13 +11,13 @@ namespace Gateway.Node.Daemon;
 /// </summary>
 internal sealed class HandshakeTimers : ITunnelOutput
 {
-    private UdpBatchSocket? _socket;
+    private IUdpBind? _bind;
 
-    /// <summary>The socket the engine's own messages leave by (set once it is bound).</summary>
-    public void Attach(UdpBatchSocket socket) => Volatile.Write(ref _socket, socket);
+    /// <summary>The bind the engine's own messages leave by: the data path's (set once it is bound).</summary>
+    public void Attach(IUdpBind bind) => Volatile.Write(ref _bind, bind);
 
     public void SendDatagram(in IpEndpoint destination, ReadOnlySpan<byte> datagram) =>
-        Volatile.Read(ref _socket)?.Send(datagram, destination);
+        Volatile.Read(ref _bind)?.Send(datagram, destination);
 
     /// <summary>The timer thread's loop; returns when <paramref name="stop"/> is cancelled.</summary>
     public static void Run(WireGuardEngine engine, CancellationToken stop)

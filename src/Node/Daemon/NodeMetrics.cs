@@ -1,3 +1,4 @@
+using Gateway.Datapath.Devices;
 using Gateway.Node.Metrics;
 using Gateway.Node.Overlay;
 using Gateway.Tunnel;
@@ -5,20 +6,15 @@ using Gateway.Tunnel;
 namespace Gateway.Node.Daemon;
 
 /// <summary>
-/// The node's own counters (what the engine and the overlay do not count themselves: device
-/// failures, queue overflows, offload work) and the Prometheus text of all of them. The data
-/// path bumps the fields directly; <see cref="Render"/> reads them when scraped.
+/// The node's own counters (what the engine, the overlay and the devices do not count
+/// themselves: queue overflows, packets too long to seal) and the Prometheus text of all of
+/// them. The data path bumps the fields directly; <see cref="Render"/> reads them when scraped.
 /// </summary>
-internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interfaceName, OverlayRuntime? overlay)
+internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interfaceName, OverlayRuntime? overlay, IBatchTunDevice tun, IUdpBind bind)
 {
-    public long TunWriteFailures;
     public long ReceiveQueueFull;
-    public long TunOffloadInvalid;
-    /// <summary>TCP super-packets read from TUN and cut into segments.</summary>
-    public long SuperPacketsRead;
-    /// <summary>Runs of segments written to TUN as one super-packet.</summary>
-    public long SuperPacketsWritten;
-    public long OversizedDatagrams;
+    /// <summary>Packets from TUN without room behind them for padding and tag (beyond the MTU).</summary>
+    public long TunPacketTooLong;
 
     public string Render()
     {
@@ -52,13 +48,21 @@ internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interface
         {
             text.Sample("gateway_drop_count_total", engine.GetCount(reason), ("interface", name), ("reason", reason.ToString()));
         }
-        text.Sample("gateway_drop_count_total", Interlocked.Read(ref TunWriteFailures), ("interface", name), ("reason", "TunWriteFailed"));
-        text.Sample("gateway_drop_count_total", Interlocked.Read(ref OversizedDatagrams), ("interface", name), ("reason", "OversizedDatagram"));
+        var device = tun.Counters;
+        text.Sample("gateway_drop_count_total", Volatile.Read(ref device.WriteFailures), ("interface", name), ("reason", "TunWriteFailed"));
+        text.Sample("gateway_drop_count_total", bind.OversizedDatagrams, ("interface", name), ("reason", "OversizedDatagram"));
         text.Sample("gateway_drop_count_total", Interlocked.Read(ref ReceiveQueueFull), ("interface", name), ("reason", "ReceiveQueueFull"));
-        text.Sample("gateway_drop_count_total", Interlocked.Read(ref TunOffloadInvalid), ("interface", name), ("reason", "TunOffloadInvalid"));
-        text.Describe("gateway_tun_super_packets_total", "counter", "TCP super-packets moved through the TUN device with offloads: read and cut into segments, or merged from segments and written.");
-        text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref SuperPacketsRead), ("interface", name), ("direction", "read"));
-        text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref SuperPacketsWritten), ("interface", name), ("direction", "written"));
+        text.Sample("gateway_drop_count_total", Volatile.Read(ref device.OffloadInvalid), ("interface", name), ("reason", "TunOffloadInvalid"));
+        text.Sample("gateway_drop_count_total", Interlocked.Read(ref TunPacketTooLong), ("interface", name), ("reason", "TunPacketTooLong"));
+        text.Describe("gateway_tun_super_packets_total", "counter", "TCP and UDP super-packets moved through the TUN device with offloads: read and cut into packets, or merged from packets and written.");
+        text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref device.SuperPacketsRead), ("interface", name), ("direction", "read"));
+        text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref device.SuperPacketsWritten), ("interface", name), ("direction", "written"));
+        if (bind is UdpBatchSocket socket)
+        {
+            text.Describe("gateway_udp_offload_messages_total", "counter", "UDP messages that carried more than one datagram: sent with GSO, or received coalesced by GRO.");
+            text.Sample("gateway_udp_offload_messages_total", socket.GsoSends, ("interface", name), ("kind", "gso_send"));
+            text.Sample("gateway_udp_offload_messages_total", socket.GroReceives, ("interface", name), ("kind", "gro_receive"));
+        }
         text.Describe("gateway_forward_count_total", "counter", "Packets forwarded, by direction.");
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportSent), ("interface", name), ("direction", "egress"));
         text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportDelivered), ("interface", name), ("direction", "ingress"));

@@ -1,97 +1,101 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Gateway.Datapath;
 using Gateway.Datapath.Devices;
-using Gateway.Datapath.Offload;
 using Gateway.Tunnel;
 
 namespace Gateway.Node.Daemon;
 
 /// <summary>
 /// The receive path, network to TUN, in three steps: the reader thread takes a batch of
-/// datagrams with one recvmmsg; any crypto worker authenticates and decrypts it (the ingress
+/// datagrams from the bind; any crypto worker authenticates and decrypts it (the ingress
 /// stage's first half); the batches then go through the stage's in-order half (replay window,
-/// timers, source and policy checks) and to TUN in arrival order, runs of one TCP flow's
-/// segments merged into super-packets when the device has offloads.
+/// timers, source and policy checks) and to the TUN device in arrival order, in one write call
+/// (the device merges runs of one flow into super-packets when it has offloads).
 /// </summary>
 internal sealed class ReceivePath
 {
     /// <summary>Any datagram a peer may send.</summary>
-    public const int SlotSize = 65536;
+    public const int DatagramCapacity = 65536;
 
-    /// <summary>A batch of datagrams from one recvmmsg: opened in place, then handled in order.</summary>
-    internal sealed unsafe class InboundBatch
+    /// <summary>A batch of datagrams from one receive: opened in place, then handled in order.</summary>
+    internal sealed class InboundBatch
     {
-        public readonly byte[] Slab;   // pinned; SlotSize per datagram, touched only as far as used
-        public readonly nint[] Pointers;
+        public readonly PacketBuffer[] Buffers; // owned by the batch for the node's life
         public int Count;
-        public readonly int[] Lengths;
         public readonly IpEndpoint[] Sources;
         public readonly OpenTicket[] Tickets;
-        public readonly StageResult[] Results; // final results of the first half (not pending)
+        public readonly StageResult[] Results;  // final results of the first half (not pending)
+        public readonly PacketBuffer[] Deliveries;
 
-        public InboundBatch(int capacity)
+        public InboundBatch(PacketBufferPool pool, int capacity)
         {
-            Slab = GC.AllocateUninitializedArray<byte>(SlotSize * capacity, pinned: true);
-            byte* basePointer = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Slab));
-            Pointers = new nint[capacity];
+            Buffers = new PacketBuffer[capacity];
             for (int i = 0; i < capacity; i++)
             {
-                Pointers[i] = (nint)(basePointer + i * SlotSize);
+                if (!pool.TryRent(out Buffers[i]))
+                {
+                    throw new InvalidOperationException("The receive pool is smaller than its batches.");
+                }
             }
-            Lengths = new int[capacity];
             Sources = new IpEndpoint[capacity];
             Tickets = new OpenTicket[capacity];
             Results = new StageResult[capacity];
+            Deliveries = new PacketBuffer[capacity];
         }
-
-        public Span<byte> Slot(int i) => Slab.AsSpan(i * SlotSize, SlotSize);
     }
 
-    private readonly TunDevice _tun;
-    private readonly UdpBatchSocket _socket;
+    private readonly IBatchTunDevice _tun;
+    private readonly IUdpBind _bind;
     private readonly IIngressStage _ingress;
     private readonly NodeMetrics _metrics;
     private readonly int _batchSize;
-    private readonly TcpCoalescer? _coalescer; // only the in-order step uses it, one batch at a time
     private OrderedStage<InboundBatch>? _stage;
     private InboundBatch? _overflow;
+    private long _allocated;
 
-    public ReceivePath(TunDevice tun, UdpBatchSocket socket, IIngressStage ingress, NodeMetrics metrics, int batchSize)
+    /// <summary>Bytes the reader thread has allocated so far (read per batch, for the 0 B/packet tests).</summary>
+    public long AllocatedBytes => Volatile.Read(ref _allocated);
+
+    public ReceivePath(IBatchTunDevice tun, IUdpBind bind, IIngressStage ingress, NodeMetrics metrics, int batchSize)
     {
         _tun = tun;
-        _socket = socket;
+        _bind = bind;
         _ingress = ingress;
         _metrics = metrics;
         _batchSize = batchSize;
-        _coalescer = tun.OffloadsEnabled ? new TcpCoalescer() : null;
     }
 
     /// <summary>Creates the ring of <paramref name="ring"/> batches on the crypto pool.</summary>
     public void Attach(CryptoPool pool, int ring)
     {
+        // Pinned and only touched as far as datagrams reach, like the kernel's own receive buffers.
+        var buffers = new PacketBufferPool((ring + 1) * _batchSize, PacketBufferPool.DefaultHeadroom + DatagramCapacity);
         var batches = new InboundBatch[ring];
         for (int i = 0; i < ring; i++)
         {
-            batches[i] = new InboundBatch(_batchSize);
+            batches[i] = new InboundBatch(buffers, _batchSize);
         }
-        _overflow = new InboundBatch(_batchSize);
+        _overflow = new InboundBatch(buffers, _batchSize);
         _stage = pool.AddStage(batches, OpenBatch, DeliverBatch);
     }
 
-    // Step 1 (reader thread): one recvmmsg. When every batch is still in flight the workers are
+    // Step 1 (reader thread): one receive. When every batch is still in flight the workers are
     // behind: the datagrams are read anyway (so the socket keeps draining) and dropped, counted
     // as ReceiveQueueFull.
     public void Run(CancellationToken stop)
     {
-        var socket = _socket;
+        var bind = _bind;
         var stage = _stage!;
         var overflow = _overflow!;
         while (!stop.IsCancellationRequested)
         {
             var batch = stage.TryAcquire(wait: false);
             var target = batch ?? overflow;
-            int n = socket.ReceiveBatch(target.Pointers, SlotSize, target.Lengths, target.Sources);
+            var buffers = target.Buffers;
+            for (int i = 0; i < buffers.Length; i++)
+            {
+                buffers[i].Reset(PacketBufferPool.DefaultHeadroom);
+            }
+            int n = bind.Receive(buffers, target.Sources);
             if (n < 0)
             {
                 return;
@@ -103,6 +107,7 @@ internal sealed class ReceivePath
             }
             batch.Count = n;
             stage.Publish(batch);
+            Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
         }
     }
 
@@ -112,12 +117,8 @@ internal sealed class ReceivePath
         var ingress = _ingress;
         for (int i = 0; i < batch.Count; i++)
         {
-            int length = batch.Lengths[i];
-            if (length < 0)
-            {
-                continue;
-            }
-            batch.Results[i] = ingress.Begin(batch.Sources[i], batch.Slot(i), length, out batch.Tickets[i]);
+            var buffer = batch.Buffers[i];
+            batch.Results[i] = ingress.Begin(batch.Sources[i], buffer.Region[buffer.Headroom..], buffer.Length, out batch.Tickets[i]);
         }
     }
 
@@ -125,79 +126,30 @@ internal sealed class ReceivePath
     private void DeliverBatch(InboundBatch batch)
     {
         var ingress = _ingress;
-        var gro = _coalescer;
+        int deliveries = 0;
         for (int i = 0; i < batch.Count; i++)
         {
-            int length = batch.Lengths[i];
-            if (length < 0)
-            {
-                Interlocked.Increment(ref _metrics.OversizedDatagrams);
-                continue;
-            }
-            var slot = batch.Slot(i);
+            var buffer = batch.Buffers[i];
+            int slotStart = buffer.Headroom;
+            var slot = buffer.Region[slotStart..];
             ref var ticket = ref batch.Tickets[i];
-            var result = ticket.IsPending ? ingress.Complete(ticket, batch.Sources[i], slot, length) : batch.Results[i];
+            var result = ticket.IsPending ? ingress.Complete(ticket, batch.Sources[i], slot, buffer.Length) : batch.Results[i];
             ticket = default;
             batch.Results[i] = default;
             if (result.Action == StageAction.Deliver)
             {
-                Deliver(slot, result.Offset, result.Length, gro);
+                buffer.SetData(slotStart + result.Offset, result.Length);
+                batch.Deliveries[deliveries++] = buffer;
             }
             else if (result.Action == StageAction.Send)
             {
-                _socket.Send(slot.Slice(result.Offset, result.Length), result.Endpoint);
+                _bind.Send(slot.Slice(result.Offset, result.Length), result.Endpoint);
             }
         }
-        if (gro is not null)
+        if (deliveries > 0)
         {
-            WriteCoalesced(gro.Flush());
+            _tun.Write(batch.Deliveries.AsSpan(0, deliveries));
         }
         ingress.EndBatch();
-    }
-
-    private void Deliver(Span<byte> slot, int offset, int length, TcpCoalescer? gro)
-    {
-        if (gro is not null)
-        {
-            // Runs of one TCP flow's segments go to TUN as one super-packet (GRO).
-            var packet = slot.Slice(offset, length);
-            if (gro.TryAppend(packet))
-            {
-                return;
-            }
-            WriteCoalesced(gro.Flush());
-            if (gro.TryStart(packet))
-            {
-                return;
-            }
-        }
-        if (_tun.HasVnetHeader)
-        {
-            // A zero virtio_net_hdr (a plain, complete packet) in front, over bytes of the
-            // WireGuard header that are no longer needed (the packet is at least 16 in).
-            offset -= VirtioNetHeader.Size;
-            length += VirtioNetHeader.Size;
-            slot.Slice(offset, VirtioNetHeader.Size).Clear();
-        }
-        if (!_tun.Write(slot.Slice(offset, length)))
-        {
-            Interlocked.Increment(ref _metrics.TunWriteFailures);
-        }
-    }
-
-    private void WriteCoalesced(ReadOnlySpan<byte> bytes)
-    {
-        if (bytes.IsEmpty)
-        {
-            return;
-        }
-        if (bytes[1] != (byte)GsoType.None)
-        {
-            _metrics.SuperPacketsWritten++;
-        }
-        if (!_tun.Write(bytes))
-        {
-            Interlocked.Increment(ref _metrics.TunWriteFailures);
-        }
     }
 }

@@ -1,80 +1,84 @@
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Gateway.Datapath;
 using Gateway.Datapath.Devices;
-using Gateway.Datapath.Offload;
 using Gateway.Tunnel;
 
 namespace Gateway.Node.Daemon;
 
 /// <summary>
-/// The send path, TUN to network, in three steps: the reader thread reads a batch from TUN and
-/// runs the egress stage on each packet in read order (routing, policy, session and counter);
-/// any crypto worker seals the batch; the batches then leave in read order, one sendmmsg each.
+/// The send path, TUN to network, in three steps: the reader thread reads a batch from the TUN
+/// device (which has already cut any super-packet into packets) and runs the egress stage on
+/// each packet in read order (routing, policy, session and counter); any crypto worker seals the
+/// batch; the batches then leave through the bind in read order.
 /// </summary>
 internal sealed class SendPath
 {
-    /// <summary>A batch of packets read from TUN: sealed in place, then sent with one sendmmsg.</summary>
-    internal sealed unsafe class OutboundBatch
+    /// <summary>A batch of packets read from TUN: sealed in place, then sent in one bind call.</summary>
+    internal sealed class OutboundBatch
     {
-        public readonly int SlotSize;
-        public readonly byte[] Slab;   // pinned: its address is handed to sendmmsg
-        public readonly byte* Base;
-        public int Count;              // packets read into the batch
-        public readonly int[] Offsets; // the datagram's place in its slot; Lengths[i] == 0: nothing to send
-        public readonly int[] Lengths;
+        public readonly PacketBuffer[] Buffers;  // owned by the batch for the node's life
+        public int Count;                        // packets read into the batch
+        public readonly bool[] Sends;            // packet i became a datagram to send
         public readonly IpEndpoint[] Destinations;
         public readonly SealTicket[] Tickets;
         public int SendCount;
-        public readonly nint[] SendPointers;
-        public readonly int[] SendLengths;
+        public readonly PacketBuffer[] SendBuffers;
         public readonly IpEndpoint[] SendDestinations;
 
-        public OutboundBatch(int capacity, int slotSize)
+        public OutboundBatch(PacketBufferPool pool, int capacity)
         {
-            SlotSize = slotSize;
-            Slab = GC.AllocateUninitializedArray<byte>(slotSize * capacity, pinned: true);
-            Base = (byte*)Unsafe.AsPointer(ref MemoryMarshal.GetArrayDataReference(Slab));
-            Offsets = new int[capacity];
-            Lengths = new int[capacity];
+            Buffers = new PacketBuffer[capacity];
+            for (int i = 0; i < capacity; i++)
+            {
+                if (!pool.TryRent(out Buffers[i]))
+                {
+                    throw new InvalidOperationException("The send pool is smaller than its batches.");
+                }
+            }
+            Sends = new bool[capacity];
             Destinations = new IpEndpoint[capacity];
             Tickets = new SealTicket[capacity];
-            SendPointers = new nint[capacity];
-            SendLengths = new int[capacity];
+            SendBuffers = new PacketBuffer[capacity];
             SendDestinations = new IpEndpoint[capacity];
         }
-
-        public Span<byte> Slot(int i) => Slab.AsSpan(i * SlotSize, SlotSize);
     }
 
-    private readonly TunDevice _tun;
-    private readonly UdpBatchSocket _socket;
+    private readonly IBatchTunDevice _tun;
+    private readonly IUdpBind _bind;
     private readonly WireGuardEngine _engine;
     private readonly IEgressStage _egress;
     private readonly NodeMetrics _metrics;
     private readonly int _batchSize;
-    private readonly int _slotSize;
+    private readonly int _bufferSize;
     private OrderedStage<OutboundBatch>? _stage;
+    private long _allocated;
 
-    public SendPath(TunDevice tun, UdpBatchSocket socket, WireGuardEngine engine, IEgressStage egress, NodeMetrics metrics, int batchSize, int mtu)
+    /// <summary>Bytes the reader thread has allocated so far (read per batch, for the 0 B/packet tests).</summary>
+    public long AllocatedBytes => Volatile.Read(ref _allocated);
+
+    public SendPath(IBatchTunDevice tun, IUdpBind bind, WireGuardEngine engine, IEgressStage egress, NodeMetrics metrics, int batchSize, int mtu)
     {
         _tun = tun;
-        _socket = socket;
+        _bind = bind;
         _engine = engine;
         _egress = egress;
         _metrics = metrics;
         _batchSize = batchSize;
+        if (egress.Headroom > PacketBufferPool.DefaultHeadroom)
+        {
+            throw new ArgumentException("The egress stage needs more headroom than packet buffers have.", nameof(egress));
+        }
         // Room for the headers in front, and padding plus tag behind, of an MTU-sized packet.
-        _slotSize = (egress.Headroom + mtu + 16 + 16 + 63) & ~63;
+        _bufferSize = PacketBufferPool.DefaultHeadroom + mtu + 2 * Messages.TagSize;
     }
 
     /// <summary>Creates the ring of <paramref name="ring"/> batches on the crypto pool.</summary>
     public void Attach(CryptoPool pool, int ring)
     {
+        var buffers = new PacketBufferPool(ring * _batchSize, _bufferSize);
         var batches = new OutboundBatch[ring];
         for (int i = 0; i < ring; i++)
         {
-            batches[i] = new OutboundBatch(_batchSize, _slotSize);
+            batches[i] = new OutboundBatch(buffers, _batchSize);
         }
         _stage = pool.AddStage(batches, SealBatch, SendBatch);
     }
@@ -82,14 +86,8 @@ internal sealed class SendPath
     /// <summary>The reader thread's loop; returns when the device closes or the pool stops.</summary>
     public void Run(CancellationToken stop)
     {
-        if (_tun.HasVnetHeader)
-        {
-            RunWithOffloads(stop);
-            return;
-        }
         var tun = _tun;
         var stage = _stage!;
-        int headroom = _egress.Headroom;
         while (!stop.IsCancellationRequested)
         {
             var batch = stage.TryAcquire(wait: true);
@@ -97,157 +95,85 @@ internal sealed class SendPath
             {
                 return;
             }
-            int n = tun.Read(batch.Slot(0)[headroom..]);
+            var buffers = batch.Buffers;
+            for (int i = 0; i < buffers.Length; i++)
+            {
+                buffers[i].Reset(PacketBufferPool.DefaultHeadroom);
+            }
+            int n = tun.Read(buffers);
             if (n < 0)
             {
                 return;
             }
-            int count = 0;
-            while (true)
+            for (int i = 0; i < n; i++)
             {
-                Begin(batch, count, n);
-                count++;
-                if (count == _batchSize)
-                {
-                    break;
-                }
-                n = tun.TryRead(batch.Slot(count)[headroom..]);
-                if (n <= 0)
-                {
-                    break;
-                }
+                Begin(batch, i);
             }
-            batch.Count = count;
+            batch.Count = n;
             stage.Publish(batch);
+            Volatile.Write(ref _allocated, GC.GetAllocatedBytesForCurrentThread());
         }
     }
 
-    /// <summary>The in-order half for the packet in slot <paramref name="index"/> (at the headroom).</summary>
-    private void Begin(OutboundBatch batch, int index, int length)
+    /// <summary>The in-order half for packet <paramref name="index"/>: the egress stage, which
+    /// leaves the datagram to send (still to be sealed when the ticket is pending) as the buffer's data.</summary>
+    private void Begin(OutboundBatch batch, int index)
     {
-        var result = _egress.Begin(batch.Slot(index), length, out batch.Tickets[index]);
-        batch.Offsets[index] = result.Offset;
-        batch.Lengths[index] = result.Action == StageAction.Send ? result.Length : 0;
-        batch.Destinations[index] = result.Endpoint;
-    }
-
-    /// <summary>
-    /// The TUN reader with offloads: each read is a virtio_net_hdr and a packet, which may be a TCP
-    /// super-packet of up to 64 KiB (cut here into MSS-sized segments, one slot each, as a NIC would)
-    /// or carry a partial checksum (completed here). One read can thus fill most of a batch.
-    /// </summary>
-    private void RunWithOffloads(CancellationToken stop)
-    {
-        var tun = _tun;
-        var stage = _stage!;
-        int headroom = _egress.Headroom;
-        int batchSize = _batchSize;
-        var scratch = GC.AllocateUninitializedArray<byte>(VirtioNetHeader.Size + 65536, pinned: true);
-        var batch = stage.TryAcquire(wait: true);
-        int count = 0;
-        while (batch is not null && !stop.IsCancellationRequested)
+        var buffer = batch.Buffers[index];
+        batch.Sends[index] = false;
+        if (buffer.Tailroom < 2 * Messages.TagSize)
         {
-            int capacity = batch.SlotSize - headroom - 2 * Messages.TagSize; // room for padding and tag
-            int n = count == 0 ? tun.Read(scratch) : tun.TryRead(scratch);
-            if (n < 0)
-            {
-                return;
-            }
-            if (n == 0)
-            {
-                HandOver(); // nothing more queued
-                continue;
-            }
-            if (n <= VirtioNetHeader.Size)
-            {
-                Interlocked.Increment(ref _metrics.TunOffloadInvalid);
-                continue;
-            }
-            var header = VirtioNetHeader.Read(scratch);
-            var packet = scratch.AsSpan(VirtioNetHeader.Size, n - VirtioNetHeader.Size);
-            if (header.Gso == GsoType.None)
-            {
-                if ((header.NeedsChecksum && !TcpSegmenter.TryCompleteChecksum(packet, header.ChecksumStart, header.ChecksumOffset)) ||
-                    packet.Length > capacity)
-                {
-                    Interlocked.Increment(ref _metrics.TunOffloadInvalid);
-                    continue;
-                }
-                packet.CopyTo(batch.Slot(count)[headroom..]);
-                Begin(batch, count, packet.Length);
-                count++;
-            }
-            else
-            {
-                if (!TcpSegmenter.TryGetLayout(packet, header, out var layout) || layout.HeaderLength + layout.Mss > capacity)
-                {
-                    Interlocked.Increment(ref _metrics.TunOffloadInvalid);
-                    continue;
-                }
-                _metrics.SuperPacketsRead++;
-                for (int i = 0; i < layout.Count && batch is not null; i++)
-                {
-                    int length = TcpSegmenter.WriteSegment(packet, layout, i, batch.Slot(count)[headroom..]);
-                    Begin(batch, count, length);
-                    count++;
-                    if (count == batchSize && i + 1 < layout.Count)
-                    {
-                        HandOver();
-                    }
-                }
-            }
-            if (batch is not null && count == batchSize)
-            {
-                HandOver();
-            }
+            // Longer than the MTU: no room for padding and tag (the kernel does not send such).
+            Interlocked.Increment(ref _metrics.TunPacketTooLong);
+            batch.Tickets[index] = default;
+            return;
         }
-
-        // Publishes the batch filled so far and waits for the next free one (null once stopping).
-        void HandOver()
+        int slotStart = buffer.Headroom - _egress.Headroom;
+        var result = _egress.Begin(buffer.Region[slotStart..], buffer.Length, out batch.Tickets[index]);
+        if (result.Action == StageAction.Send)
         {
-            batch.Count = count;
-            stage.Publish(batch);
-            batch = stage.TryAcquire(wait: true);
-            count = 0;
+            buffer.SetData(slotStart + result.Offset, result.Length);
+            batch.Sends[index] = true;
+            batch.Destinations[index] = result.Endpoint;
         }
     }
 
     // Step 2 (any worker): the AEAD.
-    private unsafe void SealBatch(OutboundBatch batch)
+    private void SealBatch(OutboundBatch batch)
     {
         var engine = _engine;
         int sends = 0;
         for (int i = 0; i < batch.Count; i++)
         {
+            var buffer = batch.Buffers[i];
             ref var ticket = ref batch.Tickets[i];
             if (ticket.IsPending)
             {
-                bool sealedOk = engine.CompleteEncapsulate(ticket, batch.Slot(i)[batch.Offsets[i]..]);
+                // The datagram starts at the data; the seal writes the padding and tag behind it.
+                bool sealedOk = engine.CompleteEncapsulate(ticket, buffer.Region[buffer.Headroom..]);
                 ticket = default; // let go of the session
                 if (!sealedOk)
                 {
                     continue;
                 }
             }
-            if (batch.Lengths[i] == 0)
+            if (!batch.Sends[i])
             {
                 continue;
             }
-            batch.SendPointers[sends] = (nint)(batch.Base + i * batch.SlotSize + batch.Offsets[i]);
-            batch.SendLengths[sends] = batch.Lengths[i];
+            batch.SendBuffers[sends] = buffer;
             batch.SendDestinations[sends] = batch.Destinations[i];
             sends++;
         }
         batch.SendCount = sends;
     }
 
-    // Step 3 (in order): one sendmmsg.
+    // Step 3 (in order): one bind call (sendmmsg, GSO).
     private void SendBatch(OutboundBatch batch)
     {
         if (batch.SendCount > 0)
         {
-            _socket.SendBatch(batch.SendPointers.AsSpan(0, batch.SendCount), batch.SendLengths.AsSpan(0, batch.SendCount),
-                batch.SendDestinations.AsSpan(0, batch.SendCount));
+            _bind.Send(batch.SendBuffers.AsSpan(0, batch.SendCount), batch.SendDestinations.AsSpan(0, batch.SendCount));
         }
         _egress.EndBatch();
     }

@@ -29,6 +29,18 @@ public sealed class WireGuardNodeOptions
     public int QueueBatches { get; init; } = 8;
     /// <summary>Handles UAPI requests; null leaves the socket closed.</summary>
     public Func<WireGuardEngine, string, string>? UapiHandler { get; init; }
+    /// <summary>The TUN device to use instead of creating a kernel one (the node takes ownership).
+    /// A device that is not a kernel interface (<see cref="IBatchTunDevice.IsKernelDevice"/>) gets
+    /// no addresses, MTU or routes: that is how the node runs without root in tests.</summary>
+    public IBatchTunDevice? Tun { get; init; }
+    /// <summary>The UDP bind to use instead of binding a socket (the node takes ownership).</summary>
+    public IUdpBind? Bind { get; init; }
+    /// <summary>The protocol clock; null = the coarse monotonic clock. Tests inject a fake one and
+    /// drive the timers with <see cref="WireGuardNode.Tick"/>.</summary>
+    public TimeProvider? Clock { get; init; }
+    /// <summary>Tick the engine's timers every 100 ms on a thread of the node's own (off when a
+    /// test ticks a fake clock itself).</summary>
+    public bool TimerThread { get; init; } = true;
 }
 
 /// <summary>
@@ -56,12 +68,14 @@ public sealed class WireGuardNode : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly List<Thread> _threads = [];
     private WireGuardEngine? _engine;
-    private TunDevice? _tun;
-    private UdpBatchSocket? _socket;
+    private IBatchTunDevice? _tun;
+    private IUdpBind? _bind;
     private UapiSocketServer? _uapi;
     private MetricsServer? _metrics;
     private OverlayRuntime? _overlay;
     private NodeConfigurator? _configurator;
+    private SendPath? _send;
+    private ReceivePath? _receive;
     private int _disposed;
 
     private WireGuardNode(WireGuardNodeOptions options)
@@ -76,7 +90,10 @@ public sealed class WireGuardNode : IAsyncDisposable
 
     public int Mtu { get; private set; }
 
-    public ushort ListenPort => _socket?.LocalPort ?? 0;
+    public ushort ListenPort => _bind?.LocalPort ?? 0;
+
+    /// <summary>Runs the engine's timers once (what the timer thread does every 100 ms).</summary>
+    public void Tick() => Engine.Tick();
 
     /// <summary>The overlay control plane, when the configuration has an [Overlay] section.</summary>
     public OverlayRuntime? Overlay => _overlay;
@@ -110,54 +127,70 @@ public sealed class WireGuardNode : IAsyncDisposable
         var iface = config.Interface;
         NodeConfigurator.RunHooks(iface.PreUp, "PreUp", _options.InterfaceName, _log);
 
-        _tun = TunDevice.Create(_options.InterfaceName, vnetHeader: _options.TunOffloads);
-        _undo.Add(() => _tun.Dispose());
-        if (_tun.HasVnetHeader && !_tun.TryEnableOffloads())
+        if (_options.Tun is { } givenTun)
         {
-            _log.Warn($"{_tun.Name}: the kernel refused TUN offloads; one packet per read");
+            _tun = givenTun;
         }
+        else
+        {
+            var kernelTun = TunDevice.Create(_options.InterfaceName, vnetHeader: _options.TunOffloads);
+            _tun = kernelTun;
+            if (kernelTun.HasVnetHeader && !kernelTun.TryEnableOffloads())
+            {
+                _log.Warn($"{kernelTun.Name}: the kernel refused TUN offloads; one packet per read");
+            }
+        }
+        var tun = _tun;
+        _undo.Add(tun.Dispose);
+        bool link = tun.IsKernelDevice;
 
         bool overlay = config.Overlay is not null;
         // In overlay mode the TUN carries workload packets; each gains 50 bytes of VXLAN
         // framing before WireGuard sees it (Cilium's 80 + 50 on a 1500-byte link: 1370).
-        Mtu = iface.Mtu ?? DefaultMtu() - (overlay ? VxlanFrame.Overhead : 0);
+        Mtu = iface.Mtu ?? (link ? DefaultMtu() : 1420) - (overlay ? VxlanFrame.Overhead : 0);
         // The data path reads the clock once per packet: the coarse monotonic clock costs a
         // fifth of the high-resolution one and WireGuard's timers need only milliseconds.
+        var clock = _options.Clock ?? CoarseTimeProvider.Instance;
         var timers = new HandshakeTimers();
         _engine = new WireGuardEngine(timers, new WireGuardEngineOptions
         {
             Mtu = Mtu + (overlay ? VxlanFrame.Overhead : 0),
-            Clock = CoarseTimeProvider.Instance,
+            Clock = clock,
         });
         _undo.Add(() => _engine.Dispose());
         if (overlay)
         {
-            _overlay = OverlayRuntime.Create(config, _engine, _options.InterfaceName, _log, CoarseTimeProvider.Instance);
+            _overlay = OverlayRuntime.Create(config, _engine, _options.InterfaceName, _log, clock);
             _undo.Add(() => _overlay.Dispose());
         }
 
-        _socket = new UdpBatchSocket(iface.ListenPort ?? 0, bindAddress: null, batchSize: _options.BatchSize);
-        _undo.Add(() => _socket.Dispose());
-        timers.Attach(_socket);
-        _engine.ListenPort = _socket.LocalPort;
+        _bind = _options.Bind ?? new UdpBatchSocket(iface.ListenPort ?? 0, bindAddress: null, batchSize: _options.BatchSize);
+        var bind = _bind;
+        _undo.Add(bind.Dispose);
+        timers.Attach(bind);
+        _engine.ListenPort = bind.LocalPort;
         _configurator = new NodeConfigurator(_engine, _overlay, config, _options.InterfaceName, _log);
         _configurator.Apply(config, previous: null);
 
-        foreach (var address in iface.Addresses)
+        if (link)
         {
-            IpCommand.AddAddress(_tun.Name, address);
+            foreach (var address in iface.Addresses)
+            {
+                IpCommand.AddAddress(tun.Name, address);
+            }
+            IpCommand.SetMtu(tun.Name, Mtu);
+            IpCommand.SetUp(tun.Name);
+            _configurator.InterfaceName = tun.Name;
+            _configurator.SyncRoutes();
         }
-        IpCommand.SetMtu(_tun.Name, Mtu);
-        IpCommand.SetUp(_tun.Name);
-        _configurator.InterfaceName = _tun.Name;
-        _configurator.SyncRoutes();
 
         if (_options.UapiHandler is { } handler)
         {
-            _uapi = UapiSocketServer.Start(_tun.Name, request => _configurator.HandleUapi(handler, request), _options.UapiDirectory);
+            _uapi = UapiSocketServer.Start(tun.Name, request => _configurator.HandleUapi(handler, request), _options.UapiDirectory);
             _undo.Add(() => _uapi.DisposeAsync().AsTask().GetAwaiter().GetResult());
         }
-        var metrics = new NodeMetrics(_engine, () => InterfaceName, _overlay);
+        var metrics = new NodeMetrics(_engine, () => InterfaceName, _overlay, tun, bind);
+        _renderMetrics = metrics.Render;
         if (_options.MetricsEndpoint is { } metricsEndpoint)
         {
             _metrics = MetricsServer.Start(metricsEndpoint, metrics.Render);
@@ -166,7 +199,7 @@ public sealed class WireGuardNode : IAsyncDisposable
 
         if (_overlay is not null)
         {
-            if (_configurator.InstallStrictRoutes() is { } removeStrictRoutes)
+            if (link && _configurator.InstallStrictRoutes() is { } removeStrictRoutes)
             {
                 _undo.Add(removeStrictRoutes);
             }
@@ -175,8 +208,10 @@ public sealed class WireGuardNode : IAsyncDisposable
 
         IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : new OverlayEgress(_overlay);
         IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : new OverlayIngress(_overlay);
-        var send = new SendPath(_tun, _socket, _engine, egress, metrics, _options.BatchSize, Mtu);
-        var receive = new ReceivePath(_tun, _socket, ingress, metrics, _options.BatchSize);
+        var send = new SendPath(tun, bind, _engine, egress, metrics, _options.BatchSize, Mtu);
+        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize);
+        _send = send;
+        _receive = receive;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;
         var crypto = new CryptoPool(workers, message =>
         {
@@ -192,14 +227,25 @@ public sealed class WireGuardNode : IAsyncDisposable
         var engine = _engine;
         StartThread("tun-rx", () => send.Run(_stop.Token));
         StartThread("udp-rx", () => receive.Run(_stop.Token));
-        StartThread("timers", () => HandshakeTimers.Run(engine, _stop.Token));
+        if (_options.TimerThread)
+        {
+            StartThread("timers", () => HandshakeTimers.Run(engine, _stop.Token));
+        }
         NodeConfigurator.RunHooks(iface.PostUp, "PostUp", _options.InterfaceName, _log);
-        _log.Info($"{_tun.Name} up: listening on UDP {_socket.LocalPort}, MTU {Mtu}, {_engine.PeerCount} peer(s), " +
+        _log.Info($"{tun.Name} up: listening on UDP {bind.LocalPort}, MTU {Mtu}, {_engine.PeerCount} peer(s), " +
                   (crypto.Inline ? "crypto on the I/O threads" : $"{crypto.Workers} crypto worker(s)") +
-                  (_tun.OffloadsEnabled ? ", TUN offloads on" : ", TUN offloads off") +
+                  (tun.OffloadsEnabled ? ", TUN offloads on" : ", TUN offloads off") +
                   (_uapi is null ? "" : $", UAPI {_uapi.SocketPath}") +
                   (_metrics is null ? "" : $", metrics http://{_metrics.LocalEndpoint}/metrics"));
     }
+
+    private Func<string>? _renderMetrics;
+
+    /// <summary>Bytes allocated so far by the two reader threads (with inline crypto: the whole data path).</summary>
+    internal long DataPathAllocatedBytes => (_send?.AllocatedBytes ?? 0) + (_receive?.AllocatedBytes ?? 0);
+
+    /// <summary>The Prometheus text the metrics endpoint serves (also without the endpoint).</summary>
+    public string RenderMetrics() => (_renderMetrics ?? throw new InvalidOperationException("not started"))();
 
     private static int DefaultMtu()
     {

@@ -52,6 +52,7 @@ public sealed class OverlayPeer(PublicKey publicKey, IpAddress tunnelAddress, IR
 {
     private readonly byte[] _mac = new byte[6];
     private int _macLearned;
+    private Peer? _enginePeer; // the engine's peer for PublicKey, cached: routing happens once per packet
 
     public PublicKey PublicKey { get; } = publicKey;
     public IpAddress TunnelAddress { get; } = tunnelAddress;
@@ -69,6 +70,22 @@ public sealed class OverlayPeer(PublicKey publicKey, IpAddress tunnelAddress, IR
             }
             return _mac;
         }
+    }
+
+    /// <summary>The engine's peer with this node's key (looked up once, again only after it was removed).</summary>
+    internal Peer? EnginePeer(WireGuardEngine engine)
+    {
+        var cached = Volatile.Read(ref _enginePeer);
+        if (cached is not null && WireGuardEngine.IsLive(cached))
+        {
+            return cached;
+        }
+        if (!engine.TryGetPeer(PublicKey, out var found))
+        {
+            return null;
+        }
+        Volatile.Write(ref _enginePeer, found);
+        return found;
     }
 
     internal void Learn(ReadOnlySpan<byte> sourceMac)
@@ -253,7 +270,11 @@ public sealed class OverlayPipeline
         ushort etherType = key.IpVersion == 4 ? (ushort)0x0800 : (ushort)0x86DD;
         VxlanFrame.Write(buffer.Slice(packetOffset - VxlanFrame.Overhead, VxlanFrame.Overhead), packetLength,
             _options.TunnelAddress, peer.TunnelAddress, _options.VxlanPort, identity, VxlanFrame.SourcePort(key), peer.Mac, _mac, etherType);
-        var sealedResult = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Headroom)..], VxlanFrame.Overhead + packetLength, out ticket);
+        // The node is known from its pod CIDRs: the engine seals for its peer without routing again.
+        var datagram = buffer[(packetOffset - Headroom)..];
+        var sealedResult = peer.EnginePeer(_engine) is { } enginePeer
+            ? _engine.BeginEncapsulateInPlace(enginePeer, datagram, VxlanFrame.Overhead + packetLength, out ticket)
+            : _engine.BeginEncapsulateInPlace(datagram, VxlanFrame.Overhead + packetLength, out ticket);
         return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(packetOffset - Headroom));
     }
 

@@ -5,6 +5,7 @@ using Gateway.Datapath;
 using Gateway.Node.Overlay;
 using Gateway.Policy;
 using Gateway.Tunnel;
+using Gateway.Tunnel.Esp;
 
 namespace Gateway.Node.Replay;
 
@@ -12,6 +13,10 @@ namespace Gateway.Node.Replay;
 public sealed class ReplayOptions
 {
     public ReplayMode Mode { get; init; } = ReplayMode.Overlay;
+    /// <summary>WireGuard (default) or IPsec ESP between the two nodes.</summary>
+    public ReplayEncryption Encryption { get; init; } = ReplayEncryption.WireGuard;
+    /// <summary>IPsec only: worker 0 writes a Wireshark esp_sa file with both directions' SA keys there.</summary>
+    public string? EspSaPath { get; init; }
     /// <summary>Independent node pairs, one thread each, over a partition of the flows.</summary>
     public int Workers { get; init; } = 1;
     /// <summary>Measured passes over the capture (after one warm-up pass).</summary>
@@ -31,6 +36,7 @@ public sealed class ReplayOptions
 public sealed class ReplayReport
 {
     public required ReplayMode Mode { get; init; }
+    public ReplayEncryption Encryption { get; init; }
     public required int Workers { get; init; }
     public required int Loops { get; init; }
     public required int CapturePackets { get; init; }
@@ -62,7 +68,8 @@ public sealed class ReplayReport
     public required long SampledPackets { get; init; }
     public required long AllocatedBytes { get; init; }
     public double AllocatedBytesPerPacket => (double)AllocatedBytes / Packets;
-    /// <summary>Bare ChaCha20-Poly1305 over the same plaintext sizes, same threads, same run.</summary>
+    /// <summary>The bare AEAD over the same plaintext sizes, same threads, same run: ChaCha20-Poly1305
+    /// for WireGuard, AES-GCM (rfc4106, 16-byte tag) for IPsec.</summary>
     public required double BareSealNsPerPacket { get; init; }
     public required double BareSealOpenNsPerPacket { get; init; }
     public double BareSealMpps => Workers * 1e3 / BareSealNsPerPacket;
@@ -93,6 +100,8 @@ public static class ReplayRunner
             throw new ArgumentOutOfRangeException(nameof(options), "Workers and loops must be at least 1.");
         if (options.Mode == ReplayMode.Overlay && options.Policy is null)
             throw new ArgumentException("Overlay mode needs endpoints.", nameof(options));
+        if (options.Encryption == ReplayEncryption.Ipsec && options.KeyLogPath is not null)
+            throw new ArgumentException("The WireGuard key log does not apply to IPsec (use EspSaPath).", nameof(options));
         if (options.SampleEvery < 1 || (options.SampleEvery & (options.SampleEvery - 1)) != 0)
             throw new ArgumentOutOfRangeException(nameof(options), "SampleEvery must be a power of two.");
         return RunCore(capture, options, progress);
@@ -111,7 +120,8 @@ public static class ReplayRunner
         Exception? failure = null;
         for (int w = 0; w < n; w++)
         {
-            var worker = workers[w] = new Worker(capture, partitions[w].ToArray(), options, w == 0 ? options.Sink : null, w == 0 ? options.KeyLogPath : null);
+            var worker = workers[w] = new Worker(capture, partitions[w].ToArray(), options, w == 0 ? options.Sink : null, w == 0 ? options.KeyLogPath : null,
+                w == 0 ? options.EspSaPath : null);
             threads[w] = new Thread(() =>
             {
                 try
@@ -157,6 +167,7 @@ public static class ReplayRunner
         return new ReplayReport
         {
             Mode = options.Mode,
+            Encryption = options.Encryption,
             Workers = n,
             Loops = options.Loops,
             CapturePackets = capture.Count,
@@ -183,8 +194,11 @@ public static class ReplayRunner
     }
 
     /// <summary>One node pair on one thread. Everything it needs per packet is allocated up front.</summary>
-    private sealed class Worker(ReplayCapture capture, int[] indices, ReplayOptions options, IUnderlaySink? sink, string? keyLogPath)
+    private sealed class Worker(ReplayCapture capture, int[] indices, ReplayOptions options, IUnderlaySink? sink, string? keyLogPath, string? espSaPath)
     {
+        private readonly long[] _espDrops = new long[2 * (int)EspStatus.Count]; // [direction][EspStatus]
+        private IEspUnderlaySink? _espSink;
+        public EspReplayPair? EspPair;
         private readonly long[] _overlayDrops = new long[2 * 256]; // [direction][OverlayDrop]
         private readonly long[] _tunnelDrops = new long[2 * 256];  // [direction][TunnelEvent]
         private readonly Dictionary<string, (long Ticks, long Count)> _stages = [];
@@ -199,7 +213,9 @@ public static class ReplayRunner
         public long PipelineTicks, SealTicks, SealOpenTicks;
         public int EphemeralKeysLogged;
 
-        public IEnumerable<string> StageNames => options.Mode == ReplayMode.Overlay
+        public IEnumerable<string> StageNames => options.Encryption == ReplayEncryption.Ipsec
+            ? ["outbound_total", "inbound_total"]
+            : options.Mode == ReplayMode.Overlay
             ? ["outbound_total", "inbound_total", "parse_policy", "vxlan", "seal", "open_decap_ingress"]
             : ["outbound_total", "inbound_total", "seal", "open_decap"];
 
@@ -216,11 +232,20 @@ public static class ReplayRunner
                     if (_overlayDrops[d * 256 + r] > 0) yield return ($"{dir}:{OverlayDropNames.Name((OverlayDrop)r)}", _overlayDrops[d * 256 + r]);
                     if (_tunnelDrops[d * 256 + r] > 0) yield return ($"{dir}:TUNNEL_{(TunnelEvent)r}", _tunnelDrops[d * 256 + r]);
                 }
+                for (int r = 0; r < (int)EspStatus.Count; r++)
+                {
+                    if (_espDrops[d * (int)EspStatus.Count + r] > 0) yield return ($"{dir}:ESP_{(EspStatus)r}", _espDrops[d * (int)EspStatus.Count + r]);
+                }
             }
         }
 
         public void Run(Barrier barrier)
         {
+            if (options.Encryption == ReplayEncryption.Ipsec)
+            {
+                RunIpsec(barrier);
+                return;
+            }
             using var pair = Pair = new ReplayPair(options.Mode, capture, options.Policy, options.Clock, sink);
             _work = GC.AllocateUninitializedArray<byte>(OverlayPipeline.Headroom + capture.MaxLength + Slack, pinned: true);
             _bare = GC.AllocateUninitializedArray<byte>(OverlayPipeline.Headroom + capture.MaxLength + Slack, pinned: true);
@@ -241,25 +266,8 @@ public static class ReplayRunner
             BareAead(bareKey, open: true); // warm-up of the baseline too
             barrier.SignalAndWait();
 
-            // The machine is shared: the pipeline and its yardsticks are interleaved loop by loop, so
-            // load that comes and goes weighs on both alike.
-            for (int loop = 0; loop < options.Loops; loop++)
-            {
-                long allocated = GC.GetAllocatedBytesForCurrentThread();
-                long t0 = Stopwatch.GetTimestamp();
-                Pass(measure: true, sample: true);
-                long t1 = Stopwatch.GetTimestamp();
-                AllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocated;
-                PipelineTicks += t1 - t0;
-                if (options.Mode == ReplayMode.Overlay) Breakdown();
-                long t2 = Stopwatch.GetTimestamp();
-                BareAead(bareKey, open: false);
-                long t3 = Stopwatch.GetTimestamp();
-                BareAead(bareKey, open: true);
-                long t4 = Stopwatch.GetTimestamp();
-                SealTicks += t3 - t2;
-                SealOpenTicks += t4 - t3;
-            }
+            MeasuredLoops(() => Pass(measure: true, sample: true), options.Mode == ReplayMode.Overlay ? Breakdown : null,
+                open => BareAead(bareKey, open));
             // At the end, so that every handshake of the run is covered.
             if (keyLogPath is not null) WireGuardKeyLog.Write(keyLogPath, pair);
             EphemeralKeysLogged = pair.EphemeralKeys.Count;
@@ -276,6 +284,141 @@ public static class ReplayRunner
                 _stages["vxlan"] = (_vxlan, _breakdownCount);
                 _stages["seal"] = (_seal, _breakdownCount);
                 _stages["open_decap_ingress"] = (_open, _breakdownCount);
+            }
+        }
+
+        /// <summary>
+        /// The measured loops. The machine is shared: the pipeline and its yardsticks are
+        /// interleaved loop by loop, so load that comes and goes weighs on both alike; allocation is
+        /// measured around the pipeline pass only.
+        /// </summary>
+        private void MeasuredLoops(Action pass, Action? between, Action<bool> bare)
+        {
+            for (int loop = 0; loop < options.Loops; loop++)
+            {
+                long allocated = GC.GetAllocatedBytesForCurrentThread();
+                long t0 = Stopwatch.GetTimestamp();
+                pass();
+                long t1 = Stopwatch.GetTimestamp();
+                AllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocated;
+                PipelineTicks += t1 - t0;
+                between?.Invoke();
+                long t2 = Stopwatch.GetTimestamp();
+                bare(false);
+                long t3 = Stopwatch.GetTimestamp();
+                bare(true);
+                long t4 = Stopwatch.GetTimestamp();
+                SealTicks += t3 - t2;
+                SealOpenTicks += t4 - t3;
+            }
+        }
+
+        /// <summary>The IPsec run: the same shape as <see cref="Run"/> (warm-up pass checked and recorded,
+        /// measured loops interleaved with the bare AEAD), with ESP between the nodes and AES-GCM as
+        /// the yardstick. No handshake: the SAs come from the keys, as in Cilium.</summary>
+        private void RunIpsec(Barrier barrier)
+        {
+            using var pair = EspPair = new EspReplayPair(options.Mode, capture, options.Policy, options.Clock);
+            _espSink = sink as IEspUnderlaySink;
+            _work = GC.AllocateUninitializedArray<byte>(OverlayPipeline.Headroom + capture.MaxLength + Slack, pinned: true);
+            _bare = GC.AllocateUninitializedArray<byte>(OverlayPipeline.Headroom + capture.MaxLength + Slack, pinned: true);
+            PassIpsec(measure: false, sample: false);
+            Array.Clear(_overlayDrops);
+            Array.Clear(_espDrops);
+            RoundTripped = Mismatched = NotSent = 0;
+            _outTicks = _inTicks = _sampled = 0;
+            _espSink = null;
+            var keyBytes = GC.AllocateArray<byte>(20, pinned: true);
+            System.Security.Cryptography.RandomNumberGenerator.Fill(keyBytes);
+            using var bareKey = new AesGcmKey(keyBytes, AesGcmKey.TagSize);
+            System.Security.Cryptography.CryptographicOperations.ZeroMemory(keyBytes);
+            BareAesGcm(bareKey, open: true);
+            barrier.SignalAndWait();
+            MeasuredLoops(() => PassIpsec(measure: true, sample: true), null, open => BareAesGcm(bareKey, open));
+            if (espSaPath is not null) WriteEspSa(espSaPath, pair);
+            _stages["outbound_total"] = (_outTicks, _sampled);
+            _stages["inbound_total"] = (_inTicks, _sampled);
+        }
+
+        private static void WriteEspSa(string path, EspReplayPair pair)
+        {
+            using var writer = WireGuardKeyLog.CreatePrivateText(path);
+            var keys = pair.ExportKeys();
+            writer.Write(WiresharkEspSa.File(keys));
+            foreach (var k in keys) System.Security.Cryptography.CryptographicOperations.ZeroMemory(k.KeyAndSalt);
+        }
+
+        private void PassIpsec(bool measure, bool sample)
+        {
+            var pair = EspPair!;
+            int mask = sample ? options.SampleEvery - 1 : -1;
+            long bytes = 0;
+            const int at = OverlayPipeline.Headroom;
+            for (int k = 0; k < indices.Length; k++)
+            {
+                int i = indices[k];
+                var original = new ReadOnlySpan<byte>(capture.Data, capture.Offsets[i], capture.Lengths[i]);
+                bytes += original.Length;
+                bool fromA = capture.FromA[i], timed = sample && (k & mask) == 0;
+                original.CopyTo(_work.AsSpan(at));
+                long t0 = timed ? Stopwatch.GetTimestamp() : 0;
+                EspStep sent = pair.Outbound(fromA, _work, at, original.Length);
+                long t1 = timed ? Stopwatch.GetTimestamp() : 0;
+                if (!sent.Ok)
+                {
+                    CountEspDrop(Direction.Egress, sent);
+                }
+                else
+                {
+                    var esp = _work.AsSpan(sent.Offset, sent.Length);
+                    _espSink?.EspPacket(fromA, esp);
+                    EspStep received = pair.Inbound(fromA, esp);
+                    if (timed)
+                    {
+                        long t2 = Stopwatch.GetTimestamp();
+                        _outTicks += t1 - t0;
+                        _inTicks += t2 - t1;
+                        _sampled++;
+                    }
+                    if (!received.Ok) CountEspDrop(Direction.Ingress, received);
+                    else if (esp.Slice(received.Offset, received.Length).SequenceEqual(original)) RoundTripped++;
+                    else Mismatched++;
+                }
+                if ((k & 1023) == 1023) Volatile.Write(ref Progress, Progress + 1024);
+            }
+            Volatile.Write(ref Progress, Progress + (indices.Length & 1023));
+            if (measure)
+            {
+                MeasuredPackets += indices.Length;
+                MeasuredBytes += bytes;
+            }
+        }
+
+        private void CountEspDrop(Direction direction, in EspStep step)
+        {
+            if (step.Drop == OverlayDrop.Tunnel) _espDrops[(int)direction * (int)EspStatus.Count + (int)step.Esp]++;
+            else _overlayDrops[(int)direction * 256 + (int)step.Drop]++;
+        }
+
+        /// <summary>The IPsec yardstick: AES-GCM alone over the plaintext lengths ESP encrypts (inner
+        /// packet, plus VXLAN in overlay mode, plus the 2-byte trailer aligned to 4), with the ESN
+        /// AAD, in place, on this thread.</summary>
+        private void BareAesGcm(AesGcmKey key, bool open)
+        {
+            var work = _bare;
+            int overhead = options.Mode == ReplayMode.Overlay ? VxlanFrame.Overhead : 0;
+            Span<byte> iv = stackalloc byte[AesGcmKey.IvSize];
+            Span<byte> aad = stackalloc byte[12];
+            for (int k = 0; k < indices.Length; k++)
+            {
+                int plaintext = (capture.Lengths[indices[k]] + overhead + 2 + 3) & ~3;
+                var span = work.AsSpan(0, plaintext + AesGcmKey.TagSize);
+                _bareCounter++;
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(iv, _bareCounter);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64BigEndian(aad[4..], _bareCounter);
+                key.Seal(iv, span[..plaintext], aad, span[..plaintext], span[plaintext..]);
+                if (open && !key.Open(iv, span[..plaintext], span[plaintext..], aad, span[..plaintext]))
+                    throw new InvalidOperationException("bare AES-GCM round trip failed");
             }
         }
 

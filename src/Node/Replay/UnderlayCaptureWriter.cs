@@ -9,7 +9,7 @@ namespace Gateway.Node.Replay;
 /// (RFC 5737 documentation addresses: the frames exist only in this file, nothing is sent).
 /// Timestamps start at the clock's "now" and advance 1 us per frame so the order is kept.
 /// </summary>
-public sealed class UnderlayCaptureWriter : IUnderlaySink, IDisposable
+public sealed class UnderlayCaptureWriter : IUnderlaySink, IEspUnderlaySink, IDisposable
 {
     private static readonly byte[] MacA = [0x02, 0x00, 0xc0, 0x00, 0x02, 0x01];
     private static readonly byte[] MacB = [0x02, 0x00, 0xc0, 0x00, 0x02, 0x02];
@@ -59,6 +59,23 @@ public sealed class UnderlayCaptureWriter : IUnderlaySink, IDisposable
         Frames++;
     }
 
+    /// <summary>Writes an ESP packet (IPsec replay) as Ethernet/IPv4 protocol 50 between the
+    /// underlay addresses, the nodes' addresses in tunnel mode.</summary>
+    public void EspPacket(bool fromA, ReadOnlySpan<byte> espPacket)
+    {
+        if (espPacket.Length > 65535 - Gateway.Tunnel.Esp.EspOuterHeader.Ipv4Length) throw new ArgumentException("ESP packet too large for IPv4.", nameof(espPacket));
+        var f = _frame.AsSpan();
+        (fromA ? MacB : MacA).CopyTo(f);
+        (fromA ? MacA : MacB).CopyTo(f[6..]);
+        BinaryPrimitives.WriteUInt16BigEndian(f[12..], 0x0800);
+        Gateway.Tunnel.Esp.EspOuterHeader.WriteIpv4(f.Slice(14, 20), fromA ? ReplayPair.UnderlayA.Address : ReplayPair.UnderlayB.Address,
+            fromA ? ReplayPair.UnderlayB.Address : ReplayPair.UnderlayA.Address, espPacket.Length, _ipId++);
+        espPacket.CopyTo(f[34..]);
+        _writer.Write(f[..(34 + espPacket.Length)], _time);
+        _time = _time.AddTicks(10);
+        Frames++;
+    }
+
     private static ushort HeaderChecksum(ReadOnlySpan<byte> header)
     {
         uint sum = 0;
@@ -84,16 +101,7 @@ public static class WireGuardKeyLog
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(pair);
-        var options = new FileStreamOptions
-        {
-            Mode = FileMode.Create,
-            Access = FileAccess.Write,
-            UnixCreateMode = OperatingSystem.IsWindows() ? null : UnixFileMode.UserRead | UnixFileMode.UserWrite,
-        };
-        using var stream = new FileStream(path, options);
-        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        using var writer = new StreamWriter(stream);
-        writer.NewLine = "\n";
+        using var writer = CreatePrivateText(path);
         writer.WriteLine("# Gateway replay: static keys of both simulated nodes (192.0.2.1 = A, 192.0.2.2 = B)");
         writer.WriteLine($"LOCAL_STATIC_PRIVATE_KEY = {Convert.ToBase64String(pair.PrivateA)}");
         writer.WriteLine($"LOCAL_STATIC_PRIVATE_KEY = {Convert.ToBase64String(pair.PrivateB)}");
@@ -101,5 +109,20 @@ public static class WireGuardKeyLog
         {
             writer.WriteLine($"LOCAL_EPHEMERAL_PRIVATE_KEY = {Convert.ToBase64String(key)}");
         }
+    }
+
+    /// <summary>Creates (or truncates) a text file readable by its owner only (0600), for key
+    /// material: created with that mode, and set again in case the file already existed.</summary>
+    internal static StreamWriter CreatePrivateText(string path)
+    {
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.Write,
+            UnixCreateMode = OperatingSystem.IsWindows() ? null : UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        };
+        var stream = new FileStream(path, options);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(path, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+        return new StreamWriter(stream) { NewLine = "\n" };
     }
 }

@@ -45,7 +45,9 @@ public class CryptoWorkerTests
         long outOfOrder = doc.RootElement.GetProperty("end").GetProperty("streams")[0].GetProperty("udp").GetProperty("out_of_order").GetInt64();
         Assert.Equal(0, outOfOrder);
 
-        // A's transport messages to B, in capture order: each session's counters only rise.
+        // A's transport messages to B, in capture order: each session's counters only rise. With UDP
+        // GSO the capture (taken above the veth's segmentation) holds one frame per GSO message,
+        // whose first WireGuard message is what is read here; frames are still many hundreds.
         var last = new Dictionary<uint, ulong>();
         long transports = 0, backwards = 0;
         using (var reader = CaptureFileReader.Open(pcap))
@@ -78,7 +80,7 @@ public class CryptoWorkerTests
                 last[receiver] = counter;
             }
         }
-        Assert.True(transports > 1000, $"captured only {transports} transport messages");
+        Assert.True(transports > 200, $"captured only {transports} frames of transport messages");
         Assert.Equal(0, backwards);
     }
 }

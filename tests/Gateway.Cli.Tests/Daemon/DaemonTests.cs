@@ -20,12 +20,14 @@ public class DaemonTests
             $"ping {from.Ns} -> {to.TunnelAddress} failed:\n{output}\n--- {from.Interface} log:\n{from.Log}\n--- {to.Interface} log:\n{to.Log}");
     }
 
-    [SkippableFact]
-    public void GatewayInitiatesToWireguardGoAndWgShowsTheSession()
+    [SkippableTheory]
+    [InlineData(WireGuardGoBuilds.Bookworm)]
+    [InlineData(WireGuardGoBuilds.Backports)]
+    public void GatewayInitiatesToWireguardGoAndWgShowsTheSession(string version)
     {
         SkipUnlessPossible();
         using var t = new Topology();
-        t.B.StartWireguardGo(t.A, endpoint: false);
+        t.B.StartWireguardGo(t.A, endpoint: false, version: version);
         t.A.StartGateway(t.B);
         AssertPing(t.A, t.B);
 
@@ -38,13 +40,15 @@ public class DaemonTests
         Assert.Contains($"endpoint: {t.A.Underlay}:{t.A.Port}", t.B.Exec($"wg show {t.B.Interface}"));
     }
 
-    [SkippableFact]
-    public void WireguardGoInitiatesToGateway()
+    [SkippableTheory]
+    [InlineData(WireGuardGoBuilds.Bookworm)]
+    [InlineData(WireGuardGoBuilds.Backports)]
+    public void WireguardGoInitiatesToGateway(string version)
     {
         SkipUnlessPossible();
         using var t = new Topology();
         t.A.StartGateway(t.B, endpoint: false);
-        t.B.StartWireguardGo(t.A);
+        t.B.StartWireguardGo(t.A, version: version);
         AssertPing(t.B, t.A);
         // The gateway learned wireguard-go's endpoint from the authenticated handshake.
         Assert.Contains($"endpoint: {t.B.Underlay}:{t.B.Port}", t.A.Exec($"wg show {t.A.Interface} "));
@@ -103,13 +107,15 @@ public class DaemonTests
         AssertPing(t.A, t.B);
     }
 
-    [SkippableFact]
-    public void WireguardGoFollowsAGatewayThatRoams()
+    [SkippableTheory]
+    [InlineData(WireGuardGoBuilds.Bookworm)]
+    [InlineData(WireGuardGoBuilds.Backports)]
+    public void WireguardGoFollowsAGatewayThatRoams(string version)
     {
         SkipUnlessPossible();
         using var t = new Topology();
         t.A.StartGateway(t.B);
-        t.B.StartWireguardGo(t.A, endpoint: false);
+        t.B.StartWireguardGo(t.A, endpoint: false, version: version);
         AssertPing(t.A, t.B);
         Roam(t, t.A, $"va{t.Id}", "192.168.241.4");
         AssertPing(t.A, t.B);
@@ -293,14 +299,16 @@ public class DaemonUnderlayTests
 [Collection("daemon")]
 public class DaemonIpv6UnderlayTests
 {
-    [SkippableFact]
-    public void GatewayToWireguardGoOverAnIpv6Underlay()
+    [SkippableTheory]
+    [InlineData(WireGuardGoBuilds.Bookworm)]
+    [InlineData(WireGuardGoBuilds.Backports)]
+    public void GatewayToWireguardGoOverAnIpv6Underlay(string version)
     {
         Skip.If(Sh.SkipReason() is not null, Sh.SkipReason());
         using var t = new Topology();
         t.A.Exec($"ip -6 addr add fd00:241::1/64 dev va{t.Id} nodad");
         t.B.Exec($"ip -6 addr add fd00:241::2/64 dev vb{t.Id} nodad");
-        t.B.StartWireguardGo(t.A, endpoint: false);
+        t.B.StartWireguardGo(t.A, endpoint: false, version: version);
         string conf = t.TempFile("v6.conf", $"""
             [Interface]
             PrivateKey = {t.A.PrivateKey.ToBase64()}

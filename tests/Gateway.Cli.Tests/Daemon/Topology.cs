@@ -182,10 +182,13 @@ internal sealed class Topology : IDisposable
             return conf;
         }
 
-        /// <summary>Runs stock wireguard-go here, configured with `wg`.</summary>
-        public void StartWireguardGo(Side peer, bool endpoint = true)
+        /// <summary>Runs stock wireguard-go here (the build <paramref name="version"/> names, see
+        /// <see cref="WireGuardGoBuilds"/>), configured with `wg`.</summary>
+        public void StartWireguardGo(Side peer, bool endpoint = true, string version = WireGuardGoBuilds.Bookworm)
         {
-            Process = _topology.StartProcess(Ns, $"wireguard-go -f {Interface}", new() { ["WG_PROCESS_FOREGROUND"] = "1" });
+            string binary = WireGuardGoBuilds.PathOf(version);
+            Skip.IfNot(File.Exists(binary), $"needs wireguard-go {version} at {binary} (scripts/setup.sh installs it)");
+            Process = _topology.StartProcess(Ns, $"{binary} -f {Interface}", new() { ["WG_PROCESS_FOREGROUND"] = "1" });
             WaitForSocket();
             string key = _topology.TempFile($"{Interface}.key", PrivateKey.ToBase64() + "\n");
             Exec($"wg set {Interface} listen-port {Port} private-key {key} peer {peer.PublicKey.ToBase64()} allowed-ips {peer.TunnelAddress}/32" +
@@ -248,4 +251,22 @@ internal sealed class Topology : IDisposable
             PublicKey.Dispose();
         }
     }
+}
+
+/// <summary>
+/// The wireguard-go builds the interop tests run against: Debian bookworm's 0.0.20220316
+/// (/usr/bin/wireguard-go) and bookworm-backports' 0.0.20231211 (TUN GRO, UDP GSO/GRO), which
+/// scripts/setup.sh unpacks into a private directory.
+/// </summary>
+internal static class WireGuardGoBuilds
+{
+    public const string Bookworm = "0.0.20220316";
+    public const string Backports = "0.0.20231211";
+
+    public static string PathOf(string version) => version switch
+    {
+        Bookworm => "/usr/bin/wireguard-go",
+        Backports => "/opt/wireguard-go-20231211/usr/bin/wireguard-go",
+        _ => throw new ArgumentException($"unknown wireguard-go build {version}", nameof(version)),
+    };
 }

@@ -1,0 +1,33 @@
+namespace Gateway.Datapath.Devices;
+
+/// <summary>
+/// A UDP endpoint that moves many datagrams per call, in the manner of wireguard-go's conn.Bind:
+/// batches of pooled <see cref="PacketBuffer"/>s in and out, segmentation offload (UDP GSO) and
+/// receive coalescing (UDP GRO) inside. The data path, handshake messages included, reaches the
+/// network only through this interface (<see cref="UdpBatchSocket"/> for the kernel,
+/// <see cref="MemoryBind"/> for tests).
+/// </summary>
+public interface IUdpBind : IDisposable
+{
+    /// <summary>The bound port.</summary>
+    ushort LocalPort { get; }
+
+    /// <summary>
+    /// Receives datagrams, waiting for the first: datagram i lands at buffers[i]'s data start and
+    /// its source in <paramref name="sources"/>[i]. Datagrams larger than a buffer are dropped and
+    /// counted. Returns how many buffers were filled, or -1 once closed.
+    /// </summary>
+    int Receive(ReadOnlySpan<PacketBuffer> buffers, Span<IpEndpoint> sources);
+
+    /// <summary>
+    /// Sends packets[i]'s data to destinations[i] for every i, in order. Returns how many the
+    /// kernel took; datagrams it refuses outright (no route) are skipped.
+    /// </summary>
+    int Send(ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations);
+
+    /// <summary>Sends one datagram (handshake messages and keepalives from the timer thread).</summary>
+    bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination);
+
+    /// <summary>Datagrams dropped on receive because they did not fit a buffer.</summary>
+    long OversizedDatagrams { get; }
+}

@@ -1,0 +1,263 @@
+namespace Gateway.Datapath.Devices;
+
+/// <summary>
+/// A network in memory joining <see cref="MemoryBind"/>s by endpoint, like wireguard-go's
+/// bindtest: a datagram sent to an endpoint lands in the queue of the bind holding that
+/// endpoint, or is lost when none does (as UDP would be). Tests can watch, drop or rewrite what
+/// crosses it (<see cref="Tap"/>), e.g. to audit the underlay or to lose a handshake.
+/// </summary>
+public sealed class MemoryNetwork
+{
+    private readonly Dictionary<IpEndpoint, MemoryBind> _binds = [];
+    private readonly object _sync = new();
+
+    /// <summary>Sees every datagram (source, destination, bytes) before delivery; false drops it.</summary>
+    public Func<IpEndpoint, IpEndpoint, ReadOnlySpan<byte>, bool>? Tap { get; set; }
+
+    /// <summary>Datagrams delivered to a bind.</summary>
+    public long Delivered;
+
+    /// <summary>Datagrams lost (no bind at the destination, or dropped by the tap).</summary>
+    public long Lost;
+
+    /// <summary>Creates a bind at <paramref name="local"/> (which must be free).</summary>
+    public MemoryBind Bind(IpEndpoint local)
+    {
+        lock (_sync)
+        {
+            if (_binds.ContainsKey(local))
+            {
+                throw new DeviceException($"{local} is in use on the memory network", 98);
+            }
+            var bind = new MemoryBind(this, local);
+            _binds[local] = bind;
+            return bind;
+        }
+    }
+
+    /// <summary>Moves a bind to another address (roaming).</summary>
+    public void Move(MemoryBind bind, IpEndpoint to)
+    {
+        lock (_sync)
+        {
+            _binds.Remove(bind.Local);
+            bind.Local = to;
+            _binds[to] = bind;
+        }
+    }
+
+    internal void Remove(MemoryBind bind)
+    {
+        lock (_sync)
+        {
+            if (_binds.TryGetValue(bind.Local, out var held) && ReferenceEquals(held, bind))
+            {
+                _binds.Remove(bind.Local);
+            }
+        }
+    }
+
+    /// <summary>Delivers a batch; consecutive datagrams to one bind land in its queue together,
+    /// as one sendmmsg's datagrams usually meet one recvmmsg on a real host.</summary>
+    internal void Deliver(IpEndpoint source, ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations)
+    {
+        int start = 0;
+        while (start < packets.Length)
+        {
+            int end = start + 1;
+            while (end < packets.Length && destinations[end] == destinations[start])
+            {
+                end++;
+            }
+            MemoryBind? target;
+            lock (_sync)
+            {
+                _binds.TryGetValue(destinations[start], out target);
+            }
+            if (target is null)
+            {
+                for (int i = start; i < end; i++)
+                {
+                    Deliver(source, destinations[i], packets[i].Data);
+                }
+            }
+            else
+            {
+                lock (target.Sync)
+                {
+                    for (int i = start; i < end; i++)
+                    {
+                        Deliver(source, destinations[i], packets[i].Data);
+                    }
+                }
+            }
+            start = end;
+        }
+    }
+
+    internal bool Deliver(IpEndpoint source, IpEndpoint destination, ReadOnlySpan<byte> datagram)
+    {
+        if (Tap is { } tap && !tap(source, destination, datagram))
+        {
+            Interlocked.Increment(ref Lost);
+            return true; // the sender cannot tell
+        }
+        MemoryBind? target;
+        lock (_sync)
+        {
+            _binds.TryGetValue(destination, out target);
+        }
+        if (target is null || !target.Enqueue(source, datagram))
+        {
+            Interlocked.Increment(ref Lost);
+            return true;
+        }
+        Interlocked.Increment(ref Delivered);
+        return true;
+    }
+}
+
+/// <summary>
+/// A UDP bind on a <see cref="MemoryNetwork"/>. Datagrams are held in reused
+/// arrays, so after warm-up neither sending nor receiving allocates.
+/// </summary>
+public sealed class MemoryBind : IUdpBind
+{
+    private readonly MemoryNetwork _network;
+    private readonly Queue<(IpEndpoint Source, byte[] Bytes, int Length)> _inbox = new(4096);
+    private readonly object _sync = new();
+    private bool _closed;
+    private long _oversized;
+    private readonly FramePool _frames = new();
+
+    internal object Sync => _sync;
+
+    internal MemoryBind(MemoryNetwork network, IpEndpoint local)
+    {
+        _network = network;
+        Local = local;
+    }
+
+    /// <summary>The address other binds reach this one at.</summary>
+    public IpEndpoint Local { get; internal set; }
+
+    public ushort LocalPort => Local.Port;
+
+    public long OversizedDatagrams => Interlocked.Read(ref _oversized);
+
+    /// <summary>Datagrams queued and not yet received.</summary>
+    public int Pending
+    {
+        get { lock (_sync) return _inbox.Count; }
+    }
+
+    internal bool Enqueue(IpEndpoint source, ReadOnlySpan<byte> datagram)
+    {
+        var bytes = _frames.Rent(datagram.Length);
+        datagram.CopyTo(bytes);
+        lock (_sync)
+        {
+            if (_closed)
+            {
+                _frames.Return(bytes);
+                return false;
+            }
+            _inbox.Enqueue((source, bytes, datagram.Length));
+            Monitor.PulseAll(_sync);
+        }
+        return true;
+    }
+
+    public int Receive(ReadOnlySpan<PacketBuffer> buffers, Span<IpEndpoint> sources)
+    {
+        int count = Math.Min(buffers.Length, sources.Length);
+        if (count == 0)
+        {
+            return 0;
+        }
+        lock (_sync)
+        {
+            int n = 0;
+            while (n == 0)
+            {
+                while (_inbox.Count == 0 && !_closed)
+                {
+                    Monitor.Wait(_sync);
+                }
+                if (_closed)
+                {
+                    return -1;
+                }
+                while (n < count && _inbox.TryDequeue(out var item))
+                {
+                    var tail = buffers[n].WritableTail;
+                    if (item.Length > tail.Length)
+                    {
+                        _oversized++;
+                    }
+                    else
+                    {
+                        item.Bytes.AsSpan(0, item.Length).CopyTo(tail);
+                        buffers[n].SetLength(item.Length);
+                        sources[n] = item.Source;
+                        n++;
+                    }
+                    _frames.Return(item.Bytes);
+                }
+            }
+            return n;
+        }
+    }
+
+    /// <summary>Receives one datagram for a test, waiting up to <paramref name="timeout"/>.</summary>
+    public bool TryReceive(out byte[] datagram, out IpEndpoint source, TimeSpan timeout)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        lock (_sync)
+        {
+            while (_inbox.Count == 0)
+            {
+                var left = deadline - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero || _closed)
+                {
+                    datagram = [];
+                    source = default;
+                    return false;
+                }
+                Monitor.Wait(_sync, left);
+            }
+            var item = _inbox.Dequeue();
+            datagram = item.Bytes.AsSpan(0, item.Length).ToArray();
+            source = item.Source;
+            _frames.Return(item.Bytes);
+            return true;
+        }
+    }
+
+    public int Send(ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations)
+    {
+        int n = Math.Min(packets.Length, destinations.Length);
+        _network.Deliver(Local, packets[..n], destinations[..n]);
+        return n;
+    }
+
+    public bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination) => _network.Deliver(Local, destination, datagram);
+
+    public void Dispose()
+    {
+        lock (_sync)
+        {
+            if (_closed)
+            {
+                return;
+            }
+            _closed = true;
+            while (_inbox.TryDequeue(out var item))
+            {
+                _frames.Return(item.Bytes);
+            }
+            Monitor.PulseAll(_sync);
+        }
+        _network.Remove(this);
+    }
+}
