@@ -16,15 +16,30 @@ public class KernelSelftestTests
         Assert.True(output.Contains("3 received", StringComparison.Ordinal), $"ping failed:\n{output}\n{from.Log}");
     }
 
+    /// <summary>Gateway in A, wireguard-go in B, the tunnel proven by a ping.</summary>
+    private static Topology GatewayAndWireguardGo()
+    {
+        Skip.If(Sh.SkipReason() is not null, Sh.SkipReason());
+        var t = new Topology();
+        try
+        {
+            t.B.StartWireguardGo(t.A, endpoint: false);
+            t.A.StartGateway(t.B);
+            AssertPing(t.A, t.B);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
     [SkippableFact]
     public void UdpAtUnlimitedRateThenTheTunnelStillWorks()
     {
         // netns.sh: iperf3 -Z -t 3 -b 0 -u (UDP as fast as the sender can go).
-        Skip.If(Sh.SkipReason() is not null, Sh.SkipReason());
-        using var t = new Topology();
-        t.B.StartWireguardGo(t.A, endpoint: false);
-        t.A.StartGateway(t.B);
-        AssertPing(t.A, t.B);
+        using var t = GatewayAndWireguardGo();
         string json = t.Iperf("-u -b 0 -t 2", complete: "\"sum\"");
         using var doc = JsonDocument.Parse(json);
         JsonElement sum = doc.RootElement.GetProperty("end").GetProperty("sum");
@@ -38,11 +53,7 @@ public class KernelSelftestTests
     public void ParallelTcpStreamsAllComplete()
     {
         // netns.sh: 4, 5 and 50 TCP streams at once; here 8 streams in one iperf3 run.
-        Skip.If(Sh.SkipReason() is not null, Sh.SkipReason());
-        using var t = new Topology();
-        t.B.StartWireguardGo(t.A, endpoint: false);
-        t.A.StartGateway(t.B);
-        AssertPing(t.A, t.B);
+        using var t = GatewayAndWireguardGo();
         string json = t.Iperf("-P 8 -t 2");
         using var doc = JsonDocument.Parse(json);
         var streams = doc.RootElement.GetProperty("end").GetProperty("streams");
