@@ -22,7 +22,8 @@ out="$root/.build/fuzz"
 stamp="$out/.instrumented"
 
 # Build and instrument once per source change (several fuzz runs may share one build).
-exec 9>"$root/.build/fuzz.lock" 2>/dev/null || { mkdir -p "$root/.build"; exec 9>"$root/.build/fuzz.lock"; }
+mkdir -p "$root/.build"
+exec 9>"$root/.build/fuzz.lock"
 flock 9
 if [[ ! -f $stamp ]] || [[ -n "$(find src fuzz Directory.Build.props Directory.Packages.props -newer "$stamp" \
       \( -name '*.cs' -o -name '*.csproj' -o -name '*.props' \) -print -quit 2>/dev/null)" ]]; then
