@@ -21,8 +21,8 @@ done
 
 # What `gateway demo` runs: ip, sysctl, ping, tcpdump; libpcap reads the capture it audits.
 demo_packages=(libpcap0.8 tcpdump iproute2 iputils-ping procps)
-# The tests also run real WireGuard peers, iperf3, tshark, the fuzzer and scapy (ESP vectors).
-test_packages=("${demo_packages[@]}" wireguard-go wireguard-tools iperf3 tshark afl++ python3-scapy python3-cryptography)
+# The tests also run real WireGuard peers, iperf3, tshark, the fuzzer, scapy (ESP vectors) and etcd.
+test_packages=("${demo_packages[@]}" wireguard-go wireguard-tools iperf3 tshark afl++ python3-scapy python3-cryptography etcd-server openssl)
 if ((demo)); then packages=("${demo_packages[@]}"); else packages=("${test_packages[@]}"); fi
 
 dpkg_args=()

@@ -9,6 +9,7 @@ internal static class CommandCatalog
     {
         yield return Commands.DemoCommand.Create();
         yield return Commands.UpCommand.Create();
+        yield return Commands.DownCommand.Create();
         yield return Commands.ShowCommand.Create();
         yield return GenKeyCommand.Create();
         yield return PubKeyCommand.Create();
@@ -16,6 +17,7 @@ internal static class CommandCatalog
         yield return SelfTestCommand.Create();
         yield return Commands.AuditCommand.Create();
         yield return PolicyCommand.Create();
+        yield return Commands.ClusterCommand.Create();
         yield return Commands.ObserveCommand.Create();
         yield return Commands.ReplayCommand.Create();
     }

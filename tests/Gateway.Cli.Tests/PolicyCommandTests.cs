@@ -5,7 +5,7 @@ namespace Gateway.Cli.Tests;
 
 public class PolicyCommandTests
 {
-    private static string Root
+    internal static string Root
     {
         get
         {

@@ -89,33 +89,25 @@ public class PacketBufferTests
     }
 
     [Fact]
-    public void BatchFillFilterAndDrain()
+    public void SetDataNamesAnyWindowOfTheRegionAndRefusesOneOutsideIt()
     {
-        var pool = new PacketBufferPool(16, 256);
-        var batch = new PacketBatch(8);
-        Assert.Equal(8, pool.RentInto(batch, 100));
-        Assert.True(batch.IsFull);
-        Assert.False(pool.TryRent(out var extra) && batch.TryAdd(extra));
-        for (int i = 0; i < batch.Count; i++)
-        {
-            batch[i].TrySet([(byte)i]);
-        }
-        int dropped = batch.Filter(0, (_, b) => b.Data[0] % 2 == 0);
-        Assert.Equal(4, dropped);
-        Assert.Equal(new byte[] { 0, 2, 4, 6 }, batch.AsSpan().ToArray().Select(b => b.Data[0]).ToArray());
-        PacketBuffer removed = batch.RemoveAtSwap(0);
-        Assert.Equal(0, removed.Data[0]);
-        removed.Return();
-        batch.ReturnAll();
-        Assert.Equal(0, batch.Count);
-        Assert.Equal(16 - 1, pool.Available);   // `extra` is still rented
+        var pool = new PacketBufferPool(1, 512);
+        Assert.True(pool.TryRent(out var b));
+        Assert.Equal(b.Capacity, b.Region.Length);
+        b.Region[200] = 0x42;
+        b.SetData(200, 10);
+        Assert.Equal(200, b.Headroom);
+        Assert.Equal(0x42, b.Data[0]);
+        Assert.Equal(b.Capacity - 210, b.Tailroom);
+        Assert.Throws<ArgumentOutOfRangeException>(() => b.SetData(b.Capacity - 5, 6));
+        Assert.Throws<ArgumentOutOfRangeException>(() => b.SetData(-1, 1));
     }
 
     [Fact]
     public void RentPrependAppendReturnAllocateNothingAfterWarmUp()
     {
         var pool = new PacketBufferPool(64, 2048);
-        var batch = new PacketBatch(32);
+        var batch = new PacketBuffer[32];
         Cycle();
         long before = GC.GetAllocatedBytesForCurrentThread();
         for (int i = 0; i < 1000; i++)
@@ -126,14 +118,18 @@ public class PacketBufferTests
 
         void Cycle()
         {
-            pool.RentInto(batch, 32);
-            foreach (PacketBuffer b in batch)
+            for (int i = 0; i < batch.Length; i++)
             {
-                b.SetLength(100);
-                b.TryPrepend(50, out _);
-                b.TryAppend(16, out _);
+                Assert.True(pool.TryRent(out batch[i]));
+                batch[i].SetLength(100);
+                batch[i].TryPrepend(50, out _);
+                batch[i].TryAppend(16, out _);
+                batch[i].SetData(10, 200);
             }
-            batch.ReturnAll();
+            foreach (var b in batch)
+            {
+                b.Return();
+            }
         }
     }
 }
@@ -184,69 +180,5 @@ public class FlowKeyTests
         var differentId = icmp;
         differentId.IcmpId = 8;
         Assert.NotEqual(icmp, differentId);
-    }
-}
-
-public class PacketBatchDeviceTests
-{
-    [Fact]
-    public void UdpBatchSocketFillsAndDrainsABatchOverLoopbackWithoutCopies()
-    {
-        var pool = new PacketBufferPool(32, 2048);
-        using var receiver = new UdpBatchSocket(0, IpAddress.Parse("127.0.0.1"));
-        using var sender = new UdpBatchSocket(0, IpAddress.Parse("127.0.0.1"));
-        var destination = new IpEndpoint(IpAddress.Parse("127.0.0.1"), receiver.LocalPort);
-
-        // Drain: three packets built in pool buffers go out in one SendBatch.
-        var outgoing = new PacketBatch(8);
-        Assert.Equal(3, pool.RentInto(outgoing, 3));
-        for (int i = 0; i < 3; i++)
-        {
-            outgoing[i].TrySet(new byte[] { (byte)i, 0xAB, (byte)(10 + i) }.AsSpan(0, 1 + i));
-        }
-        Span<nint> addresses = stackalloc nint[8];
-        Span<int> lengths = stackalloc int[8];
-        Span<IpEndpoint> endpoints = new IpEndpoint[8];
-        int toSend = outgoing.GetSendSegments(addresses, lengths);
-        endpoints[..toSend].Fill(destination);
-        Assert.Equal(3, sender.SendBatch(addresses[..toSend], lengths[..toSend], endpoints[..toSend]));
-        outgoing.ReturnAll();
-
-        // Fill: the receiver lands them straight in pool buffers of one batch.
-        var incoming = new PacketBatch(8);
-        pool.RentInto(incoming, 8);
-        int got = 0;
-        var received = new List<byte[]>();
-        while (got < 3)
-        {
-            int n = incoming.GetReceiveAddresses(addresses, out int capacity);
-            Assert.Equal(2048 - PacketBufferPool.DefaultHeadroom, capacity);
-            int count = receiver.ReceiveBatch(addresses[..n], capacity, lengths, endpoints);
-            Assert.True(count > 0);
-            Assert.Equal(count, incoming.CommitReceived(lengths, count));
-            foreach (PacketBuffer b in incoming)
-            {
-                received.Add(b.Data.ToArray());
-            }
-            got += count;
-            incoming.ReturnAll();
-            pool.RentInto(incoming, 8);
-        }
-        incoming.ReturnAll();
-        Assert.Equal(new[] { new byte[] { 0 }, new byte[] { 1, 0xAB }, new byte[] { 2, 0xAB, 12 } }, received.OrderBy(r => r.Length));
-        Assert.Equal(32, pool.Available);
-    }
-
-    [Fact]
-    public void CommitReceivedDropsNegativeLengthsAndUnusedBuffers()
-    {
-        var pool = new PacketBufferPool(8, 256);
-        var batch = new PacketBatch(8);
-        pool.RentInto(batch, 5);
-        int kept = batch.CommitReceived([10, -1, 20], 3);
-        Assert.Equal(2, kept);
-        Assert.Equal(new[] { 10, 20 }, batch.AsSpan().ToArray().Select(b => b.Length));
-        Assert.Equal(6, pool.Available);
-        Assert.Throws<ArgumentOutOfRangeException>(() => batch.CommitReceived([1, 2, 3], 3));
     }
 }

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Gateway.Cli.Commands;
+using Gateway.Cluster;
 using Gateway.Policy;
 
 namespace Gateway.Cli;
@@ -7,15 +9,87 @@ namespace Gateway.Cli;
 /// `gateway policy trace` and `gateway policy check`: load Cilium / Kubernetes policies, show what
 /// the compiled maps decide. Bad input (unreadable or invalid files, unknown endpoints) exits 2
 /// with one line naming file, document and field; a DENIED verdict is a successful answer (0).
+/// `gateway policy apply` / `delete` store policies cluster-wide in etcd: a file that does not
+/// load or compile is refused (exit 2) before anything is stored; all documents of one apply
+/// go in one etcd transaction; an unreachable etcd exits 1.
 /// </summary>
 internal static class PolicyCommand
 {
     public static Command Create()
     {
-        var policy = new Command("policy", "Check CiliumNetworkPolicy / NetworkPolicy files and trace verdicts.");
+        var policy = new Command("policy", "Check CiliumNetworkPolicy / NetworkPolicy files, trace verdicts, store them in the cluster.");
         policy.Subcommands.Add(CreateTrace());
         policy.Subcommands.Add(CreateCheck());
+        policy.Subcommands.Add(CreateApply());
+        policy.Subcommands.Add(CreateDelete());
         return policy;
+    }
+
+    private static Command CreateApply()
+    {
+        var filesArg = new Argument<string[]>("FILE") { Description = "Policy YAML files or folders (multi-document files allowed).", Arity = ArgumentArity.OneOrMore };
+        var kv = new KvStoreCliOptions();
+        var cmd = new Command("apply", "Store policies cluster-wide in etcd; every node applies them. All or nothing.") { filesArg };
+        kv.AddTo(cmd);
+        cmd.SetAction(parse =>
+        {
+            var options = kv.Parse(parse);
+            IReadOnlyList<PolicyRecord> records;
+            try
+            {
+                records = PolicyRecords.Load(parse.GetValue(filesArg)!);
+            }
+            catch (PolicyLoadException e)
+            {
+                throw new CliException(e.Message);
+            }
+            catch (ArgumentException e)
+            {
+                throw new CliException(e.Message);
+            }
+            if (records.Count == 0)
+            {
+                throw new CliException("no policy documents in the given files");
+            }
+            if (records.Count > ClusterLimits.MaxPoliciesPerApply)
+            {
+                throw new CliException($"{records.Count} policies do not fit one etcd transaction (at most {ClusterLimits.MaxPoliciesPerApply}); apply them in smaller sets");
+            }
+            var output = parse.InvocationConfiguration.Output;
+            return kv.Run(parse, async (client, ct) =>
+            {
+                await client.PutPoliciesAsync(records, ct);
+                foreach (var r in records)
+                {
+                    output.WriteLine($"stored {r.Name}");
+                }
+                return 0;
+            }, options);
+        });
+        return cmd;
+    }
+
+    private static Command CreateDelete()
+    {
+        var nameArg = new Argument<string>("NAME") { Description = "Stored policy name as `policy apply` and `cluster status` print it, e.g. CiliumNetworkPolicy/default/allow-web." };
+        var kv = new KvStoreCliOptions();
+        var cmd = new Command("delete", "Delete a policy stored in etcd; every node drops it.") { nameArg };
+        kv.AddTo(cmd);
+        cmd.SetAction(parse =>
+        {
+            string name = parse.GetValue(nameArg)!;
+            var output = parse.InvocationConfiguration.Output;
+            return kv.Run(parse, async (client, ct) =>
+            {
+                if (!await client.DeletePolicyAsync(name, ct))
+                {
+                    throw new CliException($"no stored policy named {name} (`gateway cluster status` lists them)", exitCode: 1);
+                }
+                output.WriteLine($"deleted {name}");
+                return 0;
+            });
+        });
+        return cmd;
     }
 
     private static Command CreateTrace()

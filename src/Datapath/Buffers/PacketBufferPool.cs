@@ -89,19 +89,6 @@ public sealed class PacketBufferPool
         return true;
     }
 
-    /// <summary>Rents up to <paramref name="count"/> buffers into <paramref name="batch"/>; returns how many.</summary>
-    public int RentInto(PacketBatch batch, int count)
-    {
-        ArgumentNullException.ThrowIfNull(batch);
-        int n = 0;
-        while (n < count && batch.Count < batch.Capacity && TryRent(out var b))
-        {
-            batch.Add(b);
-            n++;
-        }
-        return n;
-    }
-
     /// <summary>Returns a buffer to its pool. Returning twice is a bug and throws.</summary>
     public void Return(PacketBuffer buffer)
     {

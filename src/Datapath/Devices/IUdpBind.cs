@@ -30,4 +30,18 @@ public interface IUdpBind : IDisposable
 
     /// <summary>Datagrams dropped on receive because they did not fit a buffer.</summary>
     long OversizedDatagrams { get; }
+
+    /// <summary>The firewall mark on outgoing datagrams (WireGuard's fwmark); 0 = none.</summary>
+    uint Mark { get; }
+
+    /// <summary>Sets the firewall mark (SO_MARK on a kernel socket); 0 clears it. Throws
+    /// <see cref="DeviceException"/> when refused.</summary>
+    void SetMark(uint mark);
+
+    /// <summary>
+    /// Moves the bind to <paramref name="port"/> (0 = any free port) on the same address while
+    /// the data path keeps using it (WireGuard's listen_port). A port in use throws
+    /// <see cref="DeviceException"/> and changes nothing. Returns the bound port.
+    /// </summary>
+    ushort Rebind(ushort port);
 }

@@ -46,6 +46,35 @@ public sealed class MemoryNetwork
         }
     }
 
+    /// <summary>Moves a bind to another port of its address (listen_port); 0 picks a free one.</summary>
+    internal ushort Rebind(MemoryBind bind, ushort port)
+    {
+        lock (_sync)
+        {
+            if (port == 0)
+            {
+                port = 49152;
+                while (_binds.ContainsKey(new IpEndpoint(bind.Local.Address, port)))
+                {
+                    port++;
+                }
+            }
+            var to = new IpEndpoint(bind.Local.Address, port);
+            if (_binds.TryGetValue(to, out var held))
+            {
+                if (ReferenceEquals(held, bind))
+                {
+                    return port;
+                }
+                throw new DeviceException($"cannot bind UDP port {port}: {to} is in use on the memory network", 98);
+            }
+            _binds.Remove(bind.Local);
+            bind.Local = to;
+            _binds[to] = bind;
+            return port;
+        }
+    }
+
     internal void Remove(MemoryBind bind)
     {
         lock (_sync)
@@ -144,6 +173,13 @@ public sealed class MemoryBind : IUdpBind
     public ushort LocalPort => Local.Port;
 
     public long OversizedDatagrams => Interlocked.Read(ref _oversized);
+
+    /// <summary>The mark the daemon set; the memory network does not route by it.</summary>
+    public uint Mark { get; private set; }
+
+    public void SetMark(uint mark) => Mark = mark;
+
+    public ushort Rebind(ushort port) => _network.Rebind(this, port);
 
     /// <summary>Datagrams queued and not yet received.</summary>
     public int Pending

@@ -211,51 +211,23 @@ public sealed unsafe partial class UdpBatchSocket
                 },
             };
         }
-        while (true)
+        int n = ReceiveMessages(_groHeaders, GroMessages);
+        if (n < 0)
         {
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                return -1;
-            }
-            int n = LibC.RecvMmsg(_fd, _groHeaders, GroMessages, LibC.MSG_DONTWAIT, null);
-            if (n > 0)
-            {
-                for (int i = 0; i < n; i++)
-                {
-                    const int MSG_TRUNC = 0x20;
-                    ref var header = ref _groHeaders[i].Header;
-                    _groLengths[i] = (header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_groHeaders[i].Length;
-                    _groSizes[i] = GroSize(header.Control, (int)header.ControlLength);
-                    _groSources[i] = ReadSockaddr(_groNames + i * NameSize);
-                }
-                _groCount = n;
-                _groMessage = 0;
-                _groOffset = 0;
-                return n;
-            }
-            int errno = Marshal.GetLastPInvokeError();
-            if (n < 0 && errno == LibC.EAGAIN)
-            {
-                if (!_waker.WaitFor(_fd, LibC.POLLIN))
-                {
-                    return -1;
-                }
-                continue;
-            }
-            if (n < 0 && errno == LibC.EINTR)
-            {
-                continue;
-            }
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                return -1;
-            }
-            if (n < 0 && errno is 111 or 113 or 101 or 104)
-            {
-                continue;
-            }
-            throw DeviceException.FromErrno("recvmmsg", errno);
+            return -1;
         }
+        for (int i = 0; i < n; i++)
+        {
+            const int MSG_TRUNC = 0x20;
+            ref var header = ref _groHeaders[i].Header;
+            _groLengths[i] = (header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_groHeaders[i].Length;
+            _groSizes[i] = GroSize(header.Control, (int)header.ControlLength);
+            _groSources[i] = ReadSockaddr(_groNames + i * NameSize);
+        }
+        _groCount = n;
+        _groMessage = 0;
+        _groOffset = 0;
+        return n;
     }
 
     /// <summary>The segment size of a UDP_GRO control message, or 0.</summary>

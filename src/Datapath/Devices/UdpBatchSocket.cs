@@ -66,6 +66,8 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
         }
         _socket.Blocking = false;
         _fd = (int)_socket.SafeHandle.DangerousGetHandle();
+        _localPort = (ushort)((IPEndPoint)_socket.LocalEndPoint!).Port;
+        _bufferBytes = bufferBytes;
         SetBuffer(LibC.SO_RCVBUFFORCE, LibC.SO_RCVBUF, bufferBytes);
         SetBuffer(LibC.SO_SNDBUFFORCE, LibC.SO_SNDBUF, bufferBytes);
 
@@ -79,7 +81,7 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
     }
 
     /// <summary>The bound port (useful after binding port 0).</summary>
-    public ushort LocalPort => (ushort)((IPEndPoint)_socket.LocalEndPoint!).Port;
+    public ushort LocalPort => Volatile.Read(ref _localPort);
 
     /// <summary>The largest number of datagrams one call moves.</summary>
     public int BatchSize => _batch;
@@ -131,27 +133,36 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
                 Header = new MsgHdr { Name = _recvNames + i * NameSize, NameLength = NameSize, Iov = &_recvIov[i], IovLength = 1 },
             };
         }
+        int n = ReceiveMessages(_recvHeaders, (uint)count);
+        for (int i = 0; i < n; i++)
+        {
+            const int MSG_TRUNC = 0x20;
+            lengths[i] = (_recvHeaders[i].Header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_recvHeaders[i].Length;
+            sources[i] = ReadSockaddr(_recvNames + i * NameSize);
+        }
+        return n;
+    }
+
+    /// <summary>One recvmmsg into prepared headers, waiting for the first datagram: the count, or
+    /// -1 once the socket is closed. Errors that report an earlier send's ICMP are skipped.</summary>
+    private int ReceiveMessages(MMsgHdr* headers, uint count)
+    {
         while (true)
         {
             if (Volatile.Read(ref _disposed) != 0)
             {
                 return -1;
             }
-            int n = LibC.RecvMmsg(_fd, _recvHeaders, (uint)count, LibC.MSG_DONTWAIT, null);
+            int n = LibC.RecvMmsg(_fd, headers, count, LibC.MSG_DONTWAIT, null);
             if (n > 0)
             {
-                for (int i = 0; i < n; i++)
-                {
-                    const int MSG_TRUNC = 0x20;
-                    lengths[i] = (_recvHeaders[i].Header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_recvHeaders[i].Length;
-                    sources[i] = ReadSockaddr(_recvNames + i * NameSize);
-                }
                 return n;
             }
             int errno = Marshal.GetLastPInvokeError();
             if (n < 0 && errno == LibC.EAGAIN)
             {
-                if (!_waker.WaitFor(_fd, LibC.POLLIN))
+                // Bounded, so that a reader parked on a socket Rebind replaced looks again.
+                if (!_waker.WaitFor(_fd, LibC.POLLIN, ReceivePollMilliseconds))
                 {
                     return -1;
                 }
@@ -368,7 +379,10 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
             return;
         }
         _waker.Wake();
-        _socket.Dispose();
+        lock (_rebindLock)
+        {
+            _socket.Dispose(); // never while Rebind is moving the descriptor
+        }
         if (Volatile.Read(ref _users) == 0)
         {
             FreeNative();

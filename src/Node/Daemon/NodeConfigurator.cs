@@ -1,10 +1,12 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
 using Gateway.Datapath;
+using Gateway.Datapath.Devices;
 using Gateway.Node.Configuration;
 using Gateway.Node.Link;
 using Gateway.Node.Overlay;
 using Gateway.Tunnel;
+using Gateway.Tunnel.Uapi;
 
 namespace Gateway.Node.Daemon;
 
@@ -22,7 +24,7 @@ internal sealed class NodeConfigurator
     private readonly WgQuickConfig _initial;
     private readonly string _requestedName;
     private readonly HashSet<IpPrefix> _routes = [];
-    private readonly List<IpPrefix> _prohibitRoutes = [];
+    private StrictRoutes? _strictRoutes;
     private readonly Lock _reloadLock = new();
     private WgQuickConfig _config;
 
@@ -113,7 +115,9 @@ internal sealed class NodeConfigurator
                 Apply(next, previous);
                 _config = next;
                 _overlay?.ApplyPeers(next);
+                ApplyClusterCidrs();
                 SyncRoutes();
+                SyncStrictRoutes();
             }
             catch (LinkException)
             {
@@ -125,7 +129,9 @@ internal sealed class NodeConfigurator
                 {
                     Apply(previous, next);
                     _overlay?.ApplyPeers(previous);
+                    ApplyClusterCidrs();
                     SyncRoutes();
+                    SyncStrictRoutes();
                 }
                 catch (LinkException rollback)
                 {
@@ -150,6 +156,11 @@ internal sealed class NodeConfigurator
             string response = handler(_engine, request);
             if (request.StartsWith("set=1", StringComparison.Ordinal))
             {
+                int errno = SyncSocket();
+                if (errno != UapiErrno.Ok && response.StartsWith("errno=0\n", StringComparison.Ordinal))
+                {
+                    response = "errno=" + errno.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n\n";
+                }
                 try
                 {
                     SyncRoutes();
@@ -161,6 +172,53 @@ internal sealed class NodeConfigurator
             }
             return response;
         }
+    }
+
+    /// <summary>The UDP bind whose port and mark follow the engine's listen_port and fwmark.</summary>
+    public IUdpBind? Bind { get; set; }
+
+    /// <summary>
+    /// Puts a UAPI-set <c>fwmark</c> (SO_MARK) and <c>listen_port</c> (a rebind) on the socket.
+    /// What the socket refuses is undone in the engine too, so <c>wg show</c> never reports a
+    /// port or mark that is not in force, and the request answers with the errno.
+    /// </summary>
+    public int SyncSocket()
+    {
+        if (Bind is not { } socket)
+        {
+            return UapiErrno.Ok;
+        }
+        int errno = UapiErrno.Ok;
+        if (_engine.FwMark != socket.Mark)
+        {
+            try
+            {
+                socket.SetMark(_engine.FwMark);
+                _log.Info($"{Name}: fwmark 0x{_engine.FwMark:x}");
+            }
+            catch (DeviceException e)
+            {
+                _log.Warn($"{Name}: fwmark 0x{_engine.FwMark:x} not set: {e.Message}");
+                _engine.FwMark = socket.Mark;
+                errno = UapiErrno.Invalid;
+            }
+        }
+        if (_engine.ListenPort != socket.LocalPort)
+        {
+            ushort wanted = _engine.ListenPort;
+            try
+            {
+                _engine.ListenPort = socket.Rebind(wanted);
+                _log.Info($"{Name}: listening on UDP {_engine.ListenPort}");
+            }
+            catch (DeviceException e)
+            {
+                _log.Warn($"{Name}: listen port {wanted} not taken, staying on {socket.LocalPort}: {e.Message}");
+                _engine.ListenPort = socket.LocalPort;
+                errno = UapiErrno.PortInUse;
+            }
+        }
+        return errno;
     }
 
     /// <summary>Routes every peer's allowed IPs to the interface (wg-quick's Table=auto), except
@@ -207,30 +265,30 @@ internal sealed class NodeConfigurator
     }
 
     /// <summary>
-    /// Strict mode: cluster prefixes get a 'prohibit' route with a high metric, so that if the
-    /// tunnel's routes are missing (gateway stopped, crashed, or a route deleted) cluster traffic
-    /// is refused by the kernel instead of leaving in plaintext by the default route. Returns
-    /// the step that removes them again (null when strict mode is off).
+    /// Strict mode: every cluster CIDR of the configuration in force gets a fail-closed
+    /// <c>prohibit</c> route (<see cref="StrictRoutes"/>), and those of CIDRs the configuration no
+    /// longer names (or all, with strict mode off) are removed. Run at start (adopting what an
+    /// earlier run left) and on every reload. The routes are never removed on stop: only
+    /// <c>gateway down</c> does that.
     /// </summary>
-    public Action? InstallStrictRoutes()
+    public void SyncStrictRoutes()
     {
+        if (_overlay is null || InterfaceName is not { } device)
+        {
+            return;
+        }
+        _strictRoutes ??= new StrictRoutes(device);
         var settings = _config.Overlay;
-        if (settings is null || !settings.Strict)
+        _strictRoutes.Reconcile(settings is { Strict: true } ? settings.ClusterCidrs : []);
+    }
+
+    /// <summary>Points the overlay's "inside the cluster" table at the configuration in force.</summary>
+    private void ApplyClusterCidrs()
+    {
+        if (_overlay is not null && _config.Overlay is { } settings)
         {
-            return null;
+            _overlay.Pipeline.SetClusterCidrs(settings.ClusterCidrs);
         }
-        foreach (var prefix in settings.ClusterCidrs)
-        {
-            IpCommand.Run($"{(prefix.Address.IsV6 ? "-6" : "-4")} route replace prohibit {prefix} metric {WireGuardNode.StrictRouteMetric}");
-            _prohibitRoutes.Add(prefix);
-        }
-        return () =>
-        {
-            foreach (var prefix in _prohibitRoutes)
-            {
-                IpCommand.Run($"{(prefix.Address.IsV6 ? "-6" : "-4")} route del prohibit {prefix} metric {WireGuardNode.StrictRouteMetric}", check: false);
-            }
-        };
     }
 
     /// <summary>Runs wg-quick's PreUp/PostUp/PreDown/PostDown commands (%i is the interface).</summary>

@@ -60,7 +60,7 @@ public sealed class WireGuardNode : IAsyncDisposable
     public const int WireGuardOverhead = 80;
 
     /// <summary>Metric of strict mode's fallback routes: worse than any route that carries traffic.</summary>
-    public const int StrictRouteMetric = 4242;
+    public const int StrictRouteMetric = StrictRoutes.Metric;
 
     private readonly WireGuardNodeOptions _options;
     private readonly NodeLog _log;
@@ -169,7 +169,12 @@ public sealed class WireGuardNode : IAsyncDisposable
         _undo.Add(bind.Dispose);
         timers.Attach(bind);
         _engine.ListenPort = bind.LocalPort;
-        _configurator = new NodeConfigurator(_engine, _overlay, config, _options.InterfaceName, _log);
+        if (iface.FwMark is uint mark && mark != 0)
+        {
+            bind.SetMark(mark);
+            _engine.FwMark = mark;
+        }
+        _configurator = new NodeConfigurator(_engine, _overlay, config, _options.InterfaceName, _log) { Bind = bind };
         _configurator.Apply(config, previous: null);
 
         if (link)
@@ -199,11 +204,11 @@ public sealed class WireGuardNode : IAsyncDisposable
 
         if (_overlay is not null)
         {
-            if (link && _configurator.InstallStrictRoutes() is { } removeStrictRoutes)
-            {
-                _undo.Add(removeStrictRoutes);
-            }
+            // Fail closed: the prohibit routes stay when the node stops (cleanly or not) and
+            // when its start fails; `gateway down` removes them.
+            _configurator.SyncStrictRoutes();
             _overlay.WatchFiles();
+            _overlay.StartConntrackCollector(clock);
         }
 
         IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : new OverlayEgress(_overlay);

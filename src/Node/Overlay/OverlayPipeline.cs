@@ -131,7 +131,7 @@ public sealed class OverlayPipeline
     private readonly OverlayOptions _options;
     private readonly TimeProvider _clock;
     private readonly LpmTable<bool> _local = new();
-    private readonly LpmTable<bool> _cluster = new();
+    private LpmTable<bool> _cluster = new();
     private readonly byte[] _mac = new byte[6];
     private Routing _routing = new();
     // [direction][reason] drop counters and per-direction forwards; Direction.Ingress = 0, Egress = 1.
@@ -183,6 +183,20 @@ public sealed class OverlayPipeline
         }
         Volatile.Write(ref _routing, next);
     }
+
+    /// <summary>Replaces the cluster CIDRs (a reload changed them): one reference swap.</summary>
+    public void SetClusterCidrs(IEnumerable<IpPrefix> clusterCidrs)
+    {
+        var next = new LpmTable<bool>();
+        foreach (var prefix in clusterCidrs)
+        {
+            next.Set(prefix, true);
+        }
+        Volatile.Write(ref _cluster, next);
+    }
+
+    /// <summary>True if <paramref name="address"/> lies in the cluster CIDRs in force.</summary>
+    public bool InCluster(IpAddress address) => Volatile.Read(ref _cluster).TryLookup(address, out _);
 
     public IReadOnlyCollection<OverlayPeer> Peers => Volatile.Read(ref _routing).ByKey.Values;
 
@@ -236,7 +250,7 @@ public sealed class OverlayPipeline
             return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
         }
         var packet = buffer.Slice(packetOffset, packetLength);
-        if (FlowParser.ParseIp(packet, out var key) != ParseStatus.Ok)
+        if (FlowParser.ParseIp(packet, out var key, out var layout) != ParseStatus.Ok)
         {
             return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
         }
@@ -254,9 +268,9 @@ public sealed class OverlayPipeline
         var routing = Volatile.Read(ref _routing);
         if (!routing.ByPod.TryLookup(key.Destination, out var peer))
         {
-            return Reject(key, Direction.Egress, _cluster.TryLookup(key.Destination, out _) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
+            return Reject(key, Direction.Egress, InCluster(key.Destination) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
-        var decision = _policy.Process(key, NowNs, PolicyChecks.Egress);
+        var decision = Decide(key, packet, layout, PolicyChecks.Egress);
         CountVerdict(Direction.Egress, decision);
         if (!decision.Allowed)
         {
@@ -344,11 +358,15 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Ingress, OverlayDrop.InvalidIdentity);
         }
+        if (CheckSender(routing, peer, key, vni) is var forged and not OverlayDrop.None)
+        {
+            return Reject(key, Direction.Ingress, forged, vni);
+        }
         if (!_local.TryLookup(key.Destination, out _))
         {
             return Reject(key, Direction.Ingress, OverlayDrop.UnknownL3TargetAddress, vni);
         }
-        var decision = _policy.Process(key, NowNs, PolicyChecks.Ingress, sourceIdentity: vni);
+        var decision = Decide(key, inner, layout, PolicyChecks.Ingress, vni);
         CountVerdict(Direction.Ingress, decision);
         if (!decision.Allowed)
         {
@@ -359,17 +377,57 @@ public sealed class OverlayPipeline
         return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, opened.Reason));
     }
 
+    /// <summary>
+    /// The policy decision for one parsed packet: an ICMP error (destination unreachable, time
+    /// exceeded, packet too big, parameter problem) whose quoted packet belongs to a tracked flow
+    /// is RELATED and passes without a rule of its own, as in Cilium; everything else goes through
+    /// conntrack and policy. Allocation-free.
+    /// </summary>
+    private FlowDecision Decide(in FlowKey key, ReadOnlySpan<byte> packet, in PacketLayout layout, PolicyChecks checks, uint sourceIdentity = 0)
+    {
+        if (key.Protocol is IpProtocol.Icmp or IpProtocol.Icmpv6 && layout.TransportOffset >= 0 &&
+            IcmpErrorQuote.IsError(key.Protocol, key.IcmpType) &&
+            IcmpErrorQuote.TryParse(packet[layout.TransportOffset..], key.Protocol, out var quoted))
+        {
+            return _policy.ProcessIcmpError(key, quoted, NowNs, checks, sourceIdentity);
+        }
+        return _policy.Process(key, NowNs, checks, sourceIdentity);
+    }
+
+    /// <summary>
+    /// Binds the identity in the VNI to the node that sent it, so an authenticated node can speak
+    /// only for its own workloads: the inner source must lie in the sending peer's pod CIDRs (its
+    /// longest match among all peers' pod CIDRs is that peer), else <see cref="OverlayDrop.InvalidSourceIp"/>;
+    /// and the VNI must be the identity this node's ipcache holds for the source (world for an
+    /// address it does not know), else <see cref="OverlayDrop.InvalidIdentity"/>. The one
+    /// exception is the peer node's own traffic from its tunnel address, which may only claim
+    /// remote-node (as Cilium presents a remote node's host traffic; the host identity is never
+    /// accepted from the wire). Allocation-free.
+    /// </summary>
+    private OverlayDrop CheckSender(Routing routing, OverlayPeer peer, in FlowKey key, uint vni)
+    {
+        if (key.Source == peer.TunnelAddress)
+        {
+            return vni == ReservedIdentity.RemoteNode ? OverlayDrop.None : OverlayDrop.InvalidIdentity;
+        }
+        if (!routing.ByPod.TryLookup(key.Source, out var owner) || !ReferenceEquals(owner, peer))
+        {
+            return OverlayDrop.InvalidSourceIp;
+        }
+        return _policy.Current.IpCache.Lookup(key.Source) == vni ? OverlayDrop.None : OverlayDrop.InvalidIdentity;
+    }
+
     private OverlayResult InboundPlain(in TunnelResult opened, ReadOnlySpan<byte> packet)
     {
         // Plain traffic inside the tunnel: fine between nodes; for a local workload it carries no
         // identity, so the workload's ingress policy judges it by the sender's address.
-        if (FlowParser.ParseIp(packet, out var key) != ParseStatus.Ok)
+        if (FlowParser.ParseIp(packet, out var key, out var layout) != ParseStatus.Ok)
         {
             return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
         }
         if (_local.TryLookup(key.Destination, out _))
         {
-            var decision = _policy.Process(key, NowNs, PolicyChecks.Ingress);
+            var decision = Decide(key, packet, layout, PolicyChecks.Ingress);
             CountVerdict(Direction.Ingress, decision);
             if (!decision.Allowed)
             {

@@ -20,6 +20,7 @@ public sealed class OverlayRuntime : IDisposable
     private readonly List<FileSystemWatcher> _watchers = [];
     private readonly Lock _reloadLock = new();
     private Timer? _debounce;
+    private ConntrackCollector? _conntrackCollector;
 
     private OverlayRuntime(OverlaySection settings, PolicyEngine policy, OverlayPipeline pipeline, NodeLog log)
     {
@@ -159,8 +160,22 @@ public sealed class OverlayRuntime : IDisposable
         }
     }
 
+    /// <summary>Starts freeing expired conntrack entries periodically (see <see cref="ConntrackCollector"/>);
+    /// <paramref name="clock"/> must be the pipeline's clock. Idempotent; stopped by <see cref="Dispose"/>.</summary>
+    public ConntrackCollector StartConntrackCollector(TimeProvider clock, TimeSpan? interval = null)
+    {
+        lock (_reloadLock)
+        {
+            return _conntrackCollector ??= new ConntrackCollector(Policy.Conntrack, clock, interval, _log);
+        }
+    }
+
+    /// <summary>The running collector, once started.</summary>
+    public ConntrackCollector? ConntrackCollector => _conntrackCollector;
+
     public void Dispose()
     {
+        _conntrackCollector?.Dispose();
         FlowLog?.Dispose();
         foreach (var watcher in _watchers)
         {

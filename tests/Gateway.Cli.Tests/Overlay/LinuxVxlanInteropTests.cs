@@ -76,5 +76,15 @@ public class LinuxVxlanInteropTests
         Assert.Contains("0 received", denied);
         Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\",direction=\"INGRESS\"}} [1-9]",
             DemoCluster.Metrics(cluster.A));
+
+        // A node can speak only for its own workloads with their own identities: backend's packets
+        // carrying db's identity (a forged VNI), and the host identity, are refused before policy.
+        string forged = DemoCluster.Exec(b, $"ping -c 2 -i 0.2 -W 1 -I {backend.Ip} {frontend.Ip}", check: false);
+        Assert.Contains("0 received", forged);
+        DemoCluster.Exec(b, $"ip route replace 10.11.1.0/24 encap ip id {ReservedIdentity.Host} dst {cluster.A.TunnelAddress} dev {vx}");
+        string host = DemoCluster.Exec(b, $"ping -c 2 -i 0.2 -W 1 -I {backend.Ip} {frontend.Ip}", check: false);
+        Assert.Contains("0 received", host);
+        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"INVALID_IDENTITY\",direction=\"INGRESS\"}} [4-9]",
+            DemoCluster.Metrics(cluster.A));
     }
 }
