@@ -3,26 +3,29 @@
 # Idempotent and quick when everything is already there.
 #
 #   scripts/setup.sh                  everything the tests need (Debian packages, NuGet restore)
-#   scripts/setup.sh --demo           only what `gateway demo` needs
+#   scripts/setup.sh --demo           only what `gateway demo` needs (add --cluster for
+#                                     `gateway demo --cluster`, which also runs etcd)
 #   scripts/setup.sh [--demo] --check print the missing Debian packages (one line) and exit 1
 #                                     if any are missing; installs nothing
 # GATEWAY_DPKG_ADMINDIR points dpkg-query at another status database (tests use it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-demo=0 check=0
+demo=0 check=0 cluster=0
 for arg in "$@"; do
   case $arg in
     --demo) demo=1 ;;
     --check) check=1 ;;
-    *) echo "setup: unknown option '$arg' (use --demo, --check)" >&2; exit 2 ;;
+    --cluster) cluster=1 ;;
+    *) echo "setup: unknown option '$arg' (use --demo, --cluster, --check)" >&2; exit 2 ;;
   esac
 done
 
 # What `gateway demo` runs: ip, sysctl, ping, tcpdump; libpcap reads the capture it audits.
 demo_packages=(libpcap0.8 tcpdump iproute2 iputils-ping procps)
+((cluster)) && demo_packages+=(etcd-server etcd-client)
 # The tests also run real WireGuard peers, iperf3, tshark, the fuzzer, scapy (ESP vectors) and etcd.
-test_packages=("${demo_packages[@]}" wireguard-go wireguard-tools iperf3 tshark afl++ python3-scapy python3-cryptography etcd-server openssl)
+test_packages=("${demo_packages[@]}" wireguard-go wireguard-tools iperf3 tshark afl++ python3-scapy python3-cryptography etcd-server etcd-client openssl)
 if ((demo)); then packages=("${demo_packages[@]}"); else packages=("${test_packages[@]}"); fi
 
 dpkg_args=()

@@ -2,6 +2,8 @@ using System.CommandLine;
 using System.Net;
 using System.Runtime.InteropServices;
 using Gateway.Datapath.Devices;
+using Gateway.Cluster;
+using Gateway.Node.Cluster;
 using Gateway.Node.Configuration;
 using Gateway.Node.Daemon;
 using Gateway.Node.Link;
@@ -123,6 +125,10 @@ internal static class UpCommand
             throw new CliException("gateway up needs root (or CAP_NET_ADMIN) to create the TUN interface", 1);
         }
 
+        // Cluster mode: connect to etcd first; the node starts with the file's peers plus every
+        // node already registered.
+        ClusterAgent? agent = config.Overlay?.KvStore is null ? null : ConnectCluster(ref config, log);
+
         WireGuardNode node;
         try
         {
@@ -137,12 +143,29 @@ internal static class UpCommand
                 Log = log,
                 // The socket hands over the request without its terminating empty line.
                 UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",
+                OverlaySource = agent?.Source,
+                ExtraMetrics = agent is null ? null : () => agent.RenderMetrics(name),
             });
         }
         catch (Exception e) when (e is DeviceException or LinkException or IOException or ConfigException)
         {
+            agent?.DisposeAsync().AsTask().GetAwaiter().GetResult();
             config.Dispose();
             throw new CliException(e.Message, 1);
+        }
+        if (agent is not null)
+        {
+            try
+            {
+                agent.StartAsync(node).GetAwaiter().GetResult();
+            }
+            catch (Exception e) when (e is KvStoreUnavailableException or InvalidDataException or OperationCanceledException)
+            {
+                agent.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                node.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                config.Dispose();
+                throw new CliException($"cluster: registering this node failed: {e.Message}", 1);
+            }
         }
 
         using var stop = new CancellationTokenSource();
@@ -151,18 +174,65 @@ internal static class UpCommand
         using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
         {
             c.Cancel = true;
-            ThreadPool.QueueUserWorkItem(_ => Reload(node, configPath, log));
+            ThreadPool.QueueUserWorkItem(_ => Reload(node, agent, configPath, log));
         });
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop.Token, node.Failed);
         linked.Token.WaitHandle.WaitOne();
         bool failed = !stop.IsCancellationRequested;
+        // Deregister first: the other nodes drop this one at once instead of at lease end.
+        agent?.DisposeAsync().AsTask().GetAwaiter().GetResult();
         node.DisposeAsync().AsTask().GetAwaiter().GetResult();
         config.Dispose();
         return failed ? 1 : 0;
     }
 
-    private static void Reload(WireGuardNode node, string configPath, NodeLog log)
+    private static ClusterAgent ConnectCluster(ref WgQuickConfig config, NodeLog log)
     {
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            var agent = ClusterAgent.ConnectAsync(config, log, timeout.Token).GetAwaiter().GetResult();
+            try
+            {
+                var merged = agent.BuildInitialConfig();
+                config.Dispose();
+                config = merged;
+                agent.RegisterAsync(merged.Interface.ListenPort!.Value, timeout.Token).GetAwaiter().GetResult();
+                return agent;
+            }
+            catch
+            {
+                agent.DisposeAsync().AsTask().GetAwaiter().GetResult();
+                throw;
+            }
+        }
+        catch (Exception e) when (e is ConfigException or KvStoreUnavailableException or OperationCanceledException or ArgumentException or InvalidOperationException)
+        {
+            config.Dispose();
+            var kv = config.Overlay?.KvStore;
+            string hint = e is KvStoreUnavailableException && kv is { CertPath: null } && kv.Endpoints.Contains("https://", StringComparison.OrdinalIgnoreCase) &&
+                          !e.Message.Contains("KVStoreCert", StringComparison.Ordinal)
+                ? " (no client certificate was offered: if etcd runs with --client-cert-auth, set KVStoreCert and KVStoreKey)"
+                : "";
+            throw new CliException(e is ConfigException ? e.Message : $"cluster: cannot use the kvstore: {e.Message}{hint}", 1);
+        }
+    }
+
+    private static void Reload(WireGuardNode node, ClusterAgent? agent, string configPath, NodeLog log)
+    {
+        if (agent is not null)
+        {
+            try
+            {
+                agent.ReloadFile(); // re-merges the cluster's peers; republishes a new public key
+            }
+            catch (Exception e) when (e is ConfigException or LinkException or IOException or UnauthorizedAccessException or InvalidDataException)
+            {
+                log.Error($"reload failed, previous configuration stays in force: {e.Message}");
+            }
+            return;
+        }
+
         WgQuickConfig? next = null;
         try
         {

@@ -93,7 +93,7 @@ internal static class ClusterDemo
             output.WriteLine("  policy: frontend -> backend TCP 80 and ping allowed; backend accepts only frontend; db accepts only backend");
 
             string pcap = Path.Combine(cluster.Directory, "underlay.pcap");
-            capture = StartCapture(cluster, pcap);
+            capture = StartCapture(cluster.A.Ns, cluster.UnderlayDeviceA, pcap);
 
             using var web = cluster.ServeHttp(backend);
             using var dbServer = cluster.ServeHttp(db);
@@ -114,19 +114,8 @@ internal static class ClusterDemo
                 }
             }
 
-            StopCapture(capture);
+            ok &= AuditCapture(output, capture, pcap, cluster.A.Name);
             capture = null;
-            if (File.Exists(pcap))
-            {
-                var report = Gateway.Datapath.Audit.CaptureAuditor.AuditFile(pcap);
-                output.WriteLine($"underlay capture on {cluster.A.Name} ({report.TotalPackets} packets, " +
-                                 $"{report.Counts[Gateway.Datapath.Audit.PacketClass.WireGuard]} WireGuard): gateway audit says {report.Verdict}");
-                ok &= !report.IsLeak && report.Counts[Gateway.Datapath.Audit.PacketClass.WireGuard] > 0;
-            }
-            else
-            {
-                output.WriteLine("underlay capture skipped: tcpdump is not installed (scripts/setup.sh installs it)");
-            }
         }
         catch (Exception e) when (e is InvalidOperationException or IOException)
         {
@@ -147,20 +136,38 @@ internal static class ClusterDemo
         return ok ? 0 : 1;
     }
 
-    private static bool Report(TextWriter output, string flow, string observed, Func<string, bool> expected, string verdict)
+    /// <summary>Stops the capture and prints what `gateway audit` says about it; true when it
+    /// holds WireGuard and no plaintext cluster traffic.</summary>
+    internal static bool AuditCapture(TextWriter output, Process? capture, string pcap, string nodeName)
+    {
+        StopCapture(capture);
+        if (!File.Exists(pcap))
+        {
+            output.WriteLine("underlay capture skipped: tcpdump is not installed (scripts/setup.sh installs it)");
+            return true;
+        }
+        var report = Gateway.Datapath.Audit.CaptureAuditor.AuditFile(pcap);
+        output.WriteLine($"underlay capture on {nodeName} ({report.TotalPackets} packets, " +
+                         $"{report.Counts[Gateway.Datapath.Audit.PacketClass.WireGuard]} WireGuard): gateway audit says {report.Verdict}");
+        return !report.IsLeak && report.Counts[Gateway.Datapath.Audit.PacketClass.WireGuard] > 0;
+    }
+
+    /// <summary>One line of the demo's traffic table; false when the observation is not the expected one.</summary>
+    internal static bool Report(TextWriter output, string flow, string observed, Func<string, bool> expected, string verdict)
     {
         bool ok = expected(observed);
         output.WriteLine($"  {flow,-30} {observed,-18} {(ok ? verdict : "UNEXPECTED")}");
         return ok;
     }
 
-    private static Process? StartCapture(DemoCluster cluster, string pcap)
+    /// <summary>Starts tcpdump on a device inside a namespace (UDP only), once it is armed; null without tcpdump.</summary>
+    internal static Process? StartCapture(string ns, string device, string pcap)
     {
         if (!File.Exists("/usr/bin/tcpdump") && !File.Exists("/usr/sbin/tcpdump"))
         {
             return null;
         }
-        var psi = new ProcessStartInfo("ip", $"netns exec {cluster.A.Ns} tcpdump --immediate-mode -i {cluster.UnderlayDeviceA} -U -s 0 -w {pcap} udp")
+        var psi = new ProcessStartInfo("ip", $"netns exec {ns} tcpdump --immediate-mode -i {device} -U -s 0 -w {pcap} udp")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
@@ -178,7 +185,7 @@ internal static class ClusterDemo
         return process;
     }
 
-    private static void StopCapture(Process? capture)
+    internal static void StopCapture(Process? capture)
     {
         if (capture is null)
         {

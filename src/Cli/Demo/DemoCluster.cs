@@ -92,6 +92,17 @@ internal sealed class DemoCluster : IDisposable
 
     public static string Sh(string command, bool check = true)
     {
+        string output = Run(command, out int exitCode, out string stderr);
+        if (check && exitCode != 0)
+        {
+            throw new InvalidOperationException($"'{command}' failed: {stderr.Trim()}");
+        }
+        return output + stderr;
+    }
+
+    /// <summary>Runs a shell command; its standard output, exit code and standard error.</summary>
+    public static string Run(string command, out int exitCode, out string stderr)
+    {
         var psi = new ProcessStartInfo("/bin/bash", ["-c", command])
         {
             RedirectStandardOutput = true,
@@ -100,23 +111,21 @@ internal sealed class DemoCluster : IDisposable
         };
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
+        var errors = p.StandardError.ReadToEndAsync();
         if (!p.WaitForExit(60_000))
         {
             p.Kill(entireProcessTree: true);
             throw new InvalidOperationException($"'{command}' timed out");
         }
         p.WaitForExit();
-        if (check && p.ExitCode != 0)
-        {
-            throw new InvalidOperationException($"'{command}' failed: {stderr.Result.Trim()}");
-        }
-        return stdout.Result + stderr.Result;
+        exitCode = p.ExitCode;
+        stderr = errors.Result;
+        return stdout.Result;
     }
 
     public static string Exec(string ns, string command, bool check = true) => Sh($"ip netns exec {ns} {command}", check);
 
-    private void AddNamespace(string ns)
+    internal void AddNamespace(string ns)
     {
         Sh($"ip netns add {ns}");
         _namespaces.Add(ns);
@@ -195,7 +204,7 @@ internal sealed class DemoCluster : IDisposable
         }
     }
 
-    private static void WriteSecret(string path, string text)
+    internal static void WriteSecret(string path, string text)
     {
         using var stream = new FileStream(path, new FileStreamOptions
         {

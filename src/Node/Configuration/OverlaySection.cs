@@ -33,6 +33,33 @@ public sealed partial class OverlaySection
     public string? NodeName { get; set; }
     /// <summary>Line of the [Overlay] header, for messages.</summary>
     public int Line { get; set; }
+
+    /// <summary>Cluster mode (docs/cluster.md): the etcd store the nodes share, when set.</summary>
+    public KvStoreSettings? KvStore { get; set; }
+}
+
+/// <summary>
+/// The cluster-mode keys of [Overlay]: where etcd is and how this node introduces itself there.
+/// With them the node needs no [Peer] sections and its Endpoints file lists only its own pods;
+/// every other node, pod, identity and policy comes from etcd.
+/// </summary>
+public sealed class KvStoreSettings
+{
+    /// <summary>Default lease TTL: how long a crashed node's record lingers.</summary>
+    public static readonly TimeSpan DefaultLeaseTtl = TimeSpan.FromSeconds(15);
+
+    /// <summary>The KVStore value as written: comma-separated http:// or https:// URLs.</summary>
+    public required string Endpoints { get; init; }
+    /// <summary>Line of the KVStore key, for messages.</summary>
+    public int Line { get; init; }
+    public string? CaPath { get; set; }
+    public string? CertPath { get; set; }
+    public string? KeyPath { get; set; }
+    public TimeSpan LeaseTtl { get; set; } = DefaultLeaseTtl;
+    /// <summary>The underlay address other nodes send to; null = the address of the interface
+    /// holding the default route, found when the node starts.</summary>
+    public IpAddress? NodeAddress { get; set; }
+    public string ClusterName { get; set; } = "default";
 }
 
 /// <summary>Overlay settings of one [Peer] (only allowed with an [Overlay] section).</summary>

@@ -268,6 +268,7 @@ public sealed partial class WgQuickConfig : IDisposable
         {
             throw new ConfigException(Path, Overlay.Line, "[Overlay] has no Endpoints file");
         }
+        ValidateKvStore(Overlay);
         var tunnelAddresses = new Dictionary<IpAddress, int> { [Overlay.TunnelAddress] = Overlay.Line };
         foreach (var peer in Peers)
         {
@@ -345,7 +346,23 @@ public sealed partial class WgQuickConfig : IDisposable
                 overlay.FlowLogPath = value.Equals("off", StringComparison.OrdinalIgnoreCase) ? "off" : ResolvePath(value);
                 break;
             case "nodename":
+                if (value.Length == 0 || value.Length > 253 || value.Any(c => !(char.IsAsciiLetterOrDigit(c) || c is '-' or '.' or '_')))
+                {
+                    throw new ConfigException(Path, line, $"NodeName '{value}' must be 1-253 letters, digits, '-', '.' or '_'");
+                }
                 overlay.NodeName = value;
+                break;
+            case "kvstore":
+                ParseKvStoreEndpoints(value, line);
+                _kvStoreKeys.Add(("KVStore", value, line));
+                break;
+            case "kvstoreca":
+            case "kvstorecert":
+            case "kvstorekey":
+            case "kvstoreleasettl":
+            case "nodeaddress":
+            case "clustername":
+                _kvStoreKeys.Add((name, ResolveKvStoreValue(name, value, ResolvePath), line));
                 break;
             // IPsec keys (issue 16) live in WgQuickConfig.Ipsec.cs.
             case "encryption":
@@ -356,6 +373,107 @@ public sealed partial class WgQuickConfig : IDisposable
             default:
                 throw new ConfigException(Path, line, $"unknown key '{name}' in [Overlay]");
         }
+    }
+
+    // Cluster-mode keys are collected first and checked together once the section is read, so
+    // that their order in the file does not matter (KVStoreCA may come before KVStore).
+    private readonly List<(string Key, string Value, int Line)> _kvStoreKeys = [];
+
+    private static string ResolveKvStoreValue(string name, string value, Func<string, string> resolvePath) =>
+        name.ToLowerInvariant() is "kvstoreca" or "kvstorecert" or "kvstorekey" ? resolvePath(value) : value;
+
+    private void ParseKvStoreEndpoints(string value, int line)
+    {
+        var urls = SplitList(value).ToList();
+        if (urls.Count == 0)
+        {
+            throw new ConfigException(Path, line, "KVStore needs at least one etcd URL (http://host:2379)");
+        }
+        foreach (var url in urls)
+        {
+            if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || uri.Scheme is not ("http" or "https") ||
+                uri.Host.Length == 0 || (uri.AbsolutePath != "/" && uri.AbsolutePath.Length > 0))
+            {
+                throw new ConfigException(Path, line, $"KVStore entry '{url}' is not an http:// or https:// URL of an etcd member (http://host:2379)");
+            }
+        }
+    }
+
+    private void ValidateKvStore(OverlaySection overlay)
+    {
+        var first = _kvStoreKeys.FirstOrDefault(k => k.Key.Equals("KVStore", StringComparison.OrdinalIgnoreCase));
+        if (first.Key is null)
+        {
+            if (_kvStoreKeys.Count > 0)
+            {
+                var (key, _, line) = _kvStoreKeys[0];
+                throw new ConfigException(Path, line, $"{key} needs KVStore = http://host:2379 in [Overlay]");
+            }
+            return;
+        }
+        var settings = new KvStoreSettings { Endpoints = first.Value, Line = first.Line };
+        var seen = new Dictionary<string, int>(StringComparer.OrdinalIgnoreCase);
+        foreach (var (key, value, line) in _kvStoreKeys)
+        {
+            if (!seen.TryAdd(key, line))
+            {
+                throw new ConfigException(Path, line, $"{key} is already set on line {seen[key]}");
+            }
+            switch (key.ToLowerInvariant())
+            {
+                case "kvstoreca":
+                    settings.CaPath = value;
+                    break;
+                case "kvstorecert":
+                    settings.CertPath = value;
+                    break;
+                case "kvstorekey":
+                    settings.KeyPath = value;
+                    break;
+                case "kvstoreleasettl":
+                    if (!int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int seconds) || seconds is < 2 or > 3600)
+                    {
+                        throw new ConfigException(Path, line, $"KVStoreLeaseTTL '{value}' is not a number of seconds from 2 to 3600");
+                    }
+                    settings.LeaseTtl = TimeSpan.FromSeconds(seconds);
+                    break;
+                case "nodeaddress":
+                    if (!IpAddress.TryParse(value, out var address))
+                    {
+                        throw new ConfigException(Path, line, $"NodeAddress '{value}' is not an IP address");
+                    }
+                    settings.NodeAddress = address;
+                    break;
+                case "clustername":
+                    if (value.Length is 0 or > 63 || value.Any(c => !(char.IsAsciiLetterLower(c) || char.IsAsciiDigit(c) || c is '-' or '.' or '_')))
+                    {
+                        throw new ConfigException(Path, line, $"ClusterName '{value}' must be 1-63 of a-z, 0-9, '-', '.', '_'");
+                    }
+                    settings.ClusterName = value;
+                    break;
+            }
+        }
+        if ((settings.CertPath is null) != (settings.KeyPath is null))
+        {
+            int line = seen.GetValueOrDefault("KVStoreCert", seen.GetValueOrDefault("KVStoreKey"));
+            throw new ConfigException(Path, line, "KVStoreCert and KVStoreKey go together (the client certificate and its private key)");
+        }
+        if (overlay.IdentityStorePath is not null)
+        {
+            throw new ConfigException(Path, first.Line, "KVStore and IdentityStore exclude each other (in cluster mode etcd allocates the identities)");
+        }
+        if (overlay.Encryption == OverlayEncryption.Ipsec)
+        {
+            // Node records carry WireGuard keys; IPsec nodes are not discovered through the store yet.
+            throw new ConfigException(Path, first.Line, "KVStore (cluster mode) works with Encryption = wireguard only");
+        }
+        if (overlay.ClusterCidrs.Count == 0)
+        {
+            // Strict mode must cover pods of nodes that join later, so the prefix cannot be
+            // derived from the file's peers as it is without a store.
+            throw new ConfigException(Path, first.Line, "KVStore needs ClusterCIDR in [Overlay] (the prefix every node's pod CIDRs come from; strict mode blocks it)");
+        }
+        overlay.KvStore = settings;
     }
 
     private List<IpPrefix> ParsePrefixes(string value, int line, string name)

@@ -41,6 +41,11 @@ public sealed class WireGuardNodeOptions
     /// <summary>Tick the engine's timers every 100 ms on a thread of the node's own (off when a
     /// test ticks a fake clock itself).</summary>
     public bool TimerThread { get; init; } = true;
+    /// <summary>Where overlay endpoints and policies come from; null = the [Overlay] files.
+    /// Cluster mode passes the etcd-backed source (Gateway.Node.Cluster).</summary>
+    public IOverlaySource? OverlaySource { get; init; }
+    /// <summary>More Prometheus text appended to /metrics (cluster mode: gateway_kvstore_up).</summary>
+    public Func<string>? ExtraMetrics { get; init; }
 }
 
 /// <summary>
@@ -160,7 +165,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         _undo.Add(() => _engine.Dispose());
         if (overlay)
         {
-            _overlay = OverlayRuntime.Create(config, _engine, _options.InterfaceName, _log, clock);
+            _overlay = OverlayRuntime.Create(config, _engine, _options.InterfaceName, _log, clock, _options.OverlaySource);
             _undo.Add(() => _overlay.Dispose());
         }
 
@@ -195,10 +200,10 @@ public sealed class WireGuardNode : IAsyncDisposable
             _undo.Add(() => _uapi.DisposeAsync().AsTask().GetAwaiter().GetResult());
         }
         var metrics = new NodeMetrics(_engine, () => InterfaceName, _overlay, tun, bind);
-        _renderMetrics = metrics.Render;
+        _renderMetrics = () => metrics.Render() + _options.ExtraMetrics?.Invoke();
         if (_options.MetricsEndpoint is { } metricsEndpoint)
         {
-            _metrics = MetricsServer.Start(metricsEndpoint, metrics.Render);
+            _metrics = MetricsServer.Start(metricsEndpoint, _renderMetrics);
             _undo.Add(() => _metrics.DisposeAsync().AsTask().GetAwaiter().GetResult());
         }
 

@@ -16,15 +16,17 @@ namespace Gateway.Node.Overlay;
 public sealed class OverlayRuntime : IDisposable
 {
     private readonly OverlaySection _settings;
+    private readonly IOverlaySource _source;
     private readonly NodeLog _log;
     private readonly List<FileSystemWatcher> _watchers = [];
     private readonly Lock _reloadLock = new();
     private Timer? _debounce;
     private ConntrackCollector? _conntrackCollector;
 
-    private OverlayRuntime(OverlaySection settings, PolicyEngine policy, OverlayPipeline pipeline, NodeLog log)
+    private OverlayRuntime(OverlaySection settings, IOverlaySource source, PolicyEngine policy, OverlayPipeline pipeline, NodeLog log)
     {
         _settings = settings;
+        _source = source;
         Policy = policy;
         Pipeline = pipeline;
         _log = log;
@@ -43,13 +45,16 @@ public sealed class OverlayRuntime : IDisposable
     public long PolicyLoadFailures { get; private set; }
 
     /// <summary>Builds the runtime; a policy or endpoints file that does not load is an error here
-    /// (the node does not start without its policy).</summary>
-    public static OverlayRuntime Create(WgQuickConfig config, WireGuardEngine engine, string interfaceName, NodeLog log, TimeProvider? clock = null)
+    /// (the node does not start without its policy). <paramref name="source"/> says where endpoints
+    /// and policies come from (default: the files of [Overlay]).</summary>
+    public static OverlayRuntime Create(WgQuickConfig config, WireGuardEngine engine, string interfaceName, NodeLog log, TimeProvider? clock = null,
+        IOverlaySource? source = null)
     {
+        source ??= FileOverlaySource.Instance;
         var settings = config.Overlay ?? throw new ArgumentException("The configuration has no [Overlay] section.", nameof(config));
         var identities = new IdentityAllocator(settings.IdentityStorePath);
         var policy = new PolicyEngine(identities, new Conntrack(1 << 16), new FlowEventRing(1 << 13), clock) { EventsEncrypted = true };
-        if (!TryLoadPolicy(settings, policy, out string? error))
+        if (!TryLoadPolicy(settings, source, policy, out string? error))
         {
             throw new ConfigException(config.Path, settings.Line, $"overlay policy did not load: {error}");
         }
@@ -61,7 +66,7 @@ public sealed class OverlayRuntime : IDisposable
             VxlanPort = settings.VxlanPort,
             Strict = settings.Strict,
         }, clock);
-        var runtime = new OverlayRuntime(settings, policy, pipeline, log) { PolicyLoads = 1 };
+        var runtime = new OverlayRuntime(settings, source, policy, pipeline, log) { PolicyLoads = 1 };
         runtime.ApplyPeers(config);
         if (settings.FlowLogPath != "off")
         {
@@ -77,12 +82,11 @@ public sealed class OverlayRuntime : IDisposable
         return runtime;
     }
 
-    private static bool TryLoadPolicy(OverlaySection settings, PolicyEngine policy, out string? error)
+    private static bool TryLoadPolicy(OverlaySection settings, IOverlaySource source, PolicyEngine policy, out string? error)
     {
         try
         {
-            var endpoints = EndpointFile.Load(settings.EndpointsPath!, policy.Identities);
-            var policies = settings.PolicyPath is null ? PolicySet.Empty : PolicyLoader.Load(settings.PolicyPath);
+            var (policies, endpoints) = source.Load(settings, policy.Identities);
             policy.Apply(policies, endpoints);
             error = null;
             return true;
@@ -113,7 +117,7 @@ public sealed class OverlayRuntime : IDisposable
     {
         lock (_reloadLock)
         {
-            if (TryLoadPolicy(_settings, Policy, out string? error))
+            if (TryLoadPolicy(_settings, _source, Policy, out string? error))
             {
                 PolicyLoads++;
                 _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");

@@ -87,6 +87,43 @@ public sealed class IdentityAllocator
         }
     }
 
+    /// <summary>
+    /// Binds a label set to a number allocated elsewhere (cluster mode: etcd allocates identities
+    /// so that every node agrees). A later <see cref="Allocate"/> of these labels returns it. A
+    /// binding the cluster changed (the number now means other labels) replaces the old one.
+    /// </summary>
+    public SecurityIdentity Assign(LabelSet labels, uint id)
+    {
+        ArgumentNullException.ThrowIfNull(labels);
+        if (id < ReservedIdentity.FirstAllocated || id > ReservedIdentity.MaxAllocated)
+        {
+            throw new ArgumentOutOfRangeException(nameof(id), id, "Allocated identities are 256 to 2^24-1.");
+        }
+        lock (_gate)
+        {
+            if (_byLabels.TryGetValue(labels, out var existing))
+            {
+                if (existing.Id == id)
+                {
+                    return existing;
+                }
+                if (existing.Kind == IdentityKind.Reserved)
+                {
+                    throw new ArgumentException($"'{labels}' is the reserved identity {existing.Id}.", nameof(labels));
+                }
+                _byId.Remove(existing.Id);
+            }
+            if (_byId.TryGetValue(id, out var previous))
+            {
+                _byLabels.Remove(previous.Labels);
+            }
+            var identity = new SecurityIdentity(id, labels, IdentityKind.Endpoint);
+            _byLabels[labels] = identity;
+            _byId[id] = identity;
+            return identity;
+        }
+    }
+
     public bool TryGet(uint id, out SecurityIdentity identity)
     {
         lock (_gate)

@@ -41,6 +41,30 @@ public sealed class LabelSet : IEquatable<LabelSet>, IReadOnlyList<Label>
 
     public static LabelSet Of(params Label[] labels) => From(labels);
 
+    /// <summary>Reads the <see cref="Canonical"/> form back ("k8s:a=b;k8s:c=d", a trailing ';' as
+    /// Cilium writes label strings allowed), as other nodes publish label sets in the cluster
+    /// store. False for text that is not in that form.</summary>
+    public static bool TryParseCanonical(string text, out LabelSet labels)
+    {
+        labels = Empty;
+        if (string.IsNullOrEmpty(text))
+        {
+            return false;
+        }
+        var list = new List<Label>();
+        foreach (var part in text.EndsWith(';') ? text[..^1].Split(';') : text.Split(';'))
+        {
+            int colon = part.IndexOf(':');
+            if (colon <= 0 || colon == part.Length - 1)
+            {
+                return false;
+            }
+            list.Add(Label.Parse(part, LabelSources.Unspec));
+        }
+        labels = From(list);
+        return labels.Count == list.Count;
+    }
+
     /// <summary>"k8s:a=b;k8s:c=d": stable text used as the allocation-store key.</summary>
     public string Canonical { get; }
 

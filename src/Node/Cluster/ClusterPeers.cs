@@ -1,0 +1,132 @@
+using Gateway.Crypto;
+using Gateway.Datapath;
+
+namespace Gateway.Node.Cluster;
+
+/// <summary>Another node as the store describes it: the fields of its record, as published.</summary>
+public sealed record NodeClaim(string Name, string? PublicKey, string? Address, int Port, string? TunnelAddress, IReadOnlyList<string> PodCidrs);
+
+/// <summary>What a node record may not claim because this node or its file's [Peer]s have it.</summary>
+public sealed record ReservedClaims(IReadOnlySet<string> Keys, IReadOnlyList<IpAddress> Tunnels, IReadOnlyList<IpPrefix> PodCidrs);
+
+/// <summary>A node record that passed every check and becomes a WireGuard and overlay peer.</summary>
+public sealed record ClusterPeer(string Name, string PublicKey, IpEndpoint Endpoint, IpAddress TunnelAddress, IReadOnlyList<IpPrefix> PodCidrs);
+
+/// <summary>
+/// Decides which node records become peers. A record is refused when a field does not parse, when
+/// its key, tunnel address or pod CIDRs collide with this node, a peer of the file, or a node
+/// accepted before it, or when a pod CIDR lies outside ClusterCIDR (strict mode would not cover
+/// it). Acceptance is sticky: a node already accepted keeps its claim, so a newcomer claiming its
+/// pod CIDR is the one refused, whatever the names. Not thread-safe (the agent serialises calls).
+/// </summary>
+public sealed class ClusterPeerSelector
+{
+    private readonly string _self;
+    private readonly IReadOnlyList<IpPrefix> _ownPods;
+    private readonly IpAddress _ownTunnel;
+    private readonly IReadOnlyList<IpPrefix> _clusterCidrs;
+    private HashSet<string> _accepted = new(StringComparer.Ordinal);
+
+    public ClusterPeerSelector(string self, IReadOnlyList<IpPrefix> ownPodCidrs, IpAddress ownTunnelAddress, IReadOnlyList<IpPrefix> clusterCidrs)
+    {
+        _self = self;
+        _ownPods = ownPodCidrs;
+        _ownTunnel = ownTunnelAddress;
+        _clusterCidrs = clusterCidrs;
+    }
+
+    /// <summary>Picks the peers out of <paramref name="records"/>; <paramref name="reserved"/> is what
+    /// is already taken (this node's key, the file's [Peer] keys, tunnel addresses and pod CIDRs).
+    /// Returns the refused ones with why.</summary>
+    public (List<ClusterPeer> Peers, List<(string Node, string Reason)> Refused) Select(IEnumerable<NodeClaim> records, ReservedClaims reserved)
+    {
+        var peers = new List<ClusterPeer>();
+        var refused = new List<(string, string)>();
+        var keys = new HashSet<string>(reserved.Keys, StringComparer.Ordinal);
+        var tunnels = new HashSet<IpAddress>(reserved.Tunnels) { _ownTunnel };
+        var claimed = new List<(IpPrefix Prefix, string Owner)>();
+        foreach (var prefix in _ownPods)
+        {
+            claimed.Add((prefix, "this node"));
+        }
+        foreach (var prefix in reserved.PodCidrs)
+        {
+            claimed.Add((prefix, "a [Peer] of the file"));
+        }
+        // Earlier acceptance first, then by name: a deterministic order on every node.
+        var ordered = records.Where(r => r.Name != _self)
+            .OrderBy(r => _accepted.Contains(r.Name) ? 0 : 1)
+            .ThenBy(r => r.Name, StringComparer.Ordinal);
+        foreach (var record in ordered)
+        {
+            string? reason = Check(record, keys, tunnels, claimed, out var peer);
+            if (reason is not null)
+            {
+                refused.Add((record.Name, reason));
+                continue;
+            }
+            keys.Add(peer!.PublicKey);
+            tunnels.Add(peer.TunnelAddress);
+            foreach (var prefix in peer.PodCidrs)
+            {
+                claimed.Add((prefix, peer.Name));
+            }
+            peers.Add(peer);
+        }
+        _accepted = peers.Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        return (peers, refused);
+    }
+
+    private string? Check(NodeClaim record, HashSet<string> keys, HashSet<IpAddress> tunnels, List<(IpPrefix Prefix, string Owner)> claimed, out ClusterPeer? peer)
+    {
+        peer = null;
+        if (record.PublicKey is null || !WireGuardKey.TryParseBase64(record.PublicKey, out var key) || key is null)
+        {
+            return "its WireGuard public key is not a base64 key";
+        }
+        string publicKey = key.ToBase64();
+        key.Dispose();
+        if (keys.Contains(publicKey))
+        {
+            return "its public key is already used by this node, a [Peer] of the file or another node";
+        }
+        if (record.Address is null || !IpAddress.TryParse(record.Address, out var address))
+        {
+            return $"its address '{record.Address}' is not an IP address";
+        }
+        if (record.Port is < 1 or > 65535)
+        {
+            return $"its port {record.Port} is not 1-65535";
+        }
+        if (record.TunnelAddress is null || !IpAddress.TryParse(record.TunnelAddress, out var tunnel) || !tunnel.IsV4)
+        {
+            return $"its tunnel address '{record.TunnelAddress}' is not an IPv4 address";
+        }
+        if (tunnels.Contains(tunnel))
+        {
+            return $"its tunnel address {tunnel} is already used";
+        }
+        var pods = new List<IpPrefix>();
+        foreach (var text in record.PodCidrs)
+        {
+            if (!IpPrefix.TryParse(text, out var prefix))
+            {
+                return $"its pod CIDR '{text}' is not a prefix";
+            }
+            if (!_clusterCidrs.Any(c => c.Contains(prefix)))
+            {
+                return $"its pod CIDR {prefix} is outside ClusterCIDR (strict mode would not cover it)";
+            }
+            foreach (var (other, owner) in claimed)
+            {
+                if (other.Contains(prefix.Address) || prefix.Contains(other.Address))
+                {
+                    return $"its pod CIDR {prefix} overlaps {other} of {owner}";
+                }
+            }
+            pods.Add(prefix);
+        }
+        peer = new ClusterPeer(record.Name, publicKey, new IpEndpoint(address, (ushort)record.Port), tunnel, pods);
+        return null;
+    }
+}
