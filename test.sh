@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what this machine lacks (Debian packages, NuGet packages), builds
-# everything and runs every test project. Ends with "N passed, N failed, N skipped".
+# everything and runs every test project, then a 30-second fuzz smoke run per fuzz target.
+# Ends with "N passed, N failed, N skipped".
 set -uo pipefail
 cd "$(dirname "$0")"
 scripts/setup.sh || { echo "setup failed"; echo "0 passed, 1 failed"; exit 1; }
@@ -30,6 +31,16 @@ for proj in tests/*/*.csproj; do
     echo "$name: no test results (exit $status)"; failed=$((failed + 1))
   fi
   [[ $status -ne 0 ]] && rc=1
+done
+# Fuzz smoke: 30 s of AFL++ per target (scripts/fuzz.sh), each target counted as one test;
+# a crash fails it and leaves the input in .build/fuzz-findings/TARGET/.
+for target in flow engine vxlan uapi wgquick yaml capture; do
+  scripts/fuzz.sh "$target" "${FUZZ_SMOKE_SECONDS:-30}" 2>&1 | tee "$results/fuzz-$target.log"
+  if [[ ${PIPESTATUS[0]} -eq 0 ]]; then
+    passed=$((passed + 1))
+  else
+    echo "fuzz smoke $target: FAILED"; failed=$((failed + 1)); rc=1
+  fi
 done
 echo "$passed passed, $failed failed, $skipped skipped"
 exit $rc

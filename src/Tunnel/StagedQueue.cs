@@ -7,6 +7,8 @@ namespace Gateway.Tunnel;
 /// buffer rented from the shared array pool and handed back when it is sent or dropped, so
 /// staging allocates nothing once the pool and the queue have warmed up. Empty packets
 /// (keepalives) need no buffer. Guarded by the peer's lock.
+/// The buffers hold plaintext and the pool is shared with the whole process, so a buffer is
+/// cleared when it goes back: the next renter (any code) never sees a staged packet.
 /// </summary>
 internal sealed class StagedQueue
 {
@@ -28,7 +30,7 @@ internal sealed class StagedQueue
     {
         if (buffer.Length != 0)
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            ArrayPool<byte>.Shared.Return(buffer, clearArray: true);
         }
     }
 

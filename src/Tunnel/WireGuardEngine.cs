@@ -56,6 +56,7 @@ public sealed class WireGuardEngine : IDisposable
     private readonly IRandomSource _random;
     private readonly ITunnelOutput _output;
     private readonly Tai64NGenerator _tai;
+    private readonly InitiationTimestamps _removedTimestamps = new();
     private readonly int _mtu;
     private readonly int _underLoadThreshold;
     private readonly long _nanosPerTick; // 0: convert through ClockExtensions.NowNanoseconds
@@ -179,6 +180,7 @@ public sealed class WireGuardEngine : IDisposable
             if (_identity is { } id && new PublicKey(id.Public) == publicKey)
                 throw new ArgumentException("A peer cannot have the interface's own public key.", nameof(publicKey));
             var peer = new Peer(this, publicKey) { Sequence = ++_peerSequence };
+            _removedTimestamps.Restore(publicKey, peer.Handshake.LastTimestamp);
             _peers[publicKey] = peer;
             return peer;
         }
@@ -205,6 +207,7 @@ public sealed class WireGuardEngine : IDisposable
                 if (_allowedIps.TryGetExact(prefix, out var owner) && owner == peer) _allowedIps.Remove(prefix);
             peer.AllowedIpList.Clear();
             ZeroAndFlushAllLocked(peer);
+            _removedTimestamps.Remember(publicKey, peer.Handshake.LastTimestamp);
             peer.Handshake.ZeroAll();
             peer.Cookies.Clear();
         }

@@ -112,4 +112,27 @@ public sealed class CaptureFileTests : IDisposable
         U32(total);
         return s.ToArray();
     }
+
+    [Fact]
+    public void ARecordWithAnImpossibleTimestampIsReadNotThrown()
+    {
+        // Found by fuzzing (scripts/fuzz.sh capture): SharpPcap's timestamp conversion threw
+        // OverflowException out of TryReadNext, and `gateway audit` died with a stack trace.
+        string path = Path.Combine(_dir, "wild-time.pcap");
+        var file = new List<byte>();
+        file.AddRange([0xD4, 0xC3, 0xB2, 0xA1, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0, 0, 1, 0, 0, 0]);
+        byte[] frame = new byte[60];
+        file.AddRange(BitConverter.GetBytes(uint.MaxValue));   // ts_sec
+        file.AddRange(BitConverter.GetBytes(uint.MaxValue));   // ts_usec, far beyond 10^6
+        file.AddRange(BitConverter.GetBytes(frame.Length));
+        file.AddRange(BitConverter.GetBytes(frame.Length));
+        file.AddRange(frame);
+        File.WriteAllBytes(path, file.ToArray());
+        using var r = CaptureFileReader.Open(path);
+        Assert.True(r.TryReadNext(out CapturedPacket p));
+        Assert.Equal(60, p.Data.Length);
+        Assert.True(p.TimestampUtc.Year > 2100);
+        Assert.False(r.TryReadNext(out _));
+        Assert.Equal(1, Gateway.Datapath.Audit.CaptureAuditor.AuditFile(path).TotalPackets);
+    }
 }

@@ -129,4 +129,23 @@ public class WgQuickConfigTests
         var e = Assert.Throws<ConfigException>(() => WgQuickConfig.Load("/nonexistent/dir/wg9.conf"));
         Assert.Contains("cannot read", e.Message);
     }
+
+    [Fact]
+    public void AHugeFileIsRefusedBeforeItIsRead()
+    {
+        string path = Path.Combine(Path.GetTempPath(), $"gw-huge-{Environment.ProcessId}-{Guid.NewGuid():N}.conf");
+        try
+        {
+            using (var f = File.Create(path))
+            {
+                f.SetLength(WgQuickConfig.MaxFileLength + 1L); // sparse: nothing is written
+            }
+            var e = Assert.Throws<ConfigException>(() => WgQuickConfig.Load(path));
+            Assert.Contains("larger than 1 MiB", e.Message);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
 }

@@ -135,6 +135,8 @@ public sealed class CaptureAuditor
     private readonly HashSet<(IpAddress, ushort)> _wireGuardEndpoints = [];
     private readonly Dictionary<(string, IpAddress, IpAddress, uint), OverlayFlow> _overlay = [];
     private readonly Dictionary<(IpAddress, IpAddress, byte, uint), (PacketClass Class, bool Leak)> _fragments = [];
+    private readonly WireGuardSessionEvidence _sessions = new();
+    private bool _learnedAhead;
     private byte[] _scratch = new byte[2048];
 
     public CaptureAuditor(LinkType linkType, AuditOptions? options = null)
@@ -155,16 +157,59 @@ public sealed class CaptureAuditor
     public AuditReport Report { get; }
 
     /// <summary>Audits a capture file. Throws <see cref="CaptureFileException"/> when unreadable.</summary>
+    /// <remarks>The file is read twice: the first pass learns which WireGuard sessions the
+    /// capture establishes (handshakes, 16-aligned transport), so that full-size transport
+    /// messages seen before that evidence are judged with all of it.</remarks>
     public static AuditReport AuditFile(string path, AuditOptions? options = null)
     {
-        using var reader = CaptureFileReader.Open(path);
-        var auditor = new CaptureAuditor(reader.LinkType, options);
-        while (reader.TryReadNext(out CapturedPacket packet))
+        CaptureAuditor auditor;
+        using (var reader = CaptureFileReader.Open(path))
         {
-            auditor.Add(packet.Data, packet.TimestampUtc, packet.OriginalLength);
+            auditor = new CaptureAuditor(reader.LinkType, options);
+            while (reader.TryReadNext(out CapturedPacket packet))
+            {
+                auditor.Learn(packet.Data, packet.OriginalLength);
+            }
+        }
+        auditor.EndLearning();
+        using (var reader = CaptureFileReader.Open(path))
+        {
+            while (reader.TryReadNext(out CapturedPacket packet))
+            {
+                auditor.Add(packet.Data, packet.TimestampUtc, packet.OriginalLength);
+            }
         }
         return auditor.Report;
     }
+
+    /// <summary>
+    /// Learns WireGuard session evidence from one packet without classifying it (the first pass
+    /// of <see cref="AuditFile"/>). A caller that feeds every packet to <see cref="Learn"/> first
+    /// must then call <see cref="Add"/> for each packet in the same order after
+    /// <see cref="EndLearning"/>; a caller that only calls <see cref="Add"/> gets the evidence seen so far.
+    /// </summary>
+    public void Learn(ReadOnlySpan<byte> frame, int originalLength = -1)
+    {
+        frame = RestoreSnapped(frame, originalLength);
+        if (FlowParser.Parse(Report.LinkType, frame, out FlowKey key, out PacketLayout layout) != ParseStatus.Ok ||
+            key.Fragment == FragmentState.Later || key.Protocol != IpProtocol.Udp || layout.PayloadOffset < 0)
+        {
+            return;
+        }
+        ReadOnlySpan<byte> payload = frame.Slice(layout.PayloadOffset, layout.PayloadLength);
+        int datagram = layout.UdpDatagramLength - UdpHeader.Length;
+        if (WireGuardHeader.TryRead(payload, out WireGuardHeader wg, datagram) == ParseStatus.Ok)
+        {
+            _sessions.LearnStructural(key, wg);
+        }
+        else if (WireGuardSessionEvidence.IsTransportShape(payload, datagram, out uint receiver, out ulong counter))
+        {
+            _sessions.LearnCapped(key, receiver, counter);
+        }
+    }
+
+    /// <summary>Marks the end of a <see cref="Learn"/> pass: <see cref="Add"/> stops learning.</summary>
+    public void EndLearning() => _learnedAhead = true;
 
     /// <summary>Classifies the next packet of the capture.</summary>
     /// <param name="frame">Captured bytes.</param>
@@ -177,16 +222,12 @@ public sealed class CaptureAuditor
         if (originalLength > frame.Length)
         {
             Report.TruncatedBySnapLength++;
-            int length = Math.Min(originalLength, 65536 + 64);
-            if (_scratch.Length < length)
-            {
-                _scratch = new byte[length];
-            }
-            Span<byte> padded = _scratch.AsSpan(0, length);
-            frame.CopyTo(padded);
-            padded.Slice(frame.Length).Clear();
-            frame = padded;
         }
+        if (!_learnedAhead)
+        {
+            Learn(frame, originalLength);
+        }
+        frame = RestoreSnapped(frame, originalLength);
 
         var (cls, leak, offender) = Classify(Report.LinkType, frame, number, timestampUtc);
         Report.Counts[cls]++;
@@ -199,6 +240,24 @@ public sealed class CaptureAuditor
             }
         }
         return cls;
+    }
+
+    /// <summary>A frame cut by the snap length, with its missing tail as zeros (length fields stay honest).</summary>
+    private ReadOnlySpan<byte> RestoreSnapped(ReadOnlySpan<byte> frame, int originalLength)
+    {
+        if (originalLength <= frame.Length)
+        {
+            return frame;
+        }
+        int length = Math.Min(originalLength, 65536 + 64);
+        if (_scratch.Length < length)
+        {
+            _scratch = new byte[length];
+        }
+        Span<byte> padded = _scratch.AsSpan(0, length);
+        frame.Slice(0, Math.Min(frame.Length, length)).CopyTo(padded);
+        padded.Slice(Math.Min(frame.Length, length)).Clear();
+        return padded;
     }
 
     private (PacketClass, bool, Offender?) Classify(LinkType linkType, ReadOnlySpan<byte> frame, long number, DateTime time)
@@ -274,10 +333,26 @@ public sealed class CaptureAuditor
                 CountWireGuard(key, wg, datagram);
                 return (PacketClass.WireGuard, false, null);
             }
+            // A full-size transport message: padding stopped at the MTU, so its length is not
+            // 32 + 16k. Believed only inside a session the capture establishes.
+            if (WireGuardSessionEvidence.IsTransportShape(payload, datagram, out uint receiver, out ulong counter) &&
+                _sessions.AcceptCapped(key, receiver, counter))
+            {
+                var transport = new WireGuardHeader { MessageType = WireGuardMessageType.TransportData, ReceiverIndex = receiver, Counter = counter };
+                CountWireGuard(key, transport, datagram);
+                return (PacketClass.WireGuard, false, null);
+            }
         }
 
         if (!IsCluster(key.Source) || !IsCluster(key.Destination))
         {
+            return (PacketClass.Other, false, null);
+        }
+
+        if (key.Protocol == IpProtocol.Icmpv6 && key.IcmpType is >= 133 and <= 137)
+        {
+            // IPv6 neighbor discovery (router/neighbor solicitation and advertisement, redirect):
+            // link control, the IPv6 counterpart of ARP, between the underlay addresses themselves.
             return (PacketClass.Other, false, null);
         }
 

@@ -90,7 +90,7 @@ public sealed class CaptureFileReader : IDisposable
             {
                 original = (int)Math.Max(header.PacketLength, (uint)capture.Data.Length);
             }
-            packet = new CapturedPacket(capture.Data, capture.Header.Timeval.Date.ToUniversalTime(), original);
+            packet = new CapturedPacket(capture.Data, ToUtc(capture.Header.Timeval), original);
             return true;
         }
         packet = default;
@@ -99,6 +99,22 @@ public sealed class CaptureFileReader : IDisposable
             throw new CaptureFileException("capture file is corrupt or truncated");
         }
         return false;
+    }
+
+    /// <summary>
+    /// The record's time, clamped to what DateTime can hold. A corrupt record may claim any
+    /// seconds and fraction (SharpPcap's own conversion then throws OverflowException, found by
+    /// fuzzing); timestamps are only reported, so a wild one must not stop the read.
+    /// </summary>
+    private static DateTime ToUtc(PosixTimeval timeval)
+    {
+        const decimal maxSeconds = 253402300799m; // 9999-12-31T23:59:59Z
+        decimal seconds = timeval.Value;
+        if (seconds >= maxSeconds)
+        {
+            return DateTime.SpecifyKind(DateTime.MaxValue, DateTimeKind.Utc);
+        }
+        return DateTime.UnixEpoch.AddTicks((long)(seconds * TimeSpan.TicksPerSecond));
     }
 
     public void Dispose()

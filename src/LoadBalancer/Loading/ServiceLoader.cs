@@ -84,11 +84,15 @@ public static class ServiceLoader
             string text;
             try
             {
-                text = File.ReadAllText(f);
+                text = YNode.ReadFile(f);
             }
             catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 throw new ServiceLoadException(f, 0, $"{f}: {e.Message}");
+            }
+            catch (PolicyLoadException e)
+            {
+                throw new ServiceLoadException(f, 0, e.Message);
             }
             all.AddRange(Parse(text, f));
         }

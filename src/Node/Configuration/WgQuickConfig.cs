@@ -64,11 +64,19 @@ public sealed partial class WgQuickConfig : IDisposable
     /// <summary>Resolves host names in Endpoint values; replaceable for tests.</summary>
     public delegate IPAddress[] HostResolver(string host);
 
+    /// <summary>Largest wg-quick file read.</summary>
+    public const int MaxFileLength = 1 << 20;
+
     public static WgQuickConfig Load(string path, HostResolver? resolve = null)
     {
         string text;
         try
         {
+            // A wg-quick file is a few kilobytes; a mistaken path to a huge file must not fill memory.
+            if (new FileInfo(path).Length > MaxFileLength)
+            {
+                throw new ConfigException(path, 0, $"the file is larger than {MaxFileLength / (1 << 20)} MiB; a wg-quick file is a few kilobytes");
+            }
             text = File.ReadAllText(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)

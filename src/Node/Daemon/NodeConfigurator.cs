@@ -53,7 +53,7 @@ internal sealed class NodeConfigurator
         var engine = _engine;
         var key = config.Interface.PrivateKey!;
         Span<byte> current = stackalloc byte[32];
-        bool samePrivate = engine.TryCopyPrivateKey(current) && current.SequenceEqual(key.Bytes);
+        bool samePrivate = engine.TryCopyPrivateKey(current) && System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(current, key.Bytes);
         CryptographicOperations.ZeroMemory(current);
         if (!samePrivate)
         {

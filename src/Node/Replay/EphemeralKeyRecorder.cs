@@ -47,7 +47,7 @@ internal sealed class EphemeralKeyRecorder : IRandomSource, IDisposable
                 candidate[31] &= 127;
                 candidate[31] |= 64;
                 X25519.DerivePublicKey(candidate, derived);
-                if (derived.SequenceEqual(publicKey))
+                if (System.Security.Cryptography.CryptographicOperations.FixedTimeEquals(derived, publicKey))
                 {
                     var found = candidate.ToArray();
                     System.Security.Cryptography.CryptographicOperations.ZeroMemory(candidate);

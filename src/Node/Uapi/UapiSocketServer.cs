@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Text;
+using Gateway.Tunnel.Uapi;
 
 namespace Gateway.Node.Uapi;
 
@@ -20,7 +21,12 @@ public sealed class UapiSocketServer : IAsyncDisposable
 
     /// <summary>Requests larger than this are refused (the socket is root-only, but a bug in a
     /// client must not make the daemon buffer without bound).</summary>
-    public const int MaxRequestBytes = 4 << 20;
+    public const int MaxRequestBytes = UapiProtocol.MaxRequestLength;
+
+    /// <summary>Lines longer than this are refused before they are buffered further.</summary>
+    public const int MaxLineBytes = UapiProtocol.MaxLineLength;
+
+    private const string InvalidReply = "errno=-22\n\n";
 
     private readonly Func<string, string> _handler;
     private readonly Socket _listener;
@@ -82,7 +88,7 @@ public sealed class UapiSocketServer : IAsyncDisposable
         using (client)
         await using (var stream = new NetworkStream(client, ownsSocket: false))
         {
-            var reader = new StreamReader(stream, new UTF8Encoding(false), false, 4096, leaveOpen: true);
+            var reader = new BoundedLineReader(stream, MaxLineBytes);
             var request = new StringBuilder();
             try
             {
@@ -95,8 +101,15 @@ public sealed class UapiSocketServer : IAsyncDisposable
                         request.Append(line).Append('\n');
                         if (request.Length > MaxRequestBytes)
                         {
+                            await ReplyAsync(stream, InvalidReply).ConfigureAwait(false);
                             return;
                         }
+                    }
+                    if (reader.LineTooLong)
+                    {
+                        // Refused without reading the rest: the connection cannot be re-synchronised.
+                        await ReplyAsync(stream, InvalidReply).ConfigureAwait(false);
+                        return;
                     }
                     if (request.Length == 0)
                     {
@@ -107,19 +120,92 @@ public sealed class UapiSocketServer : IAsyncDisposable
                     {
                         return;
                     }
-                    string response = _handler(text);
-                    byte[] bytes = Encoding.UTF8.GetBytes(response);
-                    await stream.WriteAsync(bytes, _stop.Token).ConfigureAwait(false);
+                    string response;
+                    try
+                    {
+                        response = _handler(text);
+                    }
+                    catch (Exception e) when (e is not OperationCanceledException)
+                    {
+                        // A handler bug must not take the daemon's control socket down with it.
+                        response = "errno=-5\n\n";
+                    }
+                    await ReplyAsync(stream, response).ConfigureAwait(false);
                     if (line is null)
                     {
                         return;
                     }
                 }
             }
-            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
+            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or DecoderFallbackException)
             {
                 // The client went away or we are stopping; nothing to report.
             }
+        }
+    }
+
+    private Task ReplyAsync(NetworkStream stream, string response) =>
+        stream.WriteAsync(Encoding.UTF8.GetBytes(response), _stop.Token).AsTask();
+
+    /// <summary>
+    /// Reads '\n'-terminated UTF-8 lines from a stream without ever holding more than one line of
+    /// at most <c>maxLine</c> bytes: a longer line stops the reader (<see cref="LineTooLong"/>)
+    /// instead of growing a buffer. The last line may end at the end of the stream.
+    /// </summary>
+    internal sealed class BoundedLineReader(Stream stream, int maxLine)
+    {
+        private readonly byte[] _buffer = new byte[4096];
+        private readonly byte[] _line = new byte[maxLine];
+        private int _start;
+        private int _end;
+
+        public bool LineTooLong { get; private set; }
+
+        /// <summary>The next line without its '\n' (and '\r'), or null at the end of the stream
+        /// or after a line that was too long.</summary>
+        public async ValueTask<string?> ReadLineAsync(CancellationToken token)
+        {
+            if (LineTooLong)
+            {
+                return null;
+            }
+            int length = 0;
+            while (true)
+            {
+                if (_start == _end)
+                {
+                    _start = 0;
+                    _end = await stream.ReadAsync(_buffer, token).ConfigureAwait(false);
+                    if (_end == 0)
+                    {
+                        return length == 0 ? null : Decode(length);
+                    }
+                }
+                int newline = _buffer.AsSpan(_start, _end - _start).IndexOf((byte)'\n');
+                int take = newline < 0 ? _end - _start : newline;
+                if (length + take > _line.Length)
+                {
+                    LineTooLong = true;
+                    return null;
+                }
+                _buffer.AsSpan(_start, take).CopyTo(_line.AsSpan(length));
+                length += take;
+                _start += take;
+                if (newline >= 0)
+                {
+                    _start++; // the '\n'
+                    return Decode(length);
+                }
+            }
+        }
+
+        private string Decode(int length)
+        {
+            if (length > 0 && _line[length - 1] == (byte)'\r')
+            {
+                length--;
+            }
+            return Encoding.UTF8.GetString(_line, 0, length);
         }
     }
 

@@ -27,7 +27,7 @@ public static class EndpointFile
     {
         ArgumentNullException.ThrowIfNull(path);
         ArgumentNullException.ThrowIfNull(identities);
-        return Parse(File.ReadAllText(path), path, identities);
+        return Parse(YNode.ReadFile(path), path, identities);
     }
 
     public static EndpointTable Parse(string text, string file, IdentityAllocator identities)

@@ -17,7 +17,7 @@ public static class PolicyLoader
         var docs = new List<PolicyDocument>();
         foreach (var f in files)
         {
-            docs.AddRange(Parse(File.ReadAllText(f), f));
+            docs.AddRange(Parse(YNode.ReadFile(f), f));
         }
         return new PolicySet(docs, files);
     }

@@ -188,16 +188,80 @@ internal readonly struct YNode
         _ => "an alias",
     };
 
+    /// <summary>Largest policy or endpoints file read (a cluster's worth of policies is far smaller).</summary>
+    public const int MaxTextLength = 16 << 20;
+
+    /// <summary>Reads a policy or endpoints file, refusing one larger than <see cref="MaxTextLength"/>
+    /// before reading it (a mistaken path to a huge file must not fill memory).</summary>
+    public static string ReadFile(string path)
+    {
+        long length = new FileInfo(path).Length;
+        if (length > MaxTextLength)
+        {
+            throw new PolicyLoadException(path, 0, "", 0,
+                $"the file is larger than {MaxTextLength / (1 << 20)} MiB; policy and endpoint files are far smaller");
+        }
+        return System.IO.File.ReadAllText(path);
+    }
+
+    /// <summary>Deepest nesting of mappings and lists accepted (real policies nest under 15 deep).
+    /// The representation model recurses per level, so an unbounded depth would end the process
+    /// with a stack overflow that no handler can catch.</summary>
+    public const int MaxDepth = 64;
+
+    /// <summary>
+    /// Walks the parser's events (iteratively, before anything recursive sees the text) and
+    /// refuses nesting deeper than <see cref="MaxDepth"/> and aliases: an alias is a reference,
+    /// and a few nested ones ("billion laughs") make a reader that follows them walk an
+    /// exponential number of nodes. Policies and endpoint files have no use for either.
+    /// </summary>
+    private static void CheckShape(string text, string file)
+    {
+        var parser = new Parser(new StringReader(text));
+        int depth = 0;
+        while (parser.MoveNext())
+        {
+            switch (parser.Current)
+            {
+                case YamlDotNet.Core.Events.MappingStart or YamlDotNet.Core.Events.SequenceStart:
+                    if (++depth > MaxDepth)
+                    {
+                        throw new PolicyLoadException(file, 0, "", (int)parser.Current.Start.Line,
+                            $"nesting deeper than {MaxDepth} levels");
+                    }
+                    break;
+                case YamlDotNet.Core.Events.MappingEnd or YamlDotNet.Core.Events.SequenceEnd:
+                    depth--;
+                    break;
+                case YamlDotNet.Core.Events.AnchorAlias alias:
+                    throw new PolicyLoadException(file, 0, "", (int)alias.Start.Line,
+                        $"YAML aliases (*{alias.Value}) are not supported in policy and endpoint files");
+            }
+        }
+    }
+
     /// <summary>
     /// Loads every document of a YAML text. A syntax error is reported with the document it falls
     /// in (counted from the "---" separators before its line).
     /// </summary>
     public static IReadOnlyList<YamlDocument> LoadDocuments(string text, string file)
     {
+        if (text.Length > MaxTextLength)
+        {
+            throw new PolicyLoadException(file, 0, "", 0,
+                $"the file is larger than {MaxTextLength / (1 << 20)} MiB; policy and endpoint files are far smaller");
+        }
         var stream = new YamlStream();
         try
         {
+            CheckShape(text, file);
             stream.Load(new StringReader(text));
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            // YamlDotNet's representation model refuses some event sequences its parser accepts
+            // (found by fuzzing): still the user's syntax, never a stack trace.
+            throw new PolicyLoadException(file, 0, "", 0, "YAML syntax error: " + e.Message.ReplaceLineEndings(" "));
         }
         catch (YamlException e)
         {

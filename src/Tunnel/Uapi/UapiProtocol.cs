@@ -17,6 +17,14 @@ namespace Gateway.Tunnel.Uapi;
 /// </summary>
 public static class UapiProtocol
 {
+    /// <summary>Longest request line accepted (the longest real one, an IPv6 endpoint or a key,
+    /// is under 100 characters); longer lines are refused with -22.</summary>
+    public const int MaxLineLength = 4096;
+
+    /// <summary>Largest request accepted; larger is refused with -22. The kernel selftest's
+    /// biggest `wg setconf` (130,560 allowed IPs, about 6 MB as UAPI text) fits.</summary>
+    public const int MaxRequestLength = 16 << 20;
+
     /// <summary>
     /// Handles one complete request ("get=1\n\n" or "set=1\n...\n\n") and returns the reply text,
     /// or null for an unknown operation (wireguard-go closes the connection then).
@@ -49,8 +57,9 @@ public static class UapiProtocol
     /// </summary>
     public static int ParseSet(ReadOnlySpan<char> body, out UapiSetRequest? request)
     {
-        var result = new UapiSetRequest();
         request = null;
+        if (body.Length > MaxRequestLength) return UapiErrno.Invalid;
+        var result = new UapiSetRequest();
         UapiPeerChange? peer = null;
         while (!body.IsEmpty)
         {
@@ -58,6 +67,7 @@ public static class UapiProtocol
             var line = nl < 0 ? body : body[..nl];
             body = nl < 0 ? ReadOnlySpan<char>.Empty : body[(nl + 1)..];
             if (line.IsEmpty) break; // blank line ends the request
+            if (line.Length > MaxLineLength) { result.Dispose(); return UapiErrno.Invalid; }
             int eq = line.IndexOf('=');
             if (eq < 0) { result.Dispose(); return UapiErrno.Protocol; }
             var key = line[..eq];
