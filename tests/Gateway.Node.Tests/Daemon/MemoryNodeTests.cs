@@ -50,12 +50,25 @@ public sealed class MemoryNodeTests
             BinaryPrimitives.WriteInt32BigEndian(packet.AsSpan(28), i);
             nodes.TunA.InjectPacket(packet);
         }
-        for (int i = 0; i < count; i++)
+        // The receiving node's hand-off ring is bounded: on a loaded machine its workers can fall
+        // behind and datagrams are dropped and counted (ReceiveQueueFull), as a real socket would
+        // lose them. What must hold: what arrives is in order, and nothing vanishes uncounted.
+        var seen = new List<int>();
+        while (seen.Count < count && nodes.TunB.TryTake(out var got, TimeSpan.FromSeconds(5)))
         {
-            var got = MemoryNodes.Take(nodes.TunB);
-            Assert.Equal(i, BinaryPrimitives.ReadInt32BigEndian(got.AsSpan(28)));
+            seen.Add(BinaryPrimitives.ReadInt32BigEndian(got.AsSpan(28)));
         }
-        Assert.Contains($"gateway_forward_count_total{{interface=\"memb\",direction=\"ingress\"}} {count + 1}", nodes.B.RenderMetrics());
+        Assert.True(seen.Count >= count / 4, $"only {seen.Count} of {count} packets arrived");
+        for (int i = 1; i < seen.Count; i++)
+        {
+            Assert.True(seen[i] > seen[i - 1], $"packet {seen[i]} arrived after {seen[i - 1]}");
+        }
+        string metrics = nodes.B.RenderMetrics();
+        var dropped = System.Text.RegularExpressions.Regex.Match(metrics,
+            "gateway_drop_count_total\\{interface=\"memb\",reason=\"ReceiveQueueFull\"\\} (\\d+)");
+        Assert.True(dropped.Success, "no ReceiveQueueFull counter in the metrics");
+        Assert.Equal(count, seen.Count + int.Parse(dropped.Groups[1].Value));
+        Assert.Contains($"gateway_forward_count_total{{interface=\"memb\",direction=\"ingress\"}} {seen.Count + 1}", metrics);
     }
 
     [Fact]
