@@ -18,6 +18,9 @@ namespace Gateway.Node.Daemon;
 /// </summary>
 internal sealed class NodeConfigurator
 {
+    /// <summary>Route changes beyond this many go to one <c>ip -batch</c> process.</summary>
+    private const int RouteBatchThreshold = 16;
+
     private readonly WireGuardEngine _engine;
     private readonly OverlayRuntime? _overlay;
     private readonly NodeLog _log;
@@ -231,16 +234,20 @@ internal sealed class NodeConfigurator
             return;
         }
         var wanted = new HashSet<IpPrefix>();
+        var overlayPeers = new Dictionary<PublicKey, OverlayPeer>();
+        if (_overlay is not null)
+        {
+            foreach (var overlayPeer in _overlay.Pipeline.Peers)
+            {
+                overlayPeers.TryAdd(overlayPeer.PublicKey, overlayPeer);
+            }
+        }
         foreach (var peer in _engine.Peers)
         {
             var routed = peer.AllowedIps.ToList();
-            if (_overlay is not null)
+            if (overlayPeers.TryGetValue(peer.PublicKey, out var overlayPeer))
             {
-                var overlayPeer = _overlay.Pipeline.Peers.FirstOrDefault(p => p.PublicKey == peer.PublicKey);
-                if (overlayPeer is not null)
-                {
-                    routed.AddRange(overlayPeer.PodCidrs);
-                }
+                routed.AddRange(overlayPeer.PodCidrs);
             }
             foreach (var prefix in routed)
             {
@@ -252,12 +259,31 @@ internal sealed class NodeConfigurator
                 wanted.Add(prefix);
             }
         }
-        foreach (var prefix in _routes.Except(wanted).ToList())
+        var remove = _routes.Except(wanted).ToList();
+        var add = wanted.Except(_routes).ToList();
+        if (remove.Count + add.Count > RouteBatchThreshold)
+        {
+            // Many changes (a cluster's worth of nodes): one ip process for all of them. Deletes
+            // are best effort, as below. If an add fails, the loop below redoes the adds one by
+            // one (replace is idempotent), so the error names the route and _routes stays exact.
+            IpCommand.TryRunBatch(remove.Select(p => IpCommand.DeleteRouteLine(device, p, table)).ToList(), force: true, out _);
+            foreach (var prefix in remove)
+            {
+                _routes.Remove(prefix);
+            }
+            remove.Clear();
+            if (IpCommand.TryRunBatch(add.Select(p => IpCommand.AddRouteLine(device, p, table)).ToList(), force: false, out _))
+            {
+                _routes.UnionWith(add);
+                return;
+            }
+        }
+        foreach (var prefix in remove)
         {
             IpCommand.DeleteRoute(device, prefix, table);
             _routes.Remove(prefix);
         }
-        foreach (var prefix in wanted.Except(_routes).ToList())
+        foreach (var prefix in add)
         {
             IpCommand.AddRoute(device, prefix, table);
             _routes.Add(prefix);

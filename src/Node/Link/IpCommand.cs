@@ -22,10 +22,74 @@ public static class IpCommand
 
     /// <summary>Routes the prefix to the device (replacing an existing route of the same key).</summary>
     public static void AddRoute(string device, IpPrefix prefix, string? table = null) =>
-        Run($"{Family(prefix.Address)} route replace {prefix} dev {device}{(table is null or "auto" ? "" : $" table {table}")}");
+        Run($"{Family(prefix.Address)} route replace {prefix} dev {device}{TableSuffix(table)}");
 
     public static void DeleteRoute(string device, IpPrefix prefix, string? table = null) =>
-        Run($"{Family(prefix.Address)} route del {prefix} dev {device}{(table is null or "auto" ? "" : $" table {table}")}", check: false);
+        Run($"{Family(prefix.Address)} route del {prefix} dev {device}{TableSuffix(table)}", check: false);
+
+    /// <summary>The <see cref="AddRoute"/> command as one line of an <c>ip -batch</c> file (the
+    /// family follows from the prefix).</summary>
+    public static string AddRouteLine(string device, IpPrefix prefix, string? table = null) =>
+        $"route replace {prefix} dev {device}{TableSuffix(table)}";
+
+    /// <summary>The <see cref="DeleteRoute"/> command as one line of an <c>ip -batch</c> file.</summary>
+    public static string DeleteRouteLine(string device, IpPrefix prefix, string? table = null) =>
+        $"route del {prefix} dev {device}{TableSuffix(table)}";
+
+    private static string TableSuffix(string? table) => table is null or "auto" ? "" : $" table {table}";
+
+    /// <summary>
+    /// Runs many commands in one <c>ip -batch -</c> process: a cluster of thousands of nodes
+    /// means thousands of routes, and one process per route costs milliseconds each. Without
+    /// <paramref name="force"/> ip stops at the first failing line; the caller then knows only
+    /// that some prefix of the lines was applied (route replace and del are idempotent, so it
+    /// can redo them one by one to find the failing one). False with ip's message on failure.
+    /// </summary>
+    public static bool TryRunBatch(IReadOnlyCollection<string> lines, bool force, out string error)
+    {
+        error = "";
+        if (lines.Count == 0)
+        {
+            return true;
+        }
+        var psi = new ProcessStartInfo(IpPath, force ? "-force -batch -" : "-batch -")
+        {
+            RedirectStandardInput = true,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        Process process;
+        try
+        {
+            process = Process.Start(psi) ?? throw new LinkException($"cannot run {IpPath}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new LinkException($"cannot run {IpPath} (is iproute2 installed?): {e.Message}");
+        }
+        using (process)
+        {
+            var stdout = process.StandardOutput.ReadToEndAsync();
+            var stderr = process.StandardError.ReadToEndAsync();
+            try
+            {
+                foreach (string line in lines)
+                {
+                    process.StandardInput.WriteLine(line);
+                }
+                process.StandardInput.Close();
+            }
+            catch (IOException)
+            {
+                // ip stopped reading (it exits at the first failure without -force): its exit code says so.
+            }
+            process.WaitForExit();
+            _ = stdout.Result;
+            error = stderr.Result.Trim();
+            return process.ExitCode == 0;
+        }
+    }
 
     public static void DeleteLink(string device) => Run($"link del dev {device}", check: false);
 
