@@ -55,7 +55,10 @@ switch (args[0])
         var ops = new List<RequestOp>();
         for (int i = 0; i < 50; i++)
         {
-            ops.Add(Put($"cilium/state/identities/v1/id/{256 + i}", $"k8s:app=app-{i};k8s:io.kubernetes.pod.namespace=default;"));
+            // The label set a node builds for a pod in namespace "default" (namespace labels
+            // included), so that joining nodes accept these identities as pods'.
+            var labels = Gateway.Policy.Endpoint.BuildLabels([new Gateway.Policy.Label("k8s", "app", $"app-{i}")], "default", null);
+            ops.Add(Put($"cilium/state/identities/v1/id/{256 + i}", labels.Canonical + ";"));
         }
         for (int i = 0; i < nodes; i++)
         {
