@@ -52,23 +52,7 @@ public static class IpCommand
         {
             return true;
         }
-        var psi = new ProcessStartInfo(IpPath, force ? "-force -batch -" : "-batch -")
-        {
-            RedirectStandardInput = true,
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        Process process;
-        try
-        {
-            process = Process.Start(psi) ?? throw new LinkException($"cannot run {IpPath}");
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            throw new LinkException($"cannot run {IpPath} (is iproute2 installed?): {e.Message}");
-        }
-        using (process)
+        using (var process = StartIp(force ? "-force -batch -" : "-batch -", standardInput: true))
         {
             var stdout = process.StandardOutput.ReadToEndAsync();
             var stderr = process.StandardError.ReadToEndAsync();
@@ -129,22 +113,7 @@ public static class IpCommand
     /// <summary>Runs `ip ARGS`; returns its standard output.</summary>
     public static string Run(string arguments, bool check = true)
     {
-        var psi = new ProcessStartInfo(IpPath, arguments)
-        {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        Process process;
-        try
-        {
-            process = Process.Start(psi) ?? throw new LinkException($"cannot run {IpPath}");
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            throw new LinkException($"cannot run {IpPath} (is iproute2 installed?): {e.Message}");
-        }
-        using (process)
+        using (var process = StartIp(arguments, standardInput: false))
         {
             var stdout = process.StandardOutput.ReadToEndAsync();
             string stderr = process.StandardError.ReadToEnd();
@@ -154,6 +123,25 @@ public static class IpCommand
                 throw new LinkException($"ip {arguments}: {stderr.Trim()}");
             }
             return stdout.Result;
+        }
+    }
+
+    private static Process StartIp(string arguments, bool standardInput)
+    {
+        var psi = new ProcessStartInfo(IpPath, arguments)
+        {
+            RedirectStandardInput = standardInput,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        try
+        {
+            return Process.Start(psi) ?? throw new LinkException($"cannot run {IpPath}");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new LinkException($"cannot run {IpPath} (is iproute2 installed?): {e.Message}");
         }
     }
 }
