@@ -115,6 +115,10 @@ public class ClusterNodeTests
             cluster.WriteConfig(b);
             cluster.StartNodes(a, b);
             WaitFor(() => KvCluster.PeerKeys(a).Count == 1 && KvCluster.PeerKeys(b).Count == 1, "two nodes peered", 10);
+            // Peering comes first; each node's view of the other's pods (ipcache) follows. Until
+            // it has, the receiving node refuses the sender's VNI (it is bound to the ipcache), so
+            // tests that cut etcd must start from a converged state.
+            WaitFor(() => DemoCluster.Ping(frontend, db, 1) == 1, "pods of both nodes known to both", 10);
             return (cluster, a, b, frontend, backend, db);
         }
         catch
