@@ -63,9 +63,21 @@ export AFL_SKIP_BIN_CHECK=1 AFL_NO_UI=1 AFL_SKIP_CPUFREQ=1 AFL_NO_AFFINITY=1 AFL
 export GATEWAY_FUZZ_CRASH_LOG="$findings/exceptions.log"
 limit=(-V "$seconds")
 [[ -n ${FUZZ_EXECS:-} ]] && limit+=(-E "$FUZZ_EXECS")
-afl-fuzz "${limit[@]}" -i "fuzz/corpus/$target" -o "$findings" -t 10000 -m none \
-  -- dotnet "$out/Gateway.Fuzz.dll" "$target" >"$findings/afl.log" 2>&1 || {
-  echo "fuzz $target: afl-fuzz failed:" >&2; tail -20 "$findings/afl.log" >&2; exit 1; }
+# On a loaded machine the first start of the .NET fork server now and then reaches afl-fuzz's
+# dry run before the instrumented code has reported ("No instrumentation detected"): that is a
+# failed start, not a finding, so it is tried once more; any other failure counts at once.
+for attempt in 1 2; do
+  if afl-fuzz "${limit[@]}" -i "fuzz/corpus/$target" -o "$findings" -t 10000 -m none \
+       -- dotnet "$out/Gateway.Fuzz.dll" "$target" >"$findings/afl.log" 2>&1; then
+    break
+  fi
+  if [[ $attempt == 1 ]] && grep -q "No instrumentation detected" "$findings/afl.log"; then
+    echo "fuzz $target: afl-fuzz saw no instrumentation on its dry run; starting again" >&2
+    [[ -n ${FUZZ_RESUME:-} ]] || { rm -rf "$findings"; mkdir -p "$findings"; }
+    continue
+  fi
+  echo "fuzz $target: afl-fuzz failed:" >&2; tail -20 "$findings/afl.log" >&2; exit 1
+done
 
 stats="$findings/default/fuzzer_stats"
 get() { sed -n "s/^$1 *: *//p" "$stats"; }
