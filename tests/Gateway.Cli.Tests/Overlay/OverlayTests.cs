@@ -84,7 +84,9 @@ public class OverlayOperationsTests
     {
         Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
         using var cluster = Build(out var frontend, out _, out var backend, out _);
-        Assert.Contains($"prohibit 10.11.0.0/16 metric {Gateway.Node.Daemon.WireGuardNode.StrictRouteMetric}", DemoCluster.Exec(cluster.A.Ns, "ip route"));
+        // The UAPI socket (what the set-up waits for) appears before the strict routes are in.
+        string prohibit = $"prohibit 10.11.0.0/16 metric {Gateway.Node.Daemon.WireGuardNode.StrictRouteMetric}";
+        WaitFor(() => DemoCluster.Exec(cluster.A.Ns, "ip route").Contains(prohibit, StringComparison.Ordinal), "strict mode's prohibit route");
         // A workload sending its own VXLAN into the overlay is refused before encryption.
         Gateway.Datapath.Devices.NetworkNamespace.Run(frontend.Ns, () =>
         {
