@@ -30,6 +30,14 @@ public sealed class Endpoint
     /// </summary>
     public IReadOnlyList<NamedPort> Ports { get; }
 
+    /// <summary>The pod's annotations as the endpoints file gives them (empty when none).</summary>
+    public IReadOnlyDictionary<string, string> Annotations { get; init; } = EmptyAnnotations;
+
+    /// <summary>The rate limits its bandwidth annotations ask for (zero: none); see <see cref="BandwidthAnnotations"/>.</summary>
+    public BandwidthLimits Bandwidth { get; init; }
+
+    private static readonly IReadOnlyDictionary<string, string> EmptyAnnotations = new Dictionary<string, string>();
+
     /// <summary>The number of the port named <paramref name="name"/> for this protocol, if declared.</summary>
     public bool TryGetPort(string name, byte protocol, out ushort port)
     {
@@ -76,6 +84,13 @@ public sealed class Endpoint
         }
         return LabelSet.From(list);
     }
+}
+
+/// <summary>A pod's rate limits in bits per second from kubernetes.io/egress-bandwidth and
+/// kubernetes.io/ingress-bandwidth; 0 means no limit in that direction.</summary>
+public readonly record struct BandwidthLimits(long EgressBitsPerSecond, long IngressBitsPerSecond)
+{
+    public bool Any => EgressBitsPerSecond > 0 || IngressBitsPerSecond > 0;
 }
 
 /// <summary>A named port of a workload (Kubernetes containerPort with a name).</summary>

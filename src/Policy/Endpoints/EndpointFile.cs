@@ -15,12 +15,16 @@ namespace Gateway.Policy;
 /// Bare label keys get source k8s; a reserved: label makes the entry a reserved peer (host,
 /// remote-node, ...) with Cilium's fixed identity. <c>ports</c> names workload ports (a pod's
 /// containerPorts) so a Service's named targetPort can be resolved per backend; protocol defaults to TCP.
+/// <c>annotations</c> are the pod's annotations; <c>kubernetes.io/egress-bandwidth</c> and
+/// <c>kubernetes.io/ingress-bandwidth</c> (Kubernetes quantities in bits per second, e.g. 10M) set
+/// its rate limits. A malformed bandwidth value does not stop the file from loading: it is
+/// reported in <see cref="EndpointTable.Warnings"/> with file, line and reason, and ignored.
 /// </summary>
 public static class EndpointFile
 {
     private static readonly string[] TopKeys = ["namespaces", "endpoints"];
     private static readonly string[] NamespaceKeys = ["name", "labels"];
-    private static readonly string[] EndpointKeys = ["name", "namespace", "ips", "labels", "ports"];
+    private static readonly string[] EndpointKeys = ["name", "namespace", "ips", "labels", "ports", "annotations"];
     private static readonly string[] PortKeys = ["name", "port", "protocol"];
 
     public static EndpointTable Load(string path, IdentityAllocator identities)
@@ -97,9 +101,10 @@ public static class EndpointFile
                     }
                     ports.Add(new NamedPort(portName, number, proto));
                 }
+                var annotations = ReadAnnotations(ep["annotations"], table.Warnings, out var bandwidth);
                 try
                 {
-                    table.Add(name, ns, ips, labels, ports);
+                    table.Add(name, ns, ips, labels, ports, annotations, bandwidth);
                 }
                 catch (ArgumentException e)
                 {
@@ -108,5 +113,37 @@ public static class EndpointFile
             }
         }
         return table;
+    }
+
+    private static Dictionary<string, string> ReadAnnotations(YNode node, List<string> warnings, out BandwidthLimits bandwidth)
+    {
+        var annotations = new Dictionary<string, string>(StringComparer.Ordinal);
+        long egress = 0, ingress = 0;
+        if (!node.IsNull)
+        {
+            foreach (var (key, value) in node.Entries())
+            {
+                string text = value.IsNull ? "" : value.String();
+                annotations[key] = text;
+                if (key is not (BandwidthAnnotations.Egress or BandwidthAnnotations.Ingress))
+                {
+                    continue;
+                }
+                if (!BandwidthAnnotations.TryParseRate(text, out long rate, out string? problem))
+                {
+                    warnings.Add(value.Error($"{problem}; the annotation is ignored").Message);
+                }
+                else if (key == BandwidthAnnotations.Egress)
+                {
+                    egress = rate;
+                }
+                else
+                {
+                    ingress = rate;
+                }
+            }
+        }
+        bandwidth = new BandwidthLimits(egress, ingress);
+        return annotations;
     }
 }

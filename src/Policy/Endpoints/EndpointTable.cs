@@ -24,9 +24,13 @@ public sealed class EndpointTable
 
     public IReadOnlyList<Endpoint> All => _all;
 
+    /// <summary>Problems that did not stop the file from loading (a malformed bandwidth annotation
+    /// is reported with file, line and reason and ignored), for the caller to log.</summary>
+    public List<string> Warnings { get; } = [];
+
     /// <summary>Adds an endpoint; its identity comes from its full label set.</summary>
     public Endpoint Add(string name, string? ns, IEnumerable<IpAddress> ips, IEnumerable<Label> labels,
-        IReadOnlyList<NamedPort>? ports = null)
+        IReadOnlyList<NamedPort>? ports = null, IReadOnlyDictionary<string, string>? annotations = null, BandwidthLimits bandwidth = default)
     {
         ArgumentNullException.ThrowIfNull(name);
         var labelList = labels.ToList();
@@ -45,7 +49,11 @@ public sealed class EndpointTable
             ns = null;
         }
         var identity = Identities.Allocate(labelSet);
-        var ep = new Endpoint(name, ns, ips.ToArray(), labelSet, identity, ports);
+        var ep = new Endpoint(name, ns, ips.ToArray(), labelSet, identity, ports)
+        {
+            Annotations = annotations ?? new Dictionary<string, string>(),
+            Bandwidth = bandwidth,
+        };
         if (!_byName.TryAdd(ep.QualifiedName, ep))
         {
             throw new ArgumentException($"endpoint {ep.QualifiedName} is defined twice", nameof(name));
