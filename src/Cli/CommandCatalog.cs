@@ -18,6 +18,7 @@ internal static class CommandCatalog
         yield return Commands.AuditCommand.Create();
         yield return PolicyCommand.Create();
         yield return ServiceCommand.Create();
+        yield return BandwidthCommand.Create();
         yield return Commands.ClusterCommand.Create();
         yield return Commands.ObserveCommand.Create();
         yield return Commands.ReplayCommand.Create();

@@ -129,6 +129,17 @@ public sealed class DepartureQueue
         return length;
     }
 
+    /// <summary>Removes the first packet without copying it (it no longer fits where it should go).</summary>
+    public bool Skip()
+    {
+        if (!TryPeek(out _, out int length))
+        {
+            return false;
+        }
+        Drop(length);
+        return true;
+    }
+
     /// <summary>Removes every packet (a limit was lifted, or the endpoint left); returns how many.</summary>
     public int Clear()
     {

@@ -75,6 +75,7 @@ internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interface
 
     private static void RenderOverlay(PrometheusText text, string name, OverlayRuntime overlay)
     {
+        overlay.Bandwidth?.Render(text, name);
         var pipeline = overlay.Pipeline;
         // Cilium's metric names (cilium_ prefix dropped for gateway_): drops and forwards by
         // reason and direction, policy verdicts, conntrack entries, lost flow events.

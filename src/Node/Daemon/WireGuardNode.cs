@@ -216,6 +216,15 @@ public sealed class WireGuardNode : IAsyncDisposable
             _overlay.StartConntrackCollector(clock);
         }
 
+        if (_overlay is not null)
+        {
+            // Pods' bandwidth limits: the pacer sends held packets; pacing needs a high-resolution clock.
+            var pacer = new Bandwidth.EgressPacer(_overlay.EnableBandwidth(_options.Clock ?? TimeProvider.System), _overlay, _engine, bind, Mtu, _options.BatchSize,
+                message => { _log.Error(message); _stop.Cancel(); });
+            pacer.Start();
+            _undo.Add(pacer.Dispose);
+        }
+
         IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : new OverlayEgress(_overlay);
         IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : new OverlayIngress(_overlay);
         var send = new SendPath(tun, bind, _engine, egress, metrics, _options.BatchSize, Mtu);

@@ -62,6 +62,7 @@ public static class FlowFormatter
         "ENCAPSULATION_TRAFFIC_IS_PROHIBITED" => "Encapsulation traffic is prohibited",
         "INVALID_IDENTITY" => "Invalid identity",
         "UNKNOWN_SENDER" => "Unknown sender",
+        "REACHED_EDT_RATE_LIMITING_DROP_HORIZON" => "Reached EDT rate-limiting drop horizon",
         "TUNNEL" => "Refused by the tunnel",
         _ => desc,
     };

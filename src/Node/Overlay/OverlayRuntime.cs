@@ -14,7 +14,7 @@ namespace Gateway.Node.Overlay;
 /// (file watch) or on request (SIGHUP). A file that does not load leaves the previous policy
 /// in force and says so in the log.
 /// </summary>
-public sealed class OverlayRuntime : IDisposable
+public sealed partial class OverlayRuntime : IDisposable
 {
     private readonly OverlaySection _settings;
     private readonly IOverlaySource _source;
@@ -162,6 +162,7 @@ public sealed class OverlayRuntime : IDisposable
                     ApplyServices(services);
                 }
                 PolicyLoads++;
+                ApplyBandwidth();
                 _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
                 return true;
             }

@@ -1,4 +1,5 @@
 using Gateway.Datapath;
+using Gateway.Node.Bandwidth;
 using Gateway.Node.Daemon;
 using Gateway.Tunnel;
 
@@ -12,8 +13,16 @@ public sealed class OverlayEgress(OverlayRuntime runtime) : IEgressStage
 
     public int Headroom => OverlayPipeline.Headroom;
 
-    public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket) =>
-        ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket));
+    public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket)
+    {
+        // A pod over its egress limit: the packet waits for the pacer (or is dropped) before VXLAN and WireGuard.
+        if (runtime.Bandwidth is { Active: true } bandwidth && bandwidth.Egress(slot.Slice(OverlayPipeline.Headroom, length)) != EgressDecision.Pass)
+        {
+            ticket = default;
+            return default;
+        }
+        return ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket));
+    }
 
     public void EndBatch() => runtime.FlowLog?.Notify();
 
@@ -32,10 +41,15 @@ public sealed class OverlayIngress(OverlayRuntime runtime) : IIngressStage
     private readonly OverlayPipeline _pipeline = runtime.Pipeline;
 
     public StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, out OpenTicket ticket) =>
-        OverlayEgress.ToStage(_pipeline.BeginInbound(source, slot, length, out ticket));
+        Limit(OverlayEgress.ToStage(_pipeline.BeginInbound(source, slot, length, out ticket)), slot);
 
     public StageResult Complete(in OpenTicket ticket, in IpEndpoint source, Span<byte> slot, int length) =>
-        OverlayEgress.ToStage(_pipeline.CompleteInbound(ticket, source, slot, length));
+        Limit(OverlayEgress.ToStage(_pipeline.CompleteInbound(ticket, source, slot, length)), slot);
+
+    /// <summary>A pod's ingress limit (token bucket) on a packet about to be delivered to it.</summary>
+    private StageResult Limit(in StageResult result, Span<byte> slot) =>
+        result.Action == StageAction.Deliver && runtime.Bandwidth is { Active: true } bandwidth &&
+        !bandwidth.AdmitIngress(slot.Slice(result.Offset, result.Length)) ? default : result;
 
     public void EndBatch() => runtime.FlowLog?.Notify();
 }

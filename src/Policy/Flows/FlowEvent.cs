@@ -37,6 +37,8 @@ public enum DropReason : byte
     InvalidIdentity = 171,
     /// <summary>172 "Unknown sender": overlay traffic from an address no peer owns.</summary>
     UnknownSender = 172,
+    /// <summary>162 "Reached EDT rate-limiting drop horizon": a pod over its bandwidth limit.</summary>
+    EdtHorizon = 162,
 }
 
 /// <summary>
@@ -73,6 +75,7 @@ public struct FlowEvent
         DropReason.EncapsulationProhibited => "ENCAPSULATION_TRAFFIC_IS_PROHIBITED",
         DropReason.InvalidIdentity => "INVALID_IDENTITY",
         DropReason.UnknownSender => "UNKNOWN_SENDER",
+        DropReason.EdtHorizon => "REACHED_EDT_RATE_LIMITING_DROP_HORIZON",
         _ => "DROP_REASON_UNKNOWN",
     };
 }
