@@ -9,9 +9,10 @@ namespace Gateway.Node.Bandwidth;
 /// <summary>What the egress limit did with a packet from a pod.</summary>
 public enum EgressDecision : byte
 {
-    /// <summary>No limit, or within it: the packet continues on the normal send path now.</summary>
+    /// <summary>No limit: the packet continues on the normal send path now.</summary>
     Pass,
-    /// <summary>Copied into the pod's departure queue: the pacer sends it at its departure time.</summary>
+    /// <summary>Copied into the pod's departure queue: the pacer sends it at its departure time
+    /// (now, when the pod is within its rate).</summary>
     Held,
     /// <summary>Dropped (beyond the 2 s horizon, or the pod's queue is full), counted, flow event written.</summary>
     Dropped,
@@ -153,12 +154,14 @@ public sealed partial class BandwidthManager
             {
                 return EgressDecision.Pass;
             }
+            // Every packet of a limited pod leaves through the pacer, even one that may go at once:
+            // two paths (the send path's batches and the pacer's) would reorder the pod's packets,
+            // and TCP reads reordering as loss.
             var verdict = schedule.Schedule(now, packet.Length, out departure);
-            if (verdict == EdtVerdict.Send && queue.Count == 0)
+            if (verdict == EdtVerdict.Send)
             {
                 shaping.SentImmediatelyPackets++;
                 shaping.SentImmediatelyBytes += packet.Length;
-                return EgressDecision.Pass;
             }
             if (verdict == EdtVerdict.Drop)
             {

@@ -51,10 +51,10 @@ public sealed class EndpointShaping
     internal long IngressDrops;
     internal long MaxQueueDepth;
 
-    /// <summary>Packets sent at once (within the rate, nothing waiting).</summary>
+    /// <summary>Packets that were within the rate on arrival (departure = now; the pacer still sends them, in order).</summary>
     public long ImmediatePackets => Interlocked.Read(ref SentImmediatelyPackets);
 
-    /// <summary>Packets that waited for their departure time and were released.</summary>
+    /// <summary>Packets the pacer released (all sent packets of a limited pod).</summary>
     public long PacedPacketCount => Interlocked.Read(ref PacedPackets);
 
     /// <summary>Bytes released by the pacer.</summary>
