@@ -30,7 +30,7 @@ public enum EgressDecision : byte
 /// allocated; a reload (<see cref="Apply"/>) swaps the lookup table in one reference write and
 /// keeps each staying pod's state, so running flows continue at the new rate.
 /// </summary>
-public sealed partial class BandwidthManager
+public sealed class BandwidthManager
 {
     /// <summary>Departures this close ahead are released with the current batch (timer slack).</summary>
     public const long ReleaseSlackNs = 20_000;
