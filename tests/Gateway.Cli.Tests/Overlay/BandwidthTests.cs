@@ -129,10 +129,19 @@ public class BandwidthTests(ITestOutputHelper output)
         Regex.Matches(DemoCluster.Exec(from.Ns, $"ping -c {count} -i {interval} -W 5 {to.Ip}", check: false), @"time=([0-9.]+) ms")
             .Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).ToList();
 
-    private static double Sample(string metrics, string name, string labels)
+    /// <summary>The value of the series <paramref name="name"/> whose labels include all of
+    /// <paramref name="labels"/> (any order), or -1 when there is none.</summary>
+    private static double Sample(string metrics, string name, params string[] labels)
     {
-        var m = Regex.Match(metrics, Regex.Escape(name + "{") + "[^}]*" + Regex.Escape(labels) + @"[^}]*\} ([0-9.e+]+)");
-        return m.Success ? double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture) : -1;
+        foreach (string line in metrics.Split('\n'))
+        {
+            if (line.StartsWith(name + "{", StringComparison.Ordinal) && line.IndexOf('}') is int close and > 0 &&
+                labels.All(l => line[..close].Contains(l, StringComparison.Ordinal)))
+            {
+                return double.Parse(line[(close + 1)..].Trim().Split(' ')[0], CultureInfo.InvariantCulture);
+            }
+        }
+        return -1;
     }
 
     private static string Load() => File.ReadAllText("/proc/loadavg").Trim();
@@ -225,7 +234,7 @@ public class BandwidthTests(ITestOutputHelper output)
         output.WriteLine($"ping from slow during its UDP flood: {slowPing.Count}/20 replies, max {(slowPing.Count > 0 ? slowPing.Max() : 0):F0} ms; from free: {freePing.Count}/20, max {(freePing.Count > 0 ? freePing.Max() : 0):F0} ms");
         output.WriteLine(string.Join("\n", (metricsA + metricsB).Split('\n').Where(l => l.StartsWith("gateway_bandwidth", StringComparison.Ordinal))));
 
-        double horizonDrops = Sample(metricsA, "gateway_bandwidth_drop_count_total", "endpoint=\"default/slow\",direction=\"EGRESS\",reason=\"horizon\"");
+        double horizonDrops = Sample(metricsA, "gateway_bandwidth_drop_count_total", "endpoint=\"default/slow\"", "direction=\"EGRESS\"", "reason=\"horizon\"");
         Assert.True(horizonDrops > 1000, $"{horizonDrops} horizon drops");
         Assert.InRange(udp.Ip, 9.5e6, 10.5e6);
         // A ping from the flooding pod waits behind its queue or is dropped at the horizon, never
@@ -236,7 +245,7 @@ public class BandwidthTests(ITestOutputHelper output)
         // The bucket starts full, one second deep (as Cilium's): over 10 s the receiver may get up
         // to 11 s worth of the rate; never less than the rate.
         Assert.InRange(ingress.Ip, 9.5e6, 11.0e6);
-        Assert.True(Sample(metricsB, "gateway_bandwidth_drop_count_total", "endpoint=\"default/capped\",direction=\"INGRESS\"") > 0);
+        Assert.True(Sample(metricsB, "gateway_bandwidth_drop_count_total", "endpoint=\"default/capped\"", "direction=\"INGRESS\"") > 0);
         // Drops are flow events with Cilium's reason.
         var (code, flows, _) = CliHarness.Run("observe", "--file", cluster.A.FlowLogPath, "--verdict", "DROPPED", "--json");
         Assert.Equal(0, code);
