@@ -107,12 +107,11 @@ internal static class UpCommand
         {
             throw new CliException(e.Message, 1);
         }
-        if (config.Overlay?.Encryption == OverlayEncryption.Ipsec)
+        if (config.Overlay is { Encryption: OverlayEncryption.Ipsec, KvStore: not null })
         {
-            // The ESP engine exists (src/Tunnel/Esp, gateway replay --encryption ipsec); the
-            // daemon's raw ESP socket and wiring do not yet (docs/ipsec.md).
+            // Peers' boot ids would come from their node records; that exchange is not built yet.
             config.Dispose();
-            throw new CliException($"{configPath}: Encryption = ipsec is not supported by gateway up yet (only gateway replay --encryption ipsec); see docs/ipsec.md", 1);
+            throw new CliException($"{configPath}: Encryption = ipsec is not supported in cluster mode (KVStore) yet; use [Peer] sections with IPsecBootId (docs/ipsec.md)", 1);
         }
         var log = new NodeLog(stderr, verbose);
         foreach (var warning in config.Warnings)
