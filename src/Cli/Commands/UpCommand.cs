@@ -107,12 +107,6 @@ internal static class UpCommand
         {
             throw new CliException(e.Message, 1);
         }
-        if (config.Overlay is { Encryption: OverlayEncryption.Ipsec, KvStore: not null })
-        {
-            // Peers' boot ids would come from their node records; that exchange is not built yet.
-            config.Dispose();
-            throw new CliException($"{configPath}: Encryption = ipsec is not supported in cluster mode (KVStore) yet; use [Peer] sections with IPsecBootId (docs/ipsec.md)", 1);
-        }
         var log = new NodeLog(stderr, verbose);
         foreach (var warning in config.Warnings)
         {

@@ -1,5 +1,3 @@
-using System.Buffers.Binary;
-using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Gateway.Datapath.Devices.Interop;
 
@@ -26,7 +24,7 @@ public sealed unsafe class RawEspSocket : IUdpBind
     private const int NameSize = 16; // sizeof(struct sockaddr_in)
     private const int ReceivePollMilliseconds = 1000;
 
-    private readonly Socket _socket;
+    private const int SOCK_RAW = 3;
     private readonly int _fd;
     private readonly Waker _waker = new();
     private readonly int _batch;
@@ -54,30 +52,28 @@ public sealed unsafe class RawEspSocket : IUdpBind
             throw new ArgumentException("The raw ESP socket is IPv4 only.", nameof(bindAddress));
         }
         _batch = batchSize;
-        try
+        // socket(2) directly: .NET's Socket refuses protocol 50 for raw sockets on Linux.
+        _fd = LibC.Socket(LibC.AF_INET, SOCK_RAW | LibC.SOCK_NONBLOCK | LibC.SOCK_CLOEXEC, IpProtocolEsp);
+        if (_fd < 0)
         {
-            _socket = new Socket(AddressFamily.InterNetwork, SocketType.Raw, (ProtocolType)IpProtocolEsp);
-        }
-        catch (SocketException e)
-        {
+            int errno = Marshal.GetLastPInvokeError();
             _waker.Dispose();
-            throw new DeviceException($"cannot open a raw ESP socket (IP protocol 50; needs root or CAP_NET_RAW): {e.Message}", e.ErrorCode);
+            throw new DeviceException($"cannot open a raw ESP socket (IP protocol 50; needs root or CAP_NET_RAW): {Marshal.GetPInvokeErrorMessage(errno)}", errno);
         }
-        try
+        if (bindAddress is { } address)
         {
-            if (bindAddress is { } address)
+            byte* name = stackalloc byte[NameSize];
+            new Span<byte>(name, NameSize).Clear();
+            *(ushort*)name = LibC.AF_INET;
+            address.WriteBytes(new Span<byte>(name + 4, 4));
+            if (LibC.Bind(_fd, name, NameSize) != 0)
             {
-                _socket.Bind(new System.Net.IPEndPoint(address.ToIPAddress(), 0));
+                int errno = Marshal.GetLastPInvokeError();
+                LibC.Close(_fd);
+                _waker.Dispose();
+                throw new DeviceException($"cannot bind the raw ESP socket to {address}: {Marshal.GetPInvokeErrorMessage(errno)}", errno);
             }
         }
-        catch (SocketException e)
-        {
-            _socket.Dispose();
-            _waker.Dispose();
-            throw new DeviceException($"cannot bind the raw ESP socket to {bindAddress}: {e.Message}", e.ErrorCode);
-        }
-        _socket.Blocking = false;
-        _fd = (int)_socket.SafeHandle.DangerousGetHandle();
         SetBuffer(LibC.SO_RCVBUFFORCE, LibC.SO_RCVBUF, bufferBytes);
         SetBuffer(LibC.SO_SNDBUFFORCE, LibC.SO_SNDBUF, bufferBytes);
         _recvHeaders = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(MMsgHdr)));
@@ -387,6 +383,8 @@ public sealed unsafe class RawEspSocket : IUdpBind
         NativeMemory.Free(_sendHeaders);
         NativeMemory.Free(_sendIov);
         NativeMemory.Free(_sendNames);
+        LibC.Close(_fd); // only now: no call is using the descriptor any more
+        _waker.Dispose();
     }
 
     /// <summary>Closes the socket and wakes threads blocked in receive or send.</summary>
@@ -397,7 +395,6 @@ public sealed unsafe class RawEspSocket : IUdpBind
             return;
         }
         _waker.Wake();
-        _socket.Dispose();
         if (Volatile.Read(ref _users) == 0)
         {
             FreeNative();
