@@ -198,26 +198,33 @@ public sealed class IpsecOverlay : IDisposable
         }
     }
 
-    /// <summary>Cilium-style IPsec metrics: keys in use and drops by type (xfrm_stat names).</summary>
-    public string RenderMetrics(string interfaceName)
+    /// <summary>Cilium-style IPsec metrics (meter Gateway.Ipsec): keys in use, the key id sent with,
+    /// packets, and drops by type (names after the kernel's xfrm_stat counters Cilium exports).</summary>
+    public void AddMetrics(GatewayMeters meters)
     {
-        var text = new PrometheusText();
-        text.Describe("gateway_ipsec_keys", "gauge", "IPsec keys in use (the current one and those still accepted during a rotation).");
-        text.Sample("gateway_ipsec_keys", Tunnel.KeyCount, ("interface", interfaceName));
-        text.Describe("gateway_ipsec_key_id", "gauge", "The key id (SPI) packets are sent with.");
-        text.Sample("gateway_ipsec_key_id", Tunnel.CurrentSpi, ("interface", interfaceName));
-        text.Describe("gateway_ipsec_packets_total", "counter", "ESP packets sealed (tx) and opened (rx).");
-        text.Sample("gateway_ipsec_packets_total", Tunnel.GetSendCount(EspStatus.Ok), ("interface", interfaceName), ("direction", "tx"));
-        text.Sample("gateway_ipsec_packets_total", Tunnel.GetReceiveCount(EspStatus.Ok), ("interface", interfaceName), ("direction", "rx"));
-        text.Describe("gateway_ipsec_errors_total", "counter", "ESP packets dropped, by type (names after the kernel's xfrm_stat counters).");
-        for (var status = EspStatus.Ok + 1; status < EspStatus.Count; status++)
-        {
-            long count = Tunnel.GetReceiveCount(status) + Tunnel.GetSendCount(status);
-            text.Sample("gateway_ipsec_errors_total", count, ("interface", interfaceName), ("type", EspTunnel.ErrorType(status)));
-        }
-        text.Describe("gateway_ipsec_key_load_failures_total", "counter", "Reads of the keys file that were refused (the keys in use stayed).");
-        text.Sample("gateway_ipsec_key_load_failures_total", KeyLoadFailures, ("interface", interfaceName));
-        return text.ToString();
+        const string area = "Ipsec";
+        meters.Gauge(area, "gateway_ipsec_keys", "IPsec keys in use (the current one and those still accepted during a rotation).",
+            () => [meters.Sample((double)Tunnel.KeyCount)]);
+        meters.Gauge(area, "gateway_ipsec_key_id", "The IPsec key id (SPI) packets are sent with.",
+            () => [meters.Sample((double)Tunnel.CurrentSpi)]);
+        meters.Counter(area, "gateway_ipsec_packets_total", "ESP packets sealed (tx) and opened (rx).",
+            () =>
+            [
+                meters.Sample(Tunnel.GetSendCount(EspStatus.Ok), ("direction", "tx")),
+                meters.Sample(Tunnel.GetReceiveCount(EspStatus.Ok), ("direction", "rx")),
+            ]);
+        meters.Counter(area, "gateway_ipsec_errors_total", "ESP packets dropped, by type (no_state, replay, auth_failure, short, bad_padding, not_tunnel; no_outbound_state, seq_exhausted, buffer_too_small on send).",
+            () =>
+            {
+                var samples = new List<System.Diagnostics.Metrics.Measurement<long>>();
+                for (var status = EspStatus.Ok + 1; status < EspStatus.Count; status++)
+                {
+                    samples.Add(meters.Sample(Tunnel.GetReceiveCount(status) + Tunnel.GetSendCount(status), ("type", EspTunnel.ErrorType(status))));
+                }
+                return samples;
+            });
+        meters.Counter(area, "gateway_ipsec_key_load_failures_total", "Reads of the IPsec keys file that were refused (the keys in use stayed).",
+            () => [meters.Sample(KeyLoadFailures)]);
     }
 
     public void Dispose()

@@ -98,7 +98,7 @@ public class IpsecDaemonInteropTests
             Assert.StartsWith("ipsec-interop-", r.GetProperty("payload").GetString());
         }
         string metrics = DemoCluster.Metrics(cluster.A);
-        Assert.Matches($"gateway_ipsec_packets_total{{interface=\"{cluster.A.Interface}\",direction=\"rx\"}} [3-9]", metrics);
+        Assert.Matches($"gateway_ipsec_packets_total{{direction=\"rx\",interface=\"{cluster.A.Interface}\"}} [3-9]", metrics);
         Assert.Matches($"gateway_ipsec_keys{{interface=\"{cluster.A.Interface}\"}} 1", metrics);
         Assert.Matches($"gateway_ipsec_errors_total{{interface=\"{cluster.A.Interface}\",type=\"auth_failure\"}} 0", metrics);
 

@@ -36,7 +36,7 @@ public sealed class MemoryIpsecNodeTests
         {
             if (line.StartsWith(name + "{", StringComparison.Ordinal) && line.Contains(label, StringComparison.Ordinal))
             {
-                return long.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
+                return (long)double.Parse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.CultureInfo.InvariantCulture);
             }
         }
         throw new Xunit.Sdk.XunitException($"no {name} with {label} in:\n{text}");
@@ -95,6 +95,11 @@ public sealed class MemoryIpsecNodeTests
         Assert.Equal(2, Metric(metrics, "gateway_ipsec_packets_total", "direction=\"tx\""));
         Assert.Equal(1, Metric(metrics, "gateway_ipsec_packets_total", "direction=\"rx\""));
         Assert.Equal(0, Metric(metrics, "gateway_ipsec_errors_total", "type=\"auth_failure\""));
+        // Every IPsec row of docs/metrics.md is served.
+        string table = File.ReadAllText(Path.Combine(Replay.ReplayFixtureTests.FixtureDirectory, "..", "..", "docs", "metrics.md"));
+        var rows = System.Text.RegularExpressions.Regex.Matches(table, @"^\| `(gateway_[a-z_]+)` \|[^\n]*\| ipsec \|", System.Text.RegularExpressions.RegexOptions.Multiline);
+        Assert.Equal(5, rows.Count);
+        Assert.All(rows, m => Assert.Contains(m.Groups[1].Value + "{", metrics));
     }
 
     [Fact]
