@@ -15,6 +15,9 @@ internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interface
     public long ReceiveQueueFull;
     /// <summary>Packets from TUN without room behind them for padding and tag (beyond the MTU).</summary>
     public long TunPacketTooLong;
+    /// <summary>The handshake worker's queue and the engine's output (their drops and backlog).</summary>
+    public HandshakeQueue? Handshakes;
+    public HandshakeTimers? Timers;
 
     public string Render()
     {
@@ -54,6 +57,7 @@ internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interface
         text.Sample("gateway_drop_count_total", Interlocked.Read(ref ReceiveQueueFull), ("interface", name), ("reason", "ReceiveQueueFull"));
         text.Sample("gateway_drop_count_total", Volatile.Read(ref device.OffloadInvalid), ("interface", name), ("reason", "TunOffloadInvalid"));
         text.Sample("gateway_drop_count_total", Interlocked.Read(ref TunPacketTooLong), ("interface", name), ("reason", "TunPacketTooLong"));
+        RenderHandshakes(text, name);
         text.Describe("gateway_tun_super_packets_total", "counter", "TCP and UDP super-packets moved through the TUN device with offloads: read and cut into packets, or merged from packets and written.");
         text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref device.SuperPacketsRead), ("interface", name), ("direction", "read"));
         text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref device.SuperPacketsWritten), ("interface", name), ("direction", "written"));
@@ -71,6 +75,25 @@ internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interface
             RenderOverlay(text, name, overlay);
         }
         return text.ToString();
+    }
+
+    private void RenderHandshakes(PrometheusText text, string name)
+    {
+        if (Handshakes is { } queue)
+        {
+            text.Sample("gateway_drop_count_total", Interlocked.Read(ref queue.QueueFull), ("interface", name), ("reason", "HandshakeQueueFull"));
+        }
+        if (Timers is { } timers)
+        {
+            text.Sample("gateway_drop_count_total", Interlocked.Read(ref timers.DeferredFull), ("interface", name), ("reason", "HandshakeOutputFull"));
+        }
+        text.Describe("gateway_cookie_replies_sent_total", "counter", "Cookie replies sent to handshake initiators while under load.");
+        text.Sample("gateway_cookie_replies_sent_total", engine.GetCount(TunnelEvent.CookieReplySent), ("interface", name));
+        if (Handshakes is { } pending)
+        {
+            text.Describe("gateway_handshake_queue_length", "gauge", "Handshake messages waiting for the handshake worker.");
+            text.Sample("gateway_handshake_queue_length", pending.Count, ("interface", name));
+        }
     }
 
     private static void RenderOverlay(PrometheusText text, string name, OverlayRuntime overlay)

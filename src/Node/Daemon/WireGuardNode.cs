@@ -219,7 +219,11 @@ public sealed class WireGuardNode : IAsyncDisposable
         IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : new OverlayEgress(_overlay);
         IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : new OverlayIngress(_overlay);
         var send = new SendPath(tun, bind, _engine, egress, metrics, _options.BatchSize, Mtu);
-        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize);
+        var handshakes = new HandshakeQueue(_engine, timers);
+        _undo.Add(handshakes.Dispose);
+        metrics.Handshakes = handshakes;
+        metrics.Timers = timers;
+        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize) { Handshakes = handshakes };
         _send = send;
         _receive = receive;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;
@@ -237,9 +241,10 @@ public sealed class WireGuardNode : IAsyncDisposable
         var engine = _engine;
         StartThread("tun-rx", () => send.Run(_stop.Token));
         StartThread("udp-rx", () => receive.Run(_stop.Token));
+        StartThread("handshakes", () => handshakes.Run(_stop.Token));
         if (_options.TimerThread)
         {
-            StartThread("timers", () => HandshakeTimers.Run(engine, _stop.Token));
+            StartThread("timers", () => HandshakeTimers.Run(engine, _log, _stop.Token));
         }
         NodeConfigurator.RunHooks(iface.PostUp, "PostUp", _options.InterfaceName, _log);
         _log.Info($"{tun.Name} up: listening on UDP {bind.LocalPort}, MTU {Mtu}, {_engine.PeerCount} peer(s), " +
