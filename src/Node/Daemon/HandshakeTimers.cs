@@ -111,7 +111,7 @@ internal sealed class HandshakeTimers : ITunnelOutput
 /// stays, and the next period runs it again. The same failure repeating is logged once, until a
 /// run succeeds.
 /// </summary>
-internal sealed class TickFailures(NodeLog log, string what = "timers")
+internal sealed class TickFailures(NodeLog? log, string what = "timers")
 {
     private string? _last;
 
@@ -133,7 +133,7 @@ internal sealed class TickFailures(NodeLog log, string what = "timers")
             string line = $"{e.GetType().Name}: {e.Message}";
             if (line != _last)
             {
-                log.Error($"{what}: tick failed ({line}); the previous state stays and the next tick runs as usual");
+                log?.Error($"{what}: tick failed ({line}); the previous state stays and the next tick runs as usual");
                 _last = line;
             }
             return false;

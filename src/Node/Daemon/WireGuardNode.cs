@@ -298,6 +298,44 @@ public sealed class WireGuardNode : IAsyncDisposable
         (_configurator ?? throw new InvalidOperationException("not started")).Reload(next);
     }
 
+    /// <summary>
+    /// Reloads the configuration file at <paramref name="path"/> (what SIGHUP does) and never
+    /// throws: an unreadable or invalid file, a route the kernel refuses or an unexpected failure
+    /// of any stage leaves the previous configuration in force (peers, sessions, routes) and is
+    /// logged as one line. True when the new file is in force.
+    /// </summary>
+    public bool ReloadFile(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        WgQuickConfig? next = null;
+        try
+        {
+            next = WgQuickConfig.Load(path);
+            foreach (var warning in next.Warnings)
+            {
+                _log.Warn(warning);
+            }
+            Reload(next);
+            return true;
+        }
+        catch (Exception e)
+        {
+            if (next is not null && !ReferenceEquals(_configurator?.Config, next))
+            {
+                next.Dispose(); // not applied: its keys are zeroed now
+            }
+            _log.Error($"reload failed, previous configuration stays in force: {DescribeFailure(e)}");
+            return false;
+        }
+    }
+
+    /// <summary>The message of an expected failure (bad file, refused route); the type as well for
+    /// anything else, so that an unexpected one is recognisable in the log.</summary>
+    internal static string DescribeFailure(Exception e) =>
+        e is ConfigException or LinkException or IOException or UnauthorizedAccessException or InvalidDataException
+            ? e.Message
+            : $"{e.GetType().Name}: {e.Message}";
+
     private void Undo()
     {
         for (int i = _undo.Count - 1; i >= 0; i--)

@@ -51,6 +51,7 @@ public sealed class MemoryNodes : IAsyncDisposable
 
     private readonly string _dir = Directory.CreateTempSubdirectory("gw-memnodes-").FullName;
     private readonly string? _services;
+    private readonly TextWriter _logA;
 
     /// <summary>The folder holding the nodes' configs and YAML files.</summary>
     public string Folder => _dir;
@@ -76,9 +77,11 @@ public sealed class MemoryNodes : IAsyncDisposable
     /// <param name="offloads">Give both TUN devices a vnet header and TCP/UDP offloads.</param>
     /// <param name="workers">Crypto workers (0 = inline on the I/O threads).</param>
     /// <param name="services">Kubernetes Service YAML for both nodes' `Services =` (overlay only).</param>
-    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null)
+    /// <param name="logA">Where node A logs (default: nowhere).</param>
+    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null, TextWriter? logA = null)
     {
         _services = services;
+        _logA = logA ?? TextWriter.Null;
         Network.Tap = (from, to, datagram) =>
         {
             lock (_tapLock)
@@ -156,7 +159,7 @@ public sealed class MemoryNodes : IAsyncDisposable
             InterfaceName = tun.Name,
             Config = config,
             MetricsEndpoint = null,
-            Log = new NodeLog(TextWriter.Null),
+            Log = new NodeLog(name == "a" ? _logA : TextWriter.Null),
             Tun = tun,
             Bind = Network.Bind(underlay),
             Clock = Clock,
