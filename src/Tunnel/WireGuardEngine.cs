@@ -423,6 +423,9 @@ public sealed class WireGuardEngine : IDisposable
         lock (peer.Sync)
         {
             if (peer.Removed) return Drop(TunnelEvent.NoRoute);
+            // Our own datagram routed back into the tunnel: sealing it again would loop.
+            if (InnerPacket.IsDatagramFromPortTo(packet, ListenPort, peer.EndpointValue))
+                return Drop(TunnelEvent.RoutingLoop, peer);
             var current = peer.Current;
             bool usable = current is not null && current.CanSend(now);
             if (!usable || peer.Staged.Count > 0)

@@ -331,7 +331,7 @@ public sealed class WireGuardNode : IAsyncDisposable
 
     /// <summary>The message of an expected failure (bad file, refused route); the type as well for
     /// anything else, so that an unexpected one is recognisable in the log.</summary>
-    internal static string DescribeFailure(Exception e) =>
+    public static string DescribeFailure(Exception e) =>
         e is ConfigException or LinkException or IOException or UnauthorizedAccessException or InvalidDataException
             ? e.Message
             : $"{e.GetType().Name}: {e.Message}";
