@@ -35,13 +35,13 @@ public class KernelSelftestRoutingTests
 
     /// <summary>Pings until one answer comes back (addresses finishing DAD, another process
     /// starting), bounded.</summary>
-    private static void PingEventually(Topology.Side from, string address, Topology t, int seconds = 30)
+    private static void PingEventually(Topology.Side from, string address, Topology t, int seconds = 30, string source = "")
     {
         var watch = Stopwatch.StartNew();
         string output = "";
         while (watch.Elapsed < TimeSpan.FromSeconds(seconds))
         {
-            output = from.Exec($"ping -c 1 -W 1 {address}", check: false);
+            output = from.Exec($"ping -c 1 -W 1 {(source.Length > 0 ? $"-I {source} " : "")}{address}", check: false);
             if (output.Contains("1 received", StringComparison.Ordinal))
             {
                 return;
@@ -182,13 +182,14 @@ public class KernelSelftestRoutingTests
             """);
         t.A.Exec($"ip addr add 10.243.0.1/24 dev {t.A.Interface}");
         t.A.Exec($"wg set {t.A.Interface} peer {onionPublic.ToBase64()} allowed-ips 10.243.0.2/32 endpoint {t.B.TunnelAddress}:5");
-        t.A.Exec($"ip route replace 10.243.0.2/32 dev {t.A.Interface}");
-        PingEventually(t.A, "10.243.0.2", t);
+        // The peer's route has no source of its own: speak from the onion's address, the only
+        // one the onion peer allows.
+        PingEventually(t.A, "10.243.0.2", t, source: "10.243.0.1");
 
         onionProcess.Kill(entireProcessTree: true);
         onionProcess.WaitForExit(10_000);
         t.A.Exec($"wg set {t.A.Interface} peer {onionPublic.ToBase64()} endpoint 10.243.0.2:5");
-        string ping = t.A.Exec("ping -W 1 -c 1 10.243.0.2", check: false);
+        string ping = t.A.Exec("ping -W 1 -c 1 -I 10.243.0.1 10.243.0.2", check: false);
         Assert.DoesNotContain("1 received", ping);
         Assert.False(t.A.Process!.HasExited, t.A.Log);
         t.A.Exec($"wg set {t.A.Interface} peer {onionPublic.ToBase64()} remove");
@@ -220,6 +221,8 @@ public class KernelSelftestRoutingTests
         // one in use removed; the tunnel must not stick to the address that is gone.
         using var t = GatewayPair();
         string veth = $"va{t.Id}";
+        // As netns.sh: the new address is a secondary that must outlive the primary's removal.
+        t.A.Exec($"sysctl -qw net.ipv4.conf.{veth}.promote_secondaries=1");
         t.A.Exec($"ip addr add 192.168.241.10/24 dev {veth}");
         t.A.Exec($"ip addr del {t.A.Underlay}/24 dev {veth}");
         PingEventually(t.A, t.B.TunnelAddress, t, seconds: 20);
