@@ -29,7 +29,7 @@ internal static class UpCommand
         var metrics = new Option<string>("--metrics")
         {
             Description = "Prometheus metrics address ADDRESS:PORT, or 'off'.",
-            DefaultValueFactory = _ => $"127.0.0.1:{MetricsServer.DefaultPort}",
+            DefaultValueFactory = _ => $"127.0.0.1:{PrometheusEndpoint.DefaultPort}",
         };
         var uapiDir = new Option<string>("--uapi-dir")
         {
@@ -169,7 +169,6 @@ internal static class UpCommand
                 // The socket hands over the request without its terminating empty line.
                 UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",
                 OverlaySource = agent?.Source,
-                ExtraMetrics = agent is null ? null : () => agent.RenderMetrics(name),
             });
         }
         catch (Exception e) when (e is DeviceException or LinkException or IOException or ConfigException)
