@@ -76,6 +76,11 @@ public sealed unsafe class PreciseWaiter : IDisposable
                 return;
             }
             int n = LibC.PPoll(&fds, 1, sleep < 0 ? null : &timeout, null);
+            if (n < 0)
+            {
+                Volatile.Write(ref _armed, 0);
+                return; // interrupted (EINTR): the caller looks again and waits anew
+            }
             if (n > 0 && (fds.Revents & LibC.POLLIN) != 0)
             {
                 ulong value;
