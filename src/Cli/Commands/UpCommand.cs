@@ -238,33 +238,19 @@ internal static class UpCommand
 
     private static void Reload(WireGuardNode node, ClusterAgent? agent, string configPath, NodeLog log)
     {
-        if (agent is not null)
+        if (agent is null)
         {
-            try
-            {
-                agent.ReloadFile(); // re-merges the cluster's peers; republishes a new public key
-            }
-            catch (Exception e) when (e is ConfigException or LinkException or IOException or UnauthorizedAccessException or InvalidDataException)
-            {
-                log.Error($"reload failed, previous configuration stays in force: {e.Message}");
-            }
+            node.ReloadFile(configPath); // logs its own failure; the previous configuration stays
             return;
         }
-
-        WgQuickConfig? next = null;
         try
         {
-            next = WgQuickConfig.Load(configPath);
-            foreach (var warning in next.Warnings)
-            {
-                log.Warn(warning);
-            }
-            node.Reload(next);
+            agent.ReloadFile(); // re-merges the cluster's peers; republishes a new public key
         }
-        catch (Exception e) when (e is ConfigException or LinkException)
+        catch (Exception e)
         {
-            next?.Dispose(); // not applied: its keys are zeroed now
-            log.Error($"reload failed, previous configuration stays in force: {e.Message}");
+            // Runs on a pool thread: nothing may escape, whatever failed.
+            log.Error($"reload failed, previous configuration stays in force: {WireGuardNode.DescribeFailure(e)}");
         }
     }
 }

@@ -300,6 +300,46 @@ public sealed unsafe class RawEspSocket : IUdpBind
         }
     }
 
+    /// <summary>Sends one ESP packet with MSG_DONTWAIT from the caller's stack, without the batch
+    /// send's lock (IPsec has no handshakes; this serves the bind contract for other callers).</summary>
+    public SendAttempt TrySend(ReadOnlySpan<byte> datagram, in IpEndpoint destination)
+    {
+        if (!destination.Address.IsV4 || !Enter())
+        {
+            return SendAttempt.Refused;
+        }
+        try
+        {
+            byte* name = stackalloc byte[NameSize];
+            new Span<byte>(name, NameSize).Clear();
+            *(ushort*)name = LibC.AF_INET;
+            destination.Address.WriteBytes(new Span<byte>(name + 4, 4));
+            fixed (byte* p = datagram)
+            {
+                var iov = new IoVec { Base = p, Length = (nuint)datagram.Length };
+                var message = new MMsgHdr { Header = new MsgHdr { Name = name, NameLength = NameSize, Iov = &iov, IovLength = 1 } };
+                while (true)
+                {
+                    if (LibC.SendMmsg(_fd, &message, 1, LibC.MSG_DONTWAIT) == 1)
+                    {
+                        return SendAttempt.Sent;
+                    }
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == LibC.EINTR)
+                    {
+                        continue;
+                    }
+                    const int ENOBUFS = 105;
+                    return errno is LibC.EAGAIN or ENOBUFS ? SendAttempt.WouldBlock : SendAttempt.Refused;
+                }
+            }
+        }
+        finally
+        {
+            Exit();
+        }
+    }
+
     private bool Prepare(int slot, void* data, int length, in IpEndpoint destination)
     {
         if (!destination.Address.IsV4)

@@ -245,7 +245,11 @@ public sealed class WireGuardNode : IAsyncDisposable
         IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : _ipsec is not null ? new EspEgress(_overlay, _ipsec) : new OverlayEgress(_overlay);
         IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : _ipsec is not null ? new EspIngress(_overlay, _ipsec) : new OverlayIngress(_overlay);
         var send = new SendPath(tun, bind, _engine, egress, metrics, _options.BatchSize, Mtu);
-        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize);
+        var handshakes = new HandshakeQueue(_engine, timers);
+        _undo.Add(handshakes.Dispose);
+        metrics.Handshakes = handshakes;
+        metrics.Timers = timers;
+        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize) { Handshakes = handshakes };
         _send = send;
         _receive = receive;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;
@@ -263,9 +267,10 @@ public sealed class WireGuardNode : IAsyncDisposable
         var engine = _engine;
         StartThread("tun-rx", () => send.Run(_stop.Token));
         StartThread("udp-rx", () => receive.Run(_stop.Token));
+        StartThread("handshakes", () => handshakes.Run(_stop.Token));
         if (_options.TimerThread)
         {
-            StartThread("timers", () => HandshakeTimers.Run(engine, _stop.Token));
+            StartThread("timers", () => HandshakeTimers.Run(engine, _log, _stop.Token));
         }
         NodeConfigurator.RunHooks(iface.PostUp, "PostUp", _options.InterfaceName, _log);
         _log.Info($"{tun.Name} up: listening on " + (_ipsec is null ? $"UDP {bind.LocalPort}" : $"ESP (IPsec, node {_ipsec.LocalAddress}, boot id {_ipsec.BootId})") + $", MTU {Mtu}, {_engine.PeerCount} peer(s), " +
@@ -322,6 +327,44 @@ public sealed class WireGuardNode : IAsyncDisposable
         (_configurator ?? throw new InvalidOperationException("not started")).Reload(next);
         _ipsec?.ApplyPeers(next);
     }
+
+    /// <summary>
+    /// Reloads the configuration file at <paramref name="path"/> (what SIGHUP does) and never
+    /// throws: an unreadable or invalid file, a route the kernel refuses or an unexpected failure
+    /// of any stage leaves the previous configuration in force (peers, sessions, routes) and is
+    /// logged as one line. True when the new file is in force.
+    /// </summary>
+    public bool ReloadFile(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        WgQuickConfig? next = null;
+        try
+        {
+            next = WgQuickConfig.Load(path);
+            foreach (var warning in next.Warnings)
+            {
+                _log.Warn(warning);
+            }
+            Reload(next);
+            return true;
+        }
+        catch (Exception e)
+        {
+            if (next is not null && !ReferenceEquals(_configurator?.Config, next))
+            {
+                next.Dispose(); // not applied: its keys are zeroed now
+            }
+            _log.Error($"reload failed, previous configuration stays in force: {DescribeFailure(e)}");
+            return false;
+        }
+    }
+
+    /// <summary>The message of an expected failure (bad file, refused route); the type as well for
+    /// anything else, so that an unexpected one is recognisable in the log.</summary>
+    public static string DescribeFailure(Exception e) =>
+        e is ConfigException or LinkException or IOException or UnauthorizedAccessException or InvalidDataException
+            ? e.Message
+            : $"{e.GetType().Name}: {e.Message}";
 
     private void Undo()
     {

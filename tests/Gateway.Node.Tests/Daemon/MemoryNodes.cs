@@ -58,6 +58,7 @@ public sealed class MemoryNodes : IAsyncDisposable
 
     /// <summary>IPsec mode's keys file (both nodes read it; rewrite it and call Poll to rotate).</summary>
     public string IpsecKeyFile => Path.Combine(_dir, "ipsec-keys");
+    private readonly TextWriter _logA;
 
     /// <summary>The folder holding the nodes' configs and YAML files.</summary>
     public string Folder => _dir;
@@ -85,9 +86,11 @@ public sealed class MemoryNodes : IAsyncDisposable
     /// <param name="services">Kubernetes Service YAML for both nodes' `Services =` (overlay only).</param>
     /// <param name="ipsecKeys">Cilium keys file text: run both overlay nodes in IPsec mode (ESP over
     /// memory binds at the underlay addresses, port 0).</param>
-    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null, string? ipsecKeys = null)
+    /// <param name="logA">Where node A logs (default: nowhere).</param>
+    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null, string? ipsecKeys = null, TextWriter? logA = null)
     {
         _services = services;
+        _logA = logA ?? TextWriter.Null;
         _ipsecKeys = ipsecKeys;
         if (ipsecKeys is not null)
         {
@@ -177,7 +180,7 @@ public sealed class MemoryNodes : IAsyncDisposable
             InterfaceName = tun.Name,
             Config = config,
             MetricsEndpoint = null,
-            Log = new NodeLog(TextWriter.Null),
+            Log = new NodeLog(name == "a" ? _logA : TextWriter.Null),
             Tun = tun,
             Bind = Network.Bind(ipsec ? new IpEndpoint(underlay.Address, 0) : underlay),
             IpsecNodeAddress = ipsec ? underlay.Address : null,
