@@ -219,7 +219,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : new OverlayEgress(_overlay);
         IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : new OverlayIngress(_overlay);
         var send = new SendPath(tun, bind, _engine, egress, metrics, _options.BatchSize, Mtu);
-        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize);
+        var receive = new ReceivePath(tun, bind, _engine, ingress, metrics, _options.BatchSize);
         _send = send;
         _receive = receive;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;

@@ -123,7 +123,9 @@ public sealed class OverlayPipeline
     private sealed class Routing
     {
         public readonly LpmTable<OverlayPeer> ByPod = new();
-        public readonly Dictionary<IpAddress, OverlayPeer> ByTunnel = [];
+        // By the IPv4 tunnel address's value: the outer source of a VXLAN datagram is IPv4, and a
+        // uint key hashes and compares in one instruction each.
+        public readonly Dictionary<uint, OverlayPeer> ByTunnel = [];
         public readonly Dictionary<PublicKey, OverlayPeer> ByKey = [];
     }
 
@@ -176,7 +178,10 @@ public sealed class OverlayPipeline
             // Keep what was learned about a node that stays.
             var kept = previous.ByKey.TryGetValue(peer.PublicKey, out var old) && old.TunnelAddress == peer.TunnelAddress &&
                        old.PodCidrs.SequenceEqual(peer.PodCidrs) ? old : peer;
-            next.ByTunnel[kept.TunnelAddress] = kept;
+            if (kept.TunnelAddress.IsV4)
+            {
+                next.ByTunnel[kept.TunnelAddress.V4] = kept;
+            }
             next.ByKey[kept.PublicKey] = kept;
             foreach (var prefix in kept.PodCidrs)
             {
@@ -235,9 +240,15 @@ public sealed class OverlayPipeline
     /// Handles one packet read from TUN, located at buffer[<paramref name="packetOffset"/>, +length)
     /// with at least <see cref="Headroom"/> bytes in front and 32 behind.
     /// </summary>
-    public OverlayResult Outbound(Span<byte> buffer, int packetOffset, int packetLength)
+    public OverlayResult Outbound(Span<byte> buffer, int packetOffset, int packetLength) =>
+        Outbound(buffer, packetOffset, packetLength, NowNs);
+
+    /// <summary><see cref="Outbound(Span{byte}, int, int)"/> at the time <paramref name="nowNs"/>: the
+    /// engine's clock (<see cref="WireGuardEngine.ReadClock"/>, which the node's pipeline shares),
+    /// read once for a batch of packets.</summary>
+    public OverlayResult Outbound(Span<byte> buffer, int packetOffset, int packetLength, long nowNs)
     {
-        var result = BeginOutbound(buffer, packetOffset, packetLength, out var ticket);
+        var result = BeginOutbound(buffer, packetOffset, packetLength, nowNs, out var ticket);
         if (ticket.IsPending && !_engine.CompleteEncapsulate(ticket, buffer[result.Offset..]))
         {
             // The session's keys went between the halves (the engine counted it): not sent. Not
@@ -254,7 +265,13 @@ public sealed class OverlayPipeline
     /// the caller runs <see cref="WireGuardEngine.CompleteEncapsulate"/> on buffer[result.Offset..]
     /// (any thread) before sending it.
     /// </summary>
-    public OverlayResult BeginOutbound(Span<byte> buffer, int packetOffset, int packetLength, out SealTicket ticket)
+    public OverlayResult BeginOutbound(Span<byte> buffer, int packetOffset, int packetLength, out SealTicket ticket) =>
+        BeginOutbound(buffer, packetOffset, packetLength, NowNs, out ticket);
+
+    /// <summary><see cref="BeginOutbound(Span{byte}, int, int, out SealTicket)"/> at the time
+    /// <paramref name="nowNs"/> (the engine's clock, read once for the batch): conntrack and the
+    /// engine's timers share that one reading.</summary>
+    public OverlayResult BeginOutbound(Span<byte> buffer, int packetOffset, int packetLength, long nowNs, out SealTicket ticket)
     {
         ticket = default;
         if (packetOffset < Headroom || packetLength <= 0 || packetOffset + packetLength > buffer.Length)
@@ -269,8 +286,8 @@ public sealed class OverlayPipeline
         if (!_local.TryLookup(key.Source, out _))
         {
             // Not from a workload: node traffic (e.g. to a peer's tunnel address), plain WireGuard.
-            var plain = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength, out ticket);
-            return Count(Direction.Egress, OverlayResult.FromTunnel(plain).At(packetOffset - Messages.TransportHeaderSize));
+            var plain = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength, nowNs, out ticket);
+            return Sent(plain, packetOffset - Messages.TransportHeaderSize);
         }
         if (_options.Strict && key.Protocol == IpProtocol.Udp && key.DestinationPort == _options.VxlanPort)
         {
@@ -285,7 +302,7 @@ public sealed class OverlayPipeline
         {
             vip = key.Destination;
             vipPort = key.DestinationPort;
-            switch (TranslateOutbound(services, packet, in layout, ref key))
+            switch (TranslateOutbound(services, packet, in layout, ref key, nowNs))
             {
                 case ServiceLookup.NotService:
                     vipPort = 0;
@@ -300,8 +317,7 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Egress, InCluster(key.Destination) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
-        long now = NowNs;
-        var decision = Decide(key, packet, layout, PolicyChecks.Egress);
+        var decision = Decide(key, packet, layout, PolicyChecks.Egress, nowNs);
         CountVerdict(Direction.Egress, decision);
         if (!decision.Allowed)
         {
@@ -310,7 +326,7 @@ public sealed class OverlayPipeline
         if (vipPort != 0 && decision.Conntrack == CtResult.New)
         {
             // Record the reverse NAT on the flow entry policy just created: replies come from the VIP.
-            _policy.Conntrack.Create(key, now, vip, vipPort);
+            _policy.Conntrack.Create(key, nowNs, vip, vipPort);
         }
         uint identity = decision.SourceIdentity;
         if (identity is 0 or > ReservedIdentity.MaxAllocated)
@@ -323,9 +339,9 @@ public sealed class OverlayPipeline
         // The node is known from its pod CIDRs: the engine seals for its peer without routing again.
         var datagram = buffer[(packetOffset - Headroom)..];
         var sealedResult = peer.EnginePeer(_engine) is { } enginePeer
-            ? _engine.BeginEncapsulateInPlace(enginePeer, datagram, VxlanFrame.Overhead + packetLength, out ticket)
-            : _engine.BeginEncapsulateInPlace(datagram, VxlanFrame.Overhead + packetLength, out ticket);
-        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(packetOffset - Headroom));
+            ? _engine.BeginEncapsulateInPlace(enginePeer, datagram, VxlanFrame.Overhead + packetLength, nowNs, out ticket)
+            : _engine.BeginEncapsulateInPlace(datagram, VxlanFrame.Overhead + packetLength, nowNs, out ticket);
+        return Sent(sealedResult, packetOffset - Headroom);
     }
 
     /// <summary>
@@ -333,9 +349,8 @@ public sealed class OverlayPipeline
     /// (conntrack, by the original tuple), else a new choice recorded in conntrack; the packet
     /// and <paramref name="key"/> are rewritten to the backend in place.
     /// </summary>
-    private ServiceLookup TranslateOutbound(ServiceLoadBalancer services, Span<byte> packet, in PacketLayout layout, ref FlowKey key)
+    private ServiceLookup TranslateOutbound(ServiceLoadBalancer services, Span<byte> packet, in PacketLayout layout, ref FlowKey key, long now)
     {
-        long now = NowNs;
         var ct = _policy.Conntrack;
         IpAddress backend;
         ushort backendPort;
@@ -424,6 +439,14 @@ public sealed class OverlayPipeline
         return ticket.IsPending ? CompleteInbound(ticket, source, buffer, length) : result;
     }
 
+    /// <summary><see cref="Inbound(in IpEndpoint, Span{byte}, int)"/> at the time <paramref name="nowNs"/>
+    /// (the engine's clock, read once for a batch of datagrams).</summary>
+    public OverlayResult Inbound(in IpEndpoint source, Span<byte> buffer, int length, long nowNs)
+    {
+        var result = BeginInbound(source, buffer, length, nowNs, out var ticket);
+        return ticket.IsPending ? CompleteInbound(ticket, source, buffer, length) : result;
+    }
+
     /// <summary><see cref="Inbound"/> split for pipelines that decrypt on worker threads: the
     /// engine's first half (any thread). When <paramref name="ticket"/> is pending, the caller runs
     /// <see cref="CompleteInbound"/> in arrival order; otherwise the result is final.</summary>
@@ -433,20 +456,32 @@ public sealed class OverlayPipeline
         return ticket.IsPending ? default : Count(Direction.Ingress, OverlayResult.FromTunnel(result));
     }
 
+    /// <summary><see cref="BeginInbound(in IpEndpoint, Span{byte}, int, out OpenTicket)"/> at the time
+    /// <paramref name="nowNs"/> (the engine's clock, read once for the batch); the ticket carries the
+    /// reading to <see cref="CompleteInbound"/>, whose conntrack and timers run at that time too.</summary>
+    public OverlayResult BeginInbound(in IpEndpoint source, Span<byte> buffer, int length, long nowNs, out OpenTicket ticket)
+    {
+        var result = _engine.BeginDecapsulate(source, buffer[..length], nowNs, out ticket);
+        return ticket.IsPending ? default : Count(Direction.Ingress, OverlayResult.FromTunnel(result));
+    }
+
     /// <summary>The in-order second half of <see cref="Inbound"/>: replay window and timers,
     /// then VXLAN, sender and policy checks.</summary>
     public OverlayResult CompleteInbound(in OpenTicket ticket, in IpEndpoint source, Span<byte> buffer, int length)
     {
-        var opened = _engine.CompleteDecapsulate(ticket, source, buffer[..length]);
+        // The engine parsed the opened packet's IP header (source, length) for its allowed-IPs
+        // check; the VXLAN read goes on from there instead of parsing that header again.
+        var opened = _engine.CompleteDecapsulate(ticket, source, buffer[..length], out var outerSource);
         if (opened.Action != TunnelAction.DeliverToTun)
         {
             return Count(Direction.Ingress, OverlayResult.FromTunnel(opened));
         }
+        long now = ticket.Now;
         var packet = buffer.Slice(opened.Offset, opened.Length);
-        if (!VxlanFrame.TryRead(packet, _options.TunnelAddress, _options.VxlanPort, out var outerSource, out uint vni,
+        if (!VxlanFrame.TryReadOpened(packet, outerSource, _options.TunnelAddress, _options.VxlanPort, out uint vni,
                 out int frameOffset, out int frameLength, out bool malformed))
         {
-            return InboundPlain(opened, packet);
+            return InboundPlain(opened, packet, now);
         }
         if (malformed)
         {
@@ -454,7 +489,7 @@ public sealed class OverlayPipeline
         }
         var routing = Volatile.Read(ref _routing);
         // The VXLAN datagram must come from the tunnel address of the peer that sealed it.
-        if (!routing.ByTunnel.TryGetValue(outerSource, out var peer) || opened.Peer is null || peer.PublicKey != opened.Peer.PublicKey)
+        if (!routing.ByTunnel.TryGetValue(outerSource.V4, out var peer) || opened.Peer is null || peer.PublicKey != opened.Peer.PublicKey)
         {
             return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.UnknownSender));
         }
@@ -486,8 +521,7 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Ingress, OverlayDrop.UnknownL3TargetAddress, vni);
         }
-        long now = NowNs;
-        var decision = Decide(key, inner, layout, PolicyChecks.Ingress, vni);
+        var decision = Decide(key, inner, layout, PolicyChecks.Ingress, now, vni);
         CountVerdict(Direction.Ingress, decision);
         if (!decision.Allowed)
         {
@@ -501,7 +535,8 @@ public sealed class OverlayPipeline
         }
         // Deliver the IP packet without the link padding a minimum-size frame may carry.
         int innerOffset = opened.Offset + frameOffset + VxlanFrame.EthernetLength;
-        return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, opened.Reason));
+        Interlocked.Increment(ref _forwards[(int)Direction.Ingress]);
+        return new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, opened.Reason);
     }
 
     /// <summary>
@@ -510,15 +545,15 @@ public sealed class OverlayPipeline
     /// is RELATED and passes without a rule of its own, as in Cilium; everything else goes through
     /// conntrack and policy. Allocation-free.
     /// </summary>
-    private FlowDecision Decide(in FlowKey key, ReadOnlySpan<byte> packet, in PacketLayout layout, PolicyChecks checks, uint sourceIdentity = 0)
+    private FlowDecision Decide(in FlowKey key, ReadOnlySpan<byte> packet, in PacketLayout layout, PolicyChecks checks, long now, uint sourceIdentity = 0)
     {
         if (key.Protocol is IpProtocol.Icmp or IpProtocol.Icmpv6 && layout.TransportOffset >= 0 &&
             IcmpErrorQuote.IsError(key.Protocol, key.IcmpType) &&
             IcmpErrorQuote.TryParse(packet[layout.TransportOffset..], key.Protocol, out var quoted))
         {
-            return _policy.ProcessIcmpError(key, quoted, NowNs, checks, sourceIdentity);
+            return _policy.ProcessIcmpError(key, quoted, now, checks, sourceIdentity);
         }
-        return _policy.Process(key, NowNs, checks, sourceIdentity);
+        return _policy.Process(key, now, checks, sourceIdentity);
     }
 
     /// <summary>
@@ -544,7 +579,7 @@ public sealed class OverlayPipeline
         return _policy.Current.IpCache.Lookup(key.Source) == vni ? OverlayDrop.None : OverlayDrop.InvalidIdentity;
     }
 
-    private OverlayResult InboundPlain(in TunnelResult opened, ReadOnlySpan<byte> packet)
+    private OverlayResult InboundPlain(in TunnelResult opened, ReadOnlySpan<byte> packet, long now)
     {
         // Plain traffic inside the tunnel: fine between nodes; for a local workload it carries no
         // identity, so the workload's ingress policy judges it by the sender's address.
@@ -554,7 +589,7 @@ public sealed class OverlayPipeline
         }
         if (_local.TryLookup(key.Destination, out _))
         {
-            var decision = Decide(key, packet, layout, PolicyChecks.Ingress);
+            var decision = Decide(key, packet, layout, PolicyChecks.Ingress, now);
             CountVerdict(Direction.Ingress, decision);
             if (!decision.Allowed)
             {
@@ -624,7 +659,21 @@ public sealed class OverlayPipeline
         return Count(direction, OverlayResult.Dropped(reason));
     }
 
-    private OverlayResult Count(Direction direction, OverlayResult result)
+    /// <summary>The egress result of an engine call made on buffer[start..], counted. The common
+    /// outcome (a datagram to send) is built in one step: the general path copies the result
+    /// through three conversions, which shows per packet.</summary>
+    private OverlayResult Sent(in TunnelResult sealedResult, int start)
+    {
+        if (sealedResult.Action == TunnelAction.SendToNetwork)
+        {
+            Interlocked.Increment(ref _forwards[(int)Direction.Egress]);
+            return new OverlayResult(OverlayAction.Send, sealedResult.Offset + start, sealedResult.Length, sealedResult.Endpoint, OverlayDrop.None,
+                sealedResult.Reason);
+        }
+        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(start));
+    }
+
+    private OverlayResult Count(Direction direction, in OverlayResult result)
     {
         if (result.Action == OverlayAction.Drop)
         {
