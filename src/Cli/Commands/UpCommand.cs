@@ -29,7 +29,7 @@ internal static class UpCommand
         var metrics = new Option<string>("--metrics")
         {
             Description = "Prometheus metrics address ADDRESS:PORT, or 'off'.",
-            DefaultValueFactory = _ => $"127.0.0.1:{MetricsServer.DefaultPort}",
+            DefaultValueFactory = _ => $"127.0.0.1:{PrometheusEndpoint.DefaultPort}",
         };
         var uapiDir = new Option<string>("--uapi-dir")
         {
@@ -107,13 +107,6 @@ internal static class UpCommand
         {
             throw new CliException(e.Message, 1);
         }
-        if (config.Overlay?.Encryption == OverlayEncryption.Ipsec)
-        {
-            // The ESP engine exists (src/Tunnel/Esp, gateway replay --encryption ipsec); the
-            // daemon's raw ESP socket and wiring do not yet (docs/ipsec.md).
-            config.Dispose();
-            throw new CliException($"{configPath}: Encryption = ipsec is not supported by gateway up yet (only gateway replay --encryption ipsec); see docs/ipsec.md", 1);
-        }
         var log = new NodeLog(stderr, verbose);
         foreach (var warning in config.Warnings)
         {
@@ -124,6 +117,31 @@ internal static class UpCommand
             config.Dispose();
             throw new CliException("gateway up needs root (or CAP_NET_ADMIN) to create the TUN interface", 1);
         }
+
+        // Signals are taken over before anything starts. A SIGTERM during start-up stops the
+        // node as soon as it is up (cleanly, strict routes kept); a SIGHUP that arrives while the
+        // node comes up (an operator or a test may send it the moment "up: listening" is logged)
+        // is remembered and served once the node and the cluster agent run.
+        using var stop = new CancellationTokenSource();
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        var signalGate = new object();
+        Action? reload = null;
+        bool reloadPending = false;
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        {
+            c.Cancel = true;
+            Action? now;
+            lock (signalGate)
+            {
+                now = reload;
+                reloadPending |= now is null;
+            }
+            if (now is not null)
+            {
+                ThreadPool.QueueUserWorkItem(_ => now());
+            }
+        });
 
         // Cluster mode: connect to etcd first; the node starts with the file's peers plus every
         // node already registered.
@@ -144,7 +162,6 @@ internal static class UpCommand
                 // The socket hands over the request without its terminating empty line.
                 UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",
                 OverlaySource = agent?.Source,
-                ExtraMetrics = agent is null ? null : () => agent.RenderMetrics(name),
             });
         }
         catch (Exception e) when (e is DeviceException or LinkException or IOException or ConfigException)
@@ -168,14 +185,15 @@ internal static class UpCommand
             }
         }
 
-        using var stop = new CancellationTokenSource();
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
-        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        lock (signalGate)
         {
-            c.Cancel = true;
-            ThreadPool.QueueUserWorkItem(_ => Reload(node, agent, configPath, log));
-        });
+            reload = () => Reload(node, agent, configPath, log);
+            if (reloadPending)
+            {
+                var first = reload;
+                ThreadPool.QueueUserWorkItem(_ => first());
+            }
+        }
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop.Token, node.Failed);
         linked.Token.WaitHandle.WaitOne();
         bool failed = !stop.IsCancellationRequested;
@@ -220,33 +238,19 @@ internal static class UpCommand
 
     private static void Reload(WireGuardNode node, ClusterAgent? agent, string configPath, NodeLog log)
     {
-        if (agent is not null)
+        if (agent is null)
         {
-            try
-            {
-                agent.ReloadFile(); // re-merges the cluster's peers; republishes a new public key
-            }
-            catch (Exception e) when (e is ConfigException or LinkException or IOException or UnauthorizedAccessException or InvalidDataException)
-            {
-                log.Error($"reload failed, previous configuration stays in force: {e.Message}");
-            }
+            node.ReloadFile(configPath); // logs its own failure; the previous configuration stays
             return;
         }
-
-        WgQuickConfig? next = null;
         try
         {
-            next = WgQuickConfig.Load(configPath);
-            foreach (var warning in next.Warnings)
-            {
-                log.Warn(warning);
-            }
-            node.Reload(next);
+            agent.ReloadFile(); // re-merges the cluster's peers; republishes a new public key
         }
-        catch (Exception e) when (e is ConfigException or LinkException)
+        catch (Exception e)
         {
-            next?.Dispose(); // not applied: its keys are zeroed now
-            log.Error($"reload failed, previous configuration stays in force: {e.Message}");
+            // Runs on a pool thread: nothing may escape, whatever failed.
+            log.Error($"reload failed, previous configuration stays in force: {WireGuardNode.DescribeFailure(e)}");
         }
     }
 }

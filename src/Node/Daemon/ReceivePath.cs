@@ -53,6 +53,10 @@ internal sealed class ReceivePath
     private InboundBatch? _overflow;
     private long _allocated;
 
+    /// <summary>Where handshake messages go instead of the crypto workers' engine calls: their own
+    /// bounded queue and worker (null: the ingress stage handles them inline).</summary>
+    public HandshakeQueue? Handshakes { get; init; }
+
     /// <summary>Bytes the reader thread has allocated so far (read per batch, for the 0 B/packet tests).</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocated);
 
@@ -117,10 +121,17 @@ internal sealed class ReceivePath
     private void OpenBatch(InboundBatch batch)
     {
         var ingress = _ingress;
+        var handshakes = Handshakes;
         long now = _engine.ReadClock(); // once per batch: the tickets carry it to the in-order half
         for (int i = 0; i < batch.Count; i++)
         {
             var buffer = batch.Buffers[i];
+            if (handshakes is not null && handshakes.TryDivert(batch.Sources[i], buffer.Region.Slice(buffer.Headroom, buffer.Length)))
+            {
+                batch.Results[i] = default;
+                batch.Tickets[i] = default;
+                continue;
+            }
             batch.Results[i] = ingress.Begin(batch.Sources[i], buffer.Region[buffer.Headroom..], buffer.Length, now, out batch.Tickets[i]);
         }
     }
