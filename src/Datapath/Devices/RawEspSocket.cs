@@ -314,25 +314,7 @@ public sealed unsafe class RawEspSocket : IUdpBind
             new Span<byte>(name, NameSize).Clear();
             *(ushort*)name = LibC.AF_INET;
             destination.Address.WriteBytes(new Span<byte>(name + 4, 4));
-            fixed (byte* p = datagram)
-            {
-                var iov = new IoVec { Base = p, Length = (nuint)datagram.Length };
-                var message = new MMsgHdr { Header = new MsgHdr { Name = name, NameLength = NameSize, Iov = &iov, IovLength = 1 } };
-                while (true)
-                {
-                    if (LibC.SendMmsg(_fd, &message, 1, LibC.MSG_DONTWAIT) == 1)
-                    {
-                        return SendAttempt.Sent;
-                    }
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == LibC.EINTR)
-                    {
-                        continue;
-                    }
-                    const int ENOBUFS = 105;
-                    return errno is LibC.EAGAIN or ENOBUFS ? SendAttempt.WouldBlock : SendAttempt.Refused;
-                }
-            }
+            return ImmediateSend.Once(_fd, name, NameSize, datagram);
         }
         finally
         {
