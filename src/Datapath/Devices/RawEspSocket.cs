@@ -300,21 +300,41 @@ public sealed unsafe class RawEspSocket : IUdpBind
         }
     }
 
-    /// <summary>Sends one ESP packet with MSG_DONTWAIT from the caller's stack, without the batch
-    /// send's lock (IPsec has no handshakes; this serves the bind contract for other callers).</summary>
+    /// <summary>
+    /// One attempt that never waits (the bind contract's send for the engine's own messages): a
+    /// batch send holding the socket, or no socket space, answers WouldBlock.
+    /// </summary>
     public SendAttempt TrySend(ReadOnlySpan<byte> datagram, in IpEndpoint destination)
     {
-        if (!destination.Address.IsV4 || !Enter())
+        if (!Enter())
         {
             return SendAttempt.Refused;
         }
         try
         {
-            byte* name = stackalloc byte[NameSize];
-            new Span<byte>(name, NameSize).Clear();
-            *(ushort*)name = LibC.AF_INET;
-            destination.Address.WriteBytes(new Span<byte>(name + 4, 4));
-            return ImmediateSend.Once(_fd, name, NameSize, datagram);
+            if (!_sendLock.TryEnter())
+            {
+                return SendAttempt.WouldBlock;
+            }
+            try
+            {
+                fixed (byte* p = datagram)
+                {
+                    if (!Prepare(0, p, datagram.Length, destination))
+                    {
+                        return SendAttempt.Refused;
+                    }
+                    if (LibC.SendMmsg(_fd, _sendHeaders, 1, LibC.MSG_DONTWAIT) == 1)
+                    {
+                        return SendAttempt.Sent;
+                    }
+                    return Marshal.GetLastPInvokeError() == LibC.EAGAIN ? SendAttempt.WouldBlock : SendAttempt.Refused;
+                }
+            }
+            finally
+            {
+                _sendLock.Exit();
+            }
         }
         finally
         {

@@ -248,7 +248,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         var handshakes = new HandshakeQueue(_engine, timers);
         metrics.Handshakes = handshakes;
         metrics.Timers = timers;
-        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize) { Handshakes = handshakes };
+        var receive = new ReceivePath(tun, bind, _engine, ingress, metrics, _options.BatchSize) { Handshakes = handshakes };
         _send = send;
         _receive = receive;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;
