@@ -1,3 +1,6 @@
+using System.Runtime.InteropServices;
+using Gateway.Datapath.Devices.Interop;
+
 namespace Gateway.Datapath.Devices;
 
 public sealed unsafe partial class UdpBatchSocket
@@ -21,7 +24,26 @@ public sealed unsafe partial class UdpBatchSocket
             {
                 return SendAttempt.Refused;
             }
-            return ImmediateSend.Once(_fd, name, nameLength, datagram);
+            fixed (byte* p = datagram)
+            {
+                var iov = new IoVec { Base = p, Length = (nuint)datagram.Length };
+                var message = new MMsgHdr { Header = new MsgHdr { Name = name, NameLength = nameLength, Iov = &iov, IovLength = 1 } };
+                while (true)
+                {
+                    if (LibC.SendMmsg(_fd, &message, 1, LibC.MSG_DONTWAIT) == 1)
+                    {
+                        return SendAttempt.Sent;
+                    }
+                    int errno = Marshal.GetLastPInvokeError();
+                    if (errno == LibC.EINTR)
+                    {
+                        continue;
+                    }
+                    // ENOBUFS: the device queue is full, as good as no socket space.
+                    const int ENOBUFS = 105;
+                    return errno is LibC.EAGAIN or ENOBUFS ? SendAttempt.WouldBlock : SendAttempt.Refused;
+                }
+            }
         }
         finally
         {
