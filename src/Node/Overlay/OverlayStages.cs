@@ -24,6 +24,16 @@ public sealed class OverlayEgress(OverlayRuntime runtime) : IEgressStage
         return ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket));
     }
 
+    public StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket)
+    {
+        if (runtime.Bandwidth is { Active: true } bandwidth && bandwidth.Egress(slot.Slice(OverlayPipeline.Headroom, length)) != EgressDecision.Pass)
+        {
+            ticket = default;
+            return default;
+        }
+        return ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, now, out ticket));
+    }
+
     public void EndBatch() => runtime.FlowLog?.Notify();
 
     internal static StageResult ToStage(in OverlayResult r) => r.Action switch
@@ -42,6 +52,9 @@ public sealed class OverlayIngress(OverlayRuntime runtime) : IIngressStage
 
     public StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, out OpenTicket ticket) =>
         Limit(OverlayEgress.ToStage(_pipeline.BeginInbound(source, slot, length, out ticket)), slot);
+
+    public StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, long now, out OpenTicket ticket) =>
+        Limit(OverlayEgress.ToStage(_pipeline.BeginInbound(source, slot, length, now, out ticket)), slot);
 
     public StageResult Complete(in OpenTicket ticket, in IpEndpoint source, Span<byte> slot, int length) =>
         Limit(OverlayEgress.ToStage(_pipeline.CompleteInbound(ticket, source, slot, length)), slot);
