@@ -30,6 +30,8 @@ public struct ServiceSelection
     public uint BackendIdentity;
     /// <summary>True when session affinity chose the backend.</summary>
     public bool FromAffinity;
+    /// <summary>"namespace/name" of the service (Hubble's destination_service); no allocation.</summary>
+    public string? ServiceName;
 }
 
 /// <summary>
@@ -108,6 +110,7 @@ public sealed class ServiceLoadBalancer
         selection.ServicePort = fe.Port;
         selection.Protocol = fe.Protocol;
         selection.RevNatIndex = fe.RevNatIndex;
+        selection.ServiceName = table.Services[fe.ServiceIndex].QualifiedName;
         if (fe.BackendCount == 0)
         {
             return ServiceLookup.NoBackends;

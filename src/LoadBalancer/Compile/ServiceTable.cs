@@ -344,7 +344,8 @@ public sealed class ServiceTable
             : index.WithLabel(svc.Namespace, wanted[0]);
         foreach (var ep in candidates)
         {
-            if (wanted.All(ep.Labels.Contains))
+            // A not-ready endpoint (EndpointSlice conditions.ready false) is no backend for new flows.
+            if (ep.Ready && wanted.All(ep.Labels.Contains))
             {
                 result.Add(ep);
             }

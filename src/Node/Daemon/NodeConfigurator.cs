@@ -228,6 +228,14 @@ internal sealed class NodeConfigurator
     /// default routes, which would capture the tunnel's own underlay traffic.</summary>
     public void SyncRoutes()
     {
+        lock (_reloadLock)
+        {
+            SyncRoutesCore();
+        }
+    }
+
+    private void SyncRoutesCore()
+    {
         string? table = _config.Interface.Table;
         if (table == "off" || InterfaceName is not { } device)
         {
@@ -258,6 +266,12 @@ internal sealed class NodeConfigurator
                 }
                 wanted.Add(prefix);
             }
+        }
+        if (_overlay is not null)
+        {
+            // Service VIPs: the node's workloads reach a ClusterIP through the tunnel device, where
+            // the overlay translates it to a backend.
+            wanted.UnionWith(_overlay.ServiceRoutes());
         }
         var remove = _routes.Except(wanted).ToList();
         var add = wanted.Except(_routes).ToList();

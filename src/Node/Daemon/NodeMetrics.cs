@@ -108,6 +108,7 @@ internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interface
         text.Describe("gateway_policy_loads_total", "counter", "Policy loads, by outcome.");
         text.Sample("gateway_policy_loads_total", overlay.PolicyLoads, ("interface", name), ("outcome", "success"));
         text.Sample("gateway_policy_loads_total", overlay.PolicyLoadFailures, ("interface", name), ("outcome", "failure"));
+        overlay.RenderServiceMetrics(text, name);
     }
 
     private static long PolicyVerdicts(OverlayPipeline pipeline, Gateway.Policy.Direction direction, bool allowed) =>

@@ -46,6 +46,10 @@ public sealed class WireGuardNodeOptions
     public IOverlaySource? OverlaySource { get; init; }
     /// <summary>More Prometheus text appended to /metrics (cluster mode: gateway_kvstore_up).</summary>
     public Func<string>? ExtraMetrics { get; init; }
+
+    /// <summary>Where the overlay sends packets it makes up for local workloads (ICMP unreachable,
+    /// RST); default: raw IP sockets when the TUN is a kernel device, none otherwise.</summary>
+    public Overlay.IHostInjector? HostInjector { get; init; }
 }
 
 /// <summary>
@@ -167,6 +171,16 @@ public sealed class WireGuardNode : IAsyncDisposable
         {
             _overlay = OverlayRuntime.Create(config, _engine, _options.InterfaceName, _log, clock, _options.OverlaySource);
             _undo.Add(() => _overlay.Dispose());
+            if (_options.HostInjector is null && tun.IsKernelDevice)
+            {
+                var injector = new RawSocketInjector();
+                _undo.Add(injector.Dispose);
+                _overlay.Injector = injector;
+            }
+            else
+            {
+                _overlay.Injector = _options.HostInjector;
+            }
         }
 
         _bind = _options.Bind ?? new UdpBatchSocket(iface.ListenPort ?? 0, bindAddress: null, batchSize: _options.BatchSize);
@@ -212,6 +226,7 @@ public sealed class WireGuardNode : IAsyncDisposable
             // Fail closed: the prohibit routes stay when the node stops (cleanly or not) and
             // when its start fails; `gateway down` removes them.
             _configurator.SyncStrictRoutes();
+            _overlay.ServicesChanged += SyncServiceRoutes;
             _overlay.WatchFiles();
             _overlay.StartConntrackCollector(clock);
         }
@@ -250,6 +265,19 @@ public sealed class WireGuardNode : IAsyncDisposable
     }
 
     private Func<string>? _renderMetrics;
+
+    /// <summary>Routes follow the service VIPs after a services reload.</summary>
+    private void SyncServiceRoutes()
+    {
+        try
+        {
+            _configurator?.SyncRoutes();
+        }
+        catch (LinkException e)
+        {
+            _log.Warn($"route update after a services reload failed: {e.Message}");
+        }
+    }
 
     /// <summary>Bytes allocated so far by the two reader threads (with inline crypto: the whole data path).</summary>
     internal long DataPathAllocatedBytes => (_send?.AllocatedBytes ?? 0) + (_receive?.AllocatedBytes ?? 0);

@@ -45,6 +45,23 @@ public sealed class OverlayRuntime : IDisposable
 
     public long PolicyLoadFailures { get; private set; }
 
+    /// <summary>Where made-up packets for local workloads go (ICMP unreachable for a VIP without
+    /// backends, the RST or ICMP error ending a flow whose backend is gone); null: not sent.</summary>
+    public IHostInjector? Injector { get; set; }
+
+    /// <summary>Flows to removed backends ended so far, and the packets sent to their clients.</summary>
+    public long ServiceFlowsEnded => Interlocked.Read(ref _flowsEnded);
+
+    public long ServiceTeardownsSent => Interlocked.Read(ref _teardownsSent);
+
+    /// <summary>Raised (outside any lock) after a reload changed the service table, so routes to
+    /// the VIPs can follow.</summary>
+    public event Action? ServicesChanged;
+
+    private long _flowsEnded;
+    private long _teardownsSent;
+    private long _injectFailures;
+
     /// <summary>Builds the runtime; a policy or endpoints file that does not load is an error here
     /// (the node does not start without its policy). <paramref name="source"/> says where endpoints
     /// and policies come from (default: the files of [Overlay]).</summary>
@@ -125,15 +142,80 @@ public sealed class OverlayRuntime : IDisposable
         }
         lb.Replace(next);
         var ended = new List<CtNat>();
-        Policy.Conntrack.EndTranslatedFlows(nat => !next.HasBackend(nat.ServiceAddress, nat.ServicePort, nat.Protocol, nat.BackendAddress, nat.BackendPort), ended);
+        var acks = new Dictionary<CtNat, uint>();
+        Policy.Conntrack.EndTranslatedFlows(nat => !next.HasBackend(nat.ServiceAddress, nat.ServicePort, nat.Protocol, nat.BackendAddress, nat.BackendPort), ended, acks);
+        Span<byte> packet = stackalloc byte[ServiceTeardown.MaxLength];
+        int sent = 0;
         foreach (var nat in ended)
         {
             lb.Affinity.RemoveBackend(nat.BackendAddress, nat.BackendPort);
+            // Tell the client at once (TCP RST, ICMP unreachable for UDP) rather than leave it hanging.
+            int length = ServiceTeardown.Write(nat, acks.TryGetValue(nat, out uint ack) ? ack : null, packet);
+            if (length > 0 && Injector is { } injector)
+            {
+                if (injector.Inject(packet[..length]))
+                {
+                    sent++;
+                }
+                else
+                {
+                    Interlocked.Increment(ref _injectFailures);
+                }
+            }
         }
+        Interlocked.Add(ref _flowsEnded, ended.Count);
+        Interlocked.Add(ref _teardownsSent, sent);
         if (ended.Count > 0)
         {
-            _log.Info($"services reloaded: {ended.Count} flow(s) to removed backends ended");
+            _log.Info($"services reloaded: {ended.Count} flow(s) to removed backends ended, {sent} client(s) told (TCP RST / ICMP unreachable)");
         }
+    }
+
+    /// <summary>Hands a packet the egress stage built for a local workload (the ICMP unreachable
+    /// for a VIP without backends) to the kernel. Allocation-free.</summary>
+    internal void Inject(ReadOnlySpan<byte> packet)
+    {
+        if (Injector is not { } injector || !injector.Inject(packet))
+        {
+            Interlocked.Increment(ref _injectFailures);
+        }
+    }
+
+    /// <summary>/32 and /128 routes for every VIP in the service table in force (none without services).</summary>
+    public IEnumerable<Gateway.Datapath.IpPrefix> ServiceRoutes()
+    {
+        if (Pipeline.Services?.Table is not { } table)
+        {
+            yield break;
+        }
+        foreach (var svc in table.Services)
+        {
+            foreach (var vip in svc.ClusterIps)
+            {
+                yield return new Gateway.Datapath.IpPrefix(vip, vip.IsV6 ? 128 : 32);
+            }
+        }
+    }
+
+    /// <summary>Per-service metrics: gateway_service_backend_selections_total{service} and the
+    /// flows ended because their backend went away.</summary>
+    internal void RenderServiceMetrics(Gateway.Node.Metrics.PrometheusText text, string interfaceName)
+    {
+        if (Pipeline.Services is not { } lb)
+        {
+            return;
+        }
+        text.Describe("gateway_service_backend_selections_total", "counter", "Backends chosen for new flows to a service (ClusterIP), by service (namespace/name).");
+        foreach (var (service, selections) in lb.SelectionCounts())
+        {
+            text.Sample("gateway_service_backend_selections_total", selections, ("interface", interfaceName), ("service", service));
+        }
+        text.Describe("gateway_service_flows_ended_total", "counter", "Translated flows ended because their backend left the service.");
+        text.Sample("gateway_service_flows_ended_total", ServiceFlowsEnded, ("interface", interfaceName));
+        text.Describe("gateway_service_teardowns_sent_total", "counter", "TCP RSTs and ICMP unreachables sent to clients of ended flows.");
+        text.Sample("gateway_service_teardowns_sent_total", ServiceTeardownsSent, ("interface", interfaceName));
+        text.Describe("gateway_service_inject_failures_total", "counter", "Packets for local workloads (ICMP unreachable, RST) that could not be handed to the kernel.");
+        text.Sample("gateway_service_inject_failures_total", Interlocked.Read(ref _injectFailures), ("interface", interfaceName));
     }
 
     /// <summary>Points the pipeline at the overlay peers of <paramref name="config"/>.</summary>
@@ -153,22 +235,29 @@ public sealed class OverlayRuntime : IDisposable
     /// <summary>Reloads endpoints and policies; on failure the previous policy stays in force.</summary>
     public bool ReloadPolicy()
     {
+        bool servicesChanged = false;
         lock (_reloadLock)
         {
-            if (TryLoadPolicy(_settings, _source, Policy, out var services, out string? error))
+            if (!TryLoadPolicy(_settings, _source, Policy, out var services, out string? error))
             {
-                if (services is not null)
-                {
-                    ApplyServices(services);
-                }
-                PolicyLoads++;
-                _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
-                return true;
+                PolicyLoadFailures++;
+                _log.Error($"policy reload failed, previous policy stays in force: {error}");
+                return false;
             }
-            PolicyLoadFailures++;
-            _log.Error($"policy reload failed, previous policy stays in force: {error}");
-            return false;
+            if (services is not null)
+            {
+                ApplyServices(services);
+                servicesChanged = true;
+            }
+            PolicyLoads++;
+            _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
         }
+        if (servicesChanged)
+        {
+            // Outside the lock: the listener (route sync) takes the node's reload lock.
+            ServicesChanged?.Invoke();
+        }
+        return true;
     }
 
     /// <summary>Reloads policy shortly after its files change (editors write in several steps).</summary>

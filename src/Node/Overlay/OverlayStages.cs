@@ -12,8 +12,17 @@ public sealed class OverlayEgress(OverlayRuntime runtime) : IEgressStage
 
     public int Headroom => OverlayPipeline.Headroom;
 
-    public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket) =>
-        ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket));
+    public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket)
+    {
+        var result = _pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket);
+        if (result.Action == OverlayAction.Deliver)
+        {
+            // A packet for a local workload (ICMP unreachable from a VIP without backends): to the kernel.
+            runtime.Inject(slot.Slice(result.Offset, result.Length));
+            return default;
+        }
+        return ToStage(result);
+    }
 
     public void EndBatch() => runtime.FlowLog?.Notify();
 

@@ -26,7 +26,7 @@ public sealed class EndpointTable
 
     /// <summary>Adds an endpoint; its identity comes from its full label set.</summary>
     public Endpoint Add(string name, string? ns, IEnumerable<IpAddress> ips, IEnumerable<Label> labels,
-        IReadOnlyList<NamedPort>? ports = null)
+        IReadOnlyList<NamedPort>? ports = null, bool ready = true)
     {
         ArgumentNullException.ThrowIfNull(name);
         var labelList = labels.ToList();
@@ -45,7 +45,7 @@ public sealed class EndpointTable
             ns = null;
         }
         var identity = Identities.Allocate(labelSet);
-        var ep = new Endpoint(name, ns, ips.ToArray(), labelSet, identity, ports);
+        var ep = new Endpoint(name, ns, ips.ToArray(), labelSet, identity, ports, ready);
         if (!_byName.TryAdd(ep.QualifiedName, ep))
         {
             throw new ArgumentException($"endpoint {ep.QualifiedName} is defined twice", nameof(name));
