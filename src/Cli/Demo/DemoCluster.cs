@@ -168,7 +168,7 @@ internal sealed class DemoCluster : IDisposable
     public IEnumerable<Pod> AllPods => A.Pods.Concat(B.Pods);
 
     /// <summary>Writes the cluster-wide endpoints file, the policy, and each node's config.</summary>
-    public void WriteConfiguration(string policyYaml)
+    public void WriteConfiguration(string policyYaml, string? servicesYaml = null)
     {
         var endpoints = new StringBuilder("endpoints:\n");
         foreach (var pod in AllPods)
@@ -178,6 +178,12 @@ internal sealed class DemoCluster : IDisposable
         }
         WriteSecret(Path.Combine(Directory, "endpoints.yaml"), endpoints.ToString());
         WriteSecret(Path.Combine(Directory, "policy.yaml"), policyYaml);
+        string services = "";
+        if (servicesYaml is not null)
+        {
+            WriteSecret(Path.Combine(Directory, "services.yaml"), servicesYaml);
+            services = "Services = services.yaml\n";
+        }
         foreach (var (self, peer) in new[] { (A, B), (B, A) })
         {
             WriteSecret(self.ConfigPath, $"""
@@ -192,7 +198,7 @@ internal sealed class DemoCluster : IDisposable
                 ClusterCIDR = 10.11.0.0/16
                 Endpoints = endpoints.yaml
                 Policy = policy.yaml
-                FlowLog = {self.FlowLogPath}
+                {services}FlowLog = {self.FlowLogPath}
 
                 [Peer]
                 PublicKey = {peer.PublicKey.ToBase64()}

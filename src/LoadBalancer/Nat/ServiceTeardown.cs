@@ -8,9 +8,9 @@ namespace Gateway.LoadBalancer;
 /// The packets that end a client's connection to a service whose backend is gone, so the client
 /// fails at once instead of hanging until its own timeout: a TCP RST from VIP:port (sequence number
 /// = the client's last acknowledgment, the one value RFC 5961 makes a RST acceptable with), or for
-/// UDP an ICMP destination unreachable (ICMPv4 3/1 host unreachable, ICMPv6 1/3 address
-/// unreachable) from the VIP quoting the client's datagram header, which a connected UDP socket
-/// reports as an error. The packets look exactly as if the service itself had answered: the client
+/// UDP an ICMP port unreachable (ICMPv4 3/3, ICMPv6 1/4, as for a VIP without backends) from the
+/// VIP quoting the client's datagram header, which a connected UDP socket reports as
+/// ECONNREFUSED. The packets look exactly as if the service itself had answered: the client
 /// never sees a backend address.
 /// </summary>
 public static class ServiceTeardown
@@ -57,8 +57,10 @@ public static class ServiceTeardown
             packet.Clear();
             WriteIpHeader(packet, v6, v6 ? IpProtocol.Icmpv6 : IpProtocol.Icmp, flow.ServiceAddress, flow.ClientAddress);
             var icmp = packet[ipHeader..];
-            icmp[0] = v6 ? (byte)1 : (byte)3;   // destination unreachable
-            icmp[1] = v6 ? (byte)3 : (byte)1;   // address / host unreachable
+            // Destination unreachable, port unreachable: the code Linux reports to a connected UDP
+            // socket as ECONNREFUSED (host/address unreachable are soft errors it keeps to itself).
+            icmp[0] = v6 ? (byte)1 : (byte)3;
+            icmp[1] = v6 ? (byte)4 : (byte)3;
             // The quote: the client's datagram to the VIP as it left the client.
             var quote = icmp[8..];
             WriteIpHeader(quote, v6, IpProtocol.Udp, flow.ClientAddress, flow.ServiceAddress);

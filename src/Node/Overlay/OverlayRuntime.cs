@@ -143,7 +143,11 @@ public sealed class OverlayRuntime : IDisposable
         lb.Replace(next);
         var ended = new List<CtNat>();
         var acks = new Dictionary<CtNat, uint>();
-        Policy.Conntrack.EndTranslatedFlows(nat => !next.HasBackend(nat.ServiceAddress, nat.ServicePort, nat.Protocol, nat.BackendAddress, nat.BackendPort), ended, acks);
+        // Gone: no longer a backend of that frontend, and not merely not ready (a not-ready pod takes
+        // no new flows, but the ones it has run on, as Kubernetes lets a terminating pod drain).
+        var endpoints = Policy.Current.Endpoints;
+        Policy.Conntrack.EndTranslatedFlows(nat => !next.HasBackend(nat.ServiceAddress, nat.ServicePort, nat.Protocol, nat.BackendAddress, nat.BackendPort) &&
+            !(endpoints.TryGetByIp(nat.BackendAddress, out var ep) && !ep.Ready), ended, acks);
         Span<byte> packet = stackalloc byte[ServiceTeardown.MaxLength];
         int sent = 0;
         foreach (var nat in ended)
