@@ -43,6 +43,7 @@ public sealed class ClusterAgent : IAsyncDisposable
     private List<IpCacheEntry>? _published;
     private bool _publishPending;
     private Task? _loop;
+    private ClusterServices? _services;
     private bool _lastUp = true;
     private DateTime _selfMissingSince = DateTime.MaxValue;
 
@@ -156,6 +157,7 @@ public sealed class ClusterAgent : IAsyncDisposable
         Log.Info($"cluster: registered node '{NodeName}' ({_self!.WireGuardPublicKey}) at {NodeAddress}:{node.ListenPort}; {_peers.Count} peer node(s)");
         _loop = Task.Run(() => LoopAsync(_stop.Token));
         _wake.Writer.TryWrite(true);
+        _services = ClusterServices.Start(Client.Options, node, Log);
     }
 
     private NodeRecord SelfRecord(ushort port) => new()
@@ -524,6 +526,10 @@ public sealed class ClusterAgent : IAsyncDisposable
             {
                 Log.Warn($"cluster: deregistering failed ({e.Message}); the record ends with its lease");
             }
+        }
+        if (_services is not null)
+        {
+            await _services.DisposeAsync().ConfigureAwait(false);
         }
         await Client.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();

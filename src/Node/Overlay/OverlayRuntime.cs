@@ -104,7 +104,14 @@ public sealed class OverlayRuntime : IDisposable
         return runtime;
     }
 
-    private static bool TryLoadPolicy(OverlaySection settings, IOverlaySource source, PolicyEngine policy, out ServiceTable? services, out string? error)
+    /// <summary>
+    /// Services stored in etcd (cluster mode), set by the cluster agent when its service store
+    /// changes: compiled together with the Services file on every load. Null: none.
+    /// </summary>
+    public IReadOnlyList<ServiceDefinition>? StoredServices { get; set; }
+
+    private static bool TryLoadPolicy(OverlaySection settings, IOverlaySource source, PolicyEngine policy, out ServiceTable? services, out string? error,
+        IReadOnlyList<ServiceDefinition>? stored = null)
     {
         services = null;
         try
@@ -112,9 +119,19 @@ public sealed class OverlayRuntime : IDisposable
             var (policies, endpoints) = source.Load(settings, policy.Identities);
             // Services are compiled against the same endpoints before anything is applied: a bad
             // service file keeps the previous policy and services in force, like a bad policy.
-            if (settings.ServicesPath is not null)
+            if (settings.ServicesPath is not null || stored is not null)
             {
-                services = ServiceTable.Compile(ServiceLoader.Load(settings.ServicesPath), endpoints);
+                var definitions = new List<ServiceDefinition>();
+                if (settings.ServicesPath is not null)
+                {
+                    definitions.AddRange(ServiceLoader.Load(settings.ServicesPath));
+                }
+                if (stored is not null)
+                {
+                    definitions.AddRange(stored);
+                    ServiceLoader.CheckUnique(definitions);
+                }
+                services = ServiceTable.Compile(definitions, endpoints);
             }
             policy.Apply(policies, endpoints);
             error = null;
@@ -242,7 +259,7 @@ public sealed class OverlayRuntime : IDisposable
         bool servicesChanged = false;
         lock (_reloadLock)
         {
-            if (!TryLoadPolicy(_settings, _source, Policy, out var services, out string? error))
+            if (!TryLoadPolicy(_settings, _source, Policy, out var services, out string? error, StoredServices))
             {
                 PolicyLoadFailures++;
                 _log.Error($"policy reload failed, previous policy stays in force: {error}");
