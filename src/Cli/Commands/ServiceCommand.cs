@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Gateway.Cli.Commands;
 using Gateway.Cluster;
 using Gateway.LoadBalancer;
 using Gateway.Policy;
