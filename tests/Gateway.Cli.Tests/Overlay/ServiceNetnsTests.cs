@@ -266,6 +266,25 @@ public class ServiceNetnsTests
     private static string Diagnostics(Setup s) =>
         $"\n--- node-a\n{s.Cluster.A.Log}\n--- node-b\n{s.Cluster.B.Log}\n--- metrics a\n{Interesting(DemoCluster.Metrics(s.Cluster.A))}\n--- metrics b\n{Interesting(DemoCluster.Metrics(s.Cluster.B))}";
 
+    /// <summary>The value of the sample of <paramref name="name"/> carrying all the labels given (in any
+    /// order, whatever else it carries); -1 when there is none.</summary>
+    private static long Metric(string metrics, string name, params (string Key, string Value)[] labels)
+    {
+        foreach (var line in metrics.Split('\n'))
+        {
+            if (!line.StartsWith(name + "{", StringComparison.Ordinal) && !line.StartsWith(name + " ", StringComparison.Ordinal))
+            {
+                continue;
+            }
+            if (labels.All(l => line.Contains($"{l.Key}=\"{l.Value}\"", StringComparison.Ordinal)) &&
+                double.TryParse(line[(line.LastIndexOf(' ') + 1)..], System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double value))
+            {
+                return (long)value;
+            }
+        }
+        return -1;
+    }
+
     private static string Interesting(string metrics) =>
         string.Join("\n", metrics.Split('\n').Where(l => !l.StartsWith('#') && !l.EndsWith(" 0")));
 
@@ -327,8 +346,8 @@ public class ServiceNetnsTests
         // the backend's identity).
         var denied = Assert.ThrowsAny<Exception>(() => Connect(s.Intruder, Vip, 22000, timeoutMs: 1500));
         Assert.True(denied is TimeoutException, denied.Message);
-        CliHarness.WaitFor(() => Regex.IsMatch(DemoCluster.Metrics(s.Cluster.B),
-            $"gateway_overlay_drop_count_total{{interface=\"{s.Cluster.B.Interface}\",reason=\"POLICY_DENY\",direction=\"INGRESS\"}} [1-9]"), "POLICY_DENY on node-b");
+        CliHarness.WaitFor(() => Metric(DemoCluster.Metrics(s.Cluster.B), "gateway_overlay_drop_count_total", ("reason", "POLICY_DENY"), ("direction", "INGRESS")) > 0,
+            "POLICY_DENY on node-b");
 
         // A VIP without backends: NO_SERVICE drop, a flow event, and an ICMP unreachable the client's
         // kernel turns into "connection refused" at once.
@@ -336,9 +355,11 @@ public class ServiceNetnsTests
         Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
 
         string metricsA = DemoCluster.Metrics(s.Cluster.A);
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{s.Cluster.A.Interface}\",reason=\"NO_SERVICE\",direction=\"EGRESS\"}} [1-9]", metricsA);
-        Assert.Matches($"gateway_service_backend_selections_total{{interface=\"{s.Cluster.A.Interface}\",service=\"default/web\"}} 30[1-9]", metricsA);
-        Assert.Matches($"gateway_service_backend_selections_total{{interface=\"{s.Cluster.A.Interface}\",service=\"default/web-sticky\"}} 20\n", metricsA);
+        Assert.True(Metric(metricsA, "gateway_overlay_drop_count_total", ("reason", "NO_SERVICE"), ("direction", "EGRESS")) > 0, metricsA);
+        // 300 TCP connections, one UDP flow and intruder's connection (its SYN retries keep their
+        // backend) chose a backend of default/web; 20 connections one of default/web-sticky.
+        Assert.Equal(302, Metric(metricsA, "gateway_service_backend_selections_total", ("service", "default/web")));
+        Assert.Equal(20, Metric(metricsA, "gateway_service_backend_selections_total", ("service", "default/web-sticky")));
 
         // Flow events name the service and the backend chosen for it; observe prints both.
         CliHarness.WaitFor(() => File.Exists(s.Cluster.A.FlowLogPath) && File.ReadAllText(s.Cluster.A.FlowLogPath).Contains("NO_SERVICE", StringComparison.Ordinal), "the NO_SERVICE flow event");
@@ -410,7 +431,7 @@ public class ServiceNetnsTests
                 var unreachable = Assert.ThrowsAny<SocketException>(() => udp.Receive(new byte[64]));
                 Assert.Equal(SocketError.ConnectionRefused, unreachable.SocketErrorCode);
             }
-            Assert.Matches($"gateway_service_teardowns_sent_total{{interface=\"{s.Cluster.A.Interface}\"}} [1-9]", DemoCluster.Metrics(s.Cluster.A));
+            Assert.True(Metric(DemoCluster.Metrics(s.Cluster.A), "gateway_service_teardowns_sent_total") > 0);
 
             // Connections to backends that stay survive the reload.
             foreach (var (socket, backend) in survivors)
