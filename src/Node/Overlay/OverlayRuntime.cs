@@ -218,25 +218,21 @@ public sealed class OverlayRuntime : IDisposable
         }
     }
 
-    /// <summary>Per-service metrics: gateway_service_backend_selections_total{service} and the
-    /// flows ended because their backend went away.</summary>
-    internal void RenderServiceMetrics(Gateway.Node.Metrics.PrometheusText text, string interfaceName)
+    /// <summary>Per-service metrics (meter Gateway.LoadBalancer): gateway_service_backend_selections_total{service},
+    /// and the flows ended because their backend went away. Read at scrape time; nothing per packet.</summary>
+    internal void AddServiceMetrics(Gateway.Node.Metrics.GatewayMeters meters)
     {
-        if (Pipeline.Services is not { } lb)
-        {
-            return;
-        }
-        text.Describe("gateway_service_backend_selections_total", "counter", "Backends chosen for new flows to a service (ClusterIP), by service (namespace/name).");
-        foreach (var (service, selections) in lb.SelectionCounts())
-        {
-            text.Sample("gateway_service_backend_selections_total", selections, ("interface", interfaceName), ("service", service));
-        }
-        text.Describe("gateway_service_flows_ended_total", "counter", "Translated flows ended because their backend left the service.");
-        text.Sample("gateway_service_flows_ended_total", ServiceFlowsEnded, ("interface", interfaceName));
-        text.Describe("gateway_service_teardowns_sent_total", "counter", "TCP RSTs and ICMP unreachables sent to clients of ended flows.");
-        text.Sample("gateway_service_teardowns_sent_total", ServiceTeardownsSent, ("interface", interfaceName));
-        text.Describe("gateway_service_inject_failures_total", "counter", "Packets for local workloads (ICMP unreachable, RST) that could not be handed to the kernel.");
-        text.Sample("gateway_service_inject_failures_total", Interlocked.Read(ref _injectFailures), ("interface", interfaceName));
+        const string area = "LoadBalancer";
+        meters.Counter(area, "gateway_service_backend_selections_total", "Backends chosen for new flows to a service (ClusterIP), by service (namespace/name).",
+            () => Pipeline.Services is { } lb
+                ? lb.SelectionCounts().Select(c => meters.Sample(c.Selections, ("service", c.Service))).ToList()
+                : []);
+        meters.Counter(area, "gateway_service_flows_ended_total", "Translated flows ended because their backend left the service.",
+            () => [meters.Sample(ServiceFlowsEnded)]);
+        meters.Counter(area, "gateway_service_teardowns_sent_total", "TCP RSTs and ICMP port unreachables sent to clients of ended flows.",
+            () => [meters.Sample(ServiceTeardownsSent)]);
+        meters.Counter(area, "gateway_service_inject_failures_total", "Packets for local workloads (ICMP unreachable, RST) that could not be handed to the kernel.",
+            () => [meters.Sample(Interlocked.Read(ref _injectFailures))]);
     }
 
     /// <summary>Points the pipeline at the overlay peers of <paramref name="config"/>.</summary>
