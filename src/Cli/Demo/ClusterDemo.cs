@@ -1,9 +1,5 @@
 using System.Diagnostics;
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
 using Gateway.Datapath;
-using Gateway.Datapath.Devices;
 
 namespace Gateway.Cli.Demo;
 
@@ -176,34 +172,12 @@ internal static class ClusterDemo
 
     /// <summary>GET / from a pod to VIP:80: the pod that answered (the demo servers say their name),
     /// or the error ("timed out" when the packets were dropped).</summary>
-    internal static string ServedBy(DemoCluster.Pod from, string vip, int timeoutMs = 3000) => NetworkNamespace.Run(from.Ns, () =>
+    internal static string ServedBy(DemoCluster.Pod from, string vip, int timeoutMs = 3000)
     {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            var connect = socket.BeginConnect(IPAddress.Parse(vip), 80, null, null);
-            if (!connect.AsyncWaitHandle.WaitOne(timeoutMs))
-            {
-                return "timed out";
-            }
-            socket.EndConnect(connect);
-            socket.ReceiveTimeout = timeoutMs;
-            socket.Send(Encoding.ASCII.GetBytes($"GET / HTTP/1.0\r\nHost: {vip}\r\n\r\n"));
-            var buffer = new byte[4096];
-            int total = 0, n;
-            while (total < buffer.Length && (n = socket.Receive(buffer, total, buffer.Length - total, SocketFlags.None)) > 0)
-            {
-                total += n;
-            }
-            string reply = Encoding.ASCII.GetString(buffer, 0, total);
-            int at = reply.IndexOf("hello from ", StringComparison.Ordinal);
-            return at < 0 ? reply.Split("\r\n")[0] : reply[(at + "hello from ".Length)..].Trim();
-        }
-        catch (SocketException e)
-        {
-            return e.SocketErrorCode == SocketError.TimedOut ? "timed out" : e.Message;
-        }
-    });
+        string reply = DemoCluster.HttpRequest(from, vip, 80, timeoutMs);
+        int at = reply.IndexOf("hello from ", StringComparison.Ordinal);
+        return at < 0 ? reply.Split("\r\n")[0] : reply[(at + "hello from ".Length)..].Trim();
+    }
 
     /// <summary>Stops the capture and prints what `gateway audit` says about it; true when it
     /// holds WireGuard and no plaintext cluster traffic.</summary>

@@ -1,8 +1,4 @@
-using System.Net;
-using System.Net.Sockets;
-using System.Text;
 using Gateway.Cli.Demo;
-using Gateway.Datapath.Devices;
 
 namespace Gateway.Cli.Tests.Cluster;
 
@@ -26,28 +22,7 @@ public class ClusterServiceTests
     }
 
     /// <summary>GET / from the pod to VIP:80: the status line, or the error.</summary>
-    private static string GetVip(DemoCluster.Pod from, int timeoutMs = 1500) => NetworkNamespace.Run(from.Ns, () =>
-    {
-        using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        try
-        {
-            var connect = socket.BeginConnect(IPAddress.Parse(Vip), 80, null, null);
-            if (!connect.AsyncWaitHandle.WaitOne(timeoutMs))
-            {
-                return "timed out";
-            }
-            socket.EndConnect(connect);
-            socket.ReceiveTimeout = timeoutMs;
-            socket.Send(Encoding.ASCII.GetBytes($"GET / HTTP/1.0\r\nHost: {Vip}\r\n\r\n"));
-            var buffer = new byte[4096];
-            int n = socket.Receive(buffer);
-            return Encoding.ASCII.GetString(buffer, 0, n).Split("\r\n")[0];
-        }
-        catch (SocketException e)
-        {
-            return e.SocketErrorCode.ToString();
-        }
-    });
+    private static string GetVip(DemoCluster.Pod from, int timeoutMs = 1500) => DemoCluster.HttpRequest(from, Vip, 80, timeoutMs).Split("\r\n")[0];
 
     [SkippableFact]
     public void AServiceStoredInEtcdIsTranslatedAMalformedObjectKeepsItAndDeleteRemovesIt()
