@@ -252,29 +252,45 @@ public sealed class OverlayRuntime : IDisposable
     /// <summary>Reloads endpoints and policies; on failure the previous policy stays in force.</summary>
     public bool ReloadPolicy()
     {
+        bool loaded;
         bool servicesChanged = false;
         lock (_reloadLock)
         {
-            if (!TryLoadPolicy(_settings, _source, Policy, out var services, out string? error, StoredServices))
+            ServiceTable? services;
+            string? error;
+            try
+            {
+                loaded = TryLoadPolicy(_settings, _source, Policy, out services, out error, StoredServices);
+                if (loaded && services is not null)
+                {
+                    ApplyServices(services);
+                    servicesChanged = true;
+                }
+            }
+            catch (Exception e)
+            {
+                // Runs on a timer thread: an unexpected failure of a loader or compiler must not
+                // take the daemon down; what was in force stays.
+                loaded = false;
+                error = $"{e.GetType().Name}: {e.Message}";
+            }
+            if (loaded)
+            {
+                PolicyLoads++;
+                _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
+            }
+            else
             {
                 PolicyLoadFailures++;
                 _log.Error($"policy reload failed, previous policy stays in force: {error}");
-                return false;
             }
-            if (services is not null)
-            {
-                ApplyServices(services);
-                servicesChanged = true;
-            }
-            PolicyLoads++;
-            _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
         }
         if (servicesChanged)
         {
             // Outside the lock: the listener (route sync) takes the node's reload lock.
             ServicesChanged?.Invoke();
         }
-        return true;
+        return loaded;
     }
 
     /// <summary>Reloads policy shortly after its files change (editors write in several steps).</summary>
