@@ -12,9 +12,14 @@ public sealed class OverlayEgress(OverlayRuntime runtime) : IEgressStage
 
     public int Headroom => OverlayPipeline.Headroom;
 
-    public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket)
+    public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket) =>
+        ToEgressStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket), slot);
+
+    public StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket) =>
+        ToEgressStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, now, out ticket), slot);
+
+    private StageResult ToEgressStage(in OverlayResult result, Span<byte> slot)
     {
-        var result = _pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket);
         if (result.Action == OverlayAction.Deliver)
         {
             // A packet for a local workload (ICMP unreachable from a VIP without backends): to the kernel.
@@ -23,9 +28,6 @@ public sealed class OverlayEgress(OverlayRuntime runtime) : IEgressStage
         }
         return ToStage(result);
     }
-
-    public StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket) =>
-        ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, now, out ticket));
 
     public void EndBatch() => runtime.FlowLog?.Notify();
 
