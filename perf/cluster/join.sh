@@ -7,6 +7,7 @@
 # (no traffic is routed to them). Root only.
 #
 #   perf/cluster/join.sh [NODES] [PODS_PER_NODE]      defaults: 5000 10
+#   JOIN_LOG=FILE keeps the node's log (timestamped phases) after the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 nodes=${1:-5000} pods=${2:-10}
@@ -25,6 +26,7 @@ cleanup() {
   [[ -n $etcd_pid ]] && kill -9 "$etcd_pid" 2>/dev/null
   true
   ip netns del "$ns" 2>/dev/null || true
+  [[ -n ${JOIN_LOG:-} && -f $dir/gw.log ]] && cp "$dir/gw.log" "$JOIN_LOG"
   rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM

@@ -468,6 +468,10 @@ public sealed partial class ClusterClient : IAsyncDisposable
             return;
         }
         _stop.Cancel();
+        lock (_stateLock)
+        {
+            _gcTimer?.Dispose();
+        }
         foreach (var t in new[] { _watchTask, _keepAliveTask })
         {
             if (t is not null)

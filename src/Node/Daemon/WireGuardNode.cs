@@ -293,6 +293,11 @@ public sealed class WireGuardNode : IAsyncDisposable
         (_configurator ?? throw new InvalidOperationException("not started")).Reload(next);
     }
 
+    /// <summary>Cluster mode: adds, updates and removes peers as deltas (see
+    /// <see cref="NodeConfigurator.ApplyPeerChanges"/>); a cluster of thousands of nodes is not re-read whole per change.</summary>
+    public void ApplyPeerChanges(IReadOnlyList<PeerSection> upserts, IReadOnlyCollection<PublicKey> removed) =>
+        (_configurator ?? throw new InvalidOperationException("not started")).ApplyPeerChanges(upserts, removed);
+
     private void Undo()
     {
         for (int i = _undo.Count - 1; i >= 0; i--)
