@@ -29,7 +29,7 @@ internal static class UpCommand
         var metrics = new Option<string>("--metrics")
         {
             Description = "Prometheus metrics address ADDRESS:PORT, or 'off'.",
-            DefaultValueFactory = _ => $"127.0.0.1:{MetricsServer.DefaultPort}",
+            DefaultValueFactory = _ => $"127.0.0.1:{PrometheusEndpoint.DefaultPort}",
         };
         var uapiDir = new Option<string>("--uapi-dir")
         {
@@ -125,6 +125,31 @@ internal static class UpCommand
             throw new CliException("gateway up needs root (or CAP_NET_ADMIN) to create the TUN interface", 1);
         }
 
+        // Signals are taken over before anything starts. A SIGTERM during start-up stops the
+        // node as soon as it is up (cleanly, strict routes kept); a SIGHUP that arrives while the
+        // node comes up (an operator or a test may send it the moment "up: listening" is logged)
+        // is remembered and served once the node and the cluster agent run.
+        using var stop = new CancellationTokenSource();
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
+        var signalGate = new object();
+        Action? reload = null;
+        bool reloadPending = false;
+        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        {
+            c.Cancel = true;
+            Action? now;
+            lock (signalGate)
+            {
+                now = reload;
+                reloadPending |= now is null;
+            }
+            if (now is not null)
+            {
+                ThreadPool.QueueUserWorkItem(_ => now());
+            }
+        });
+
         // Cluster mode: connect to etcd first; the node starts with the file's peers plus every
         // node already registered.
         ClusterAgent? agent = config.Overlay?.KvStore is null ? null : ConnectCluster(ref config, log);
@@ -144,7 +169,6 @@ internal static class UpCommand
                 // The socket hands over the request without its terminating empty line.
                 UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",
                 OverlaySource = agent?.Source,
-                ExtraMetrics = agent is null ? null : () => agent.RenderMetrics(name),
             });
         }
         catch (Exception e) when (e is DeviceException or LinkException or IOException or ConfigException)
@@ -168,14 +192,15 @@ internal static class UpCommand
             }
         }
 
-        using var stop = new CancellationTokenSource();
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
-        using var sighup = PosixSignalRegistration.Create(PosixSignal.SIGHUP, c =>
+        lock (signalGate)
         {
-            c.Cancel = true;
-            ThreadPool.QueueUserWorkItem(_ => Reload(node, agent, configPath, log));
-        });
+            reload = () => Reload(node, agent, configPath, log);
+            if (reloadPending)
+            {
+                var first = reload;
+                ThreadPool.QueueUserWorkItem(_ => first());
+            }
+        }
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop.Token, node.Failed);
         linked.Token.WaitHandle.WaitOne();
         bool failed = !stop.IsCancellationRequested;

@@ -167,6 +167,7 @@ public sealed class ClusterAgent : IAsyncDisposable
     public async Task StartAsync(WireGuardNode node, CancellationToken ct = default)
     {
         _node = node;
+        AddInstruments(node.Meters);
         Client.Changed += _ => _wake.Writer.TryWrite(true);
         if (_self is null || _self.Port != node.ListenPort)
         {
@@ -588,17 +589,17 @@ public sealed class ClusterAgent : IAsyncDisposable
         }
     }
 
-    /// <summary>Prometheus text for the node's /metrics: gateway_kvstore_up and the peer count.</summary>
-    public string RenderMetrics(string interfaceName)
+    /// <summary>Adds the cluster's instruments to the node's meters (Gateway.Cluster): gateway_kvstore_up and the peer count.</summary>
+    private void AddInstruments(GatewayMeters meters)
     {
-        var text = new PrometheusText();
-        text.Describe("gateway_kvstore_up", "gauge", "1 while the cluster store (etcd) answers, 0 while the node runs on its last known state.");
-        text.Sample("gateway_kvstore_up", Client.IsUp ? 1 : 0, ("interface", interfaceName));
-        text.Describe("gateway_cluster_peers", "gauge", "Other nodes of the cluster that are peers of this node.");
-        text.Sample("gateway_cluster_peers", _peers.Count, ("interface", interfaceName));
-        text.Describe("gateway_cluster_records_ignored", "gauge", "Node records in the store refused by this node (logged with the reason).");
-        text.Sample("gateway_cluster_records_ignored", _refused.Count, ("interface", interfaceName));
-        return text.ToString();
+        ArgumentNullException.ThrowIfNull(meters);
+        const string area = GatewayMeters.ClusterArea;
+        meters.Gauge(area, "gateway_kvstore_up", "1 while the cluster store (etcd) answers, 0 while the node runs on its last known state.",
+            () => [meters.Sample(Client.IsUp ? 1.0 : 0.0)]);
+        meters.Gauge(area, "gateway_cluster_peers", "Other nodes of the cluster that are peers of this node.",
+            () => [meters.Sample((double)_peers.Count)]);
+        meters.Gauge(area, "gateway_cluster_records_ignored", "Node records in the store refused by this node (logged with the reason).",
+            () => [meters.Sample((double)_refused.Count)]);
     }
 
     /// <summary>Clean stop: deregisters (other nodes drop this one at once) and closes the client.</summary>

@@ -1,116 +1,135 @@
 using Gateway.Datapath.Devices;
 using Gateway.Node.Metrics;
 using Gateway.Node.Overlay;
+using Gateway.Policy;
 using Gateway.Tunnel;
 
 namespace Gateway.Node.Daemon;
 
 /// <summary>
 /// The node's own counters (what the engine, the overlay and the devices do not count
-/// themselves: queue overflows, packets too long to seal) and the Prometheus text of all of
-/// them. The data path bumps the fields directly; <see cref="Render"/> reads them when scraped.
+/// themselves: queue overflows, packets too long to seal) and the instruments that publish all
+/// of them through <see cref="GatewayMeters"/>. The data path bumps the fields directly; the
+/// observable instruments read them when a listener collects (a scrape, dotnet-counters).
 /// </summary>
-internal sealed class NodeMetrics(WireGuardEngine engine, Func<string> interfaceName, OverlayRuntime? overlay, IBatchTunDevice tun, IUdpBind bind)
+/// <remarks>
+/// Adding a metric: one call in the constructor (or in a method it calls for an optional part),
+/// <c>meters.Counter(area, "gateway_..._total", help, () =&gt; ...)</c> or <c>meters.Gauge(...)</c>,
+/// returning one <c>meters.Sample(value, ("label", "value"))</c> per series; then a row in
+/// docs/metrics.md (a test compares a scrape against that table).
+/// </remarks>
+internal sealed class NodeMetrics
 {
     public long ReceiveQueueFull;
     /// <summary>Packets from TUN without room behind them for padding and tag (beyond the MTU).</summary>
     public long TunPacketTooLong;
 
-    public string Render()
+    public NodeMetrics(GatewayMeters meters, WireGuardEngine engine, OverlayRuntime? overlay, IBatchTunDevice tun, IUdpBind bind)
     {
-        string name = interfaceName();
-        var text = new PrometheusText();
-        var now = DateTimeOffset.UtcNow;
-        text.Describe("gateway_peer_rx_bytes_total", "counter", "Bytes received from the peer (WireGuard transport messages).");
-        foreach (var peer in engine.Peers)
-        {
-            text.Sample("gateway_peer_rx_bytes_total", peer.RxBytes, ("interface", name), ("peer", peer.PublicKey.ToBase64()));
-        }
-        text.Describe("gateway_peer_tx_bytes_total", "counter", "Bytes sent to the peer (WireGuard transport messages).");
-        foreach (var peer in engine.Peers)
-        {
-            text.Sample("gateway_peer_tx_bytes_total", peer.TxBytes, ("interface", name), ("peer", peer.PublicKey.ToBase64()));
-        }
-        text.Describe("gateway_peer_last_handshake_seconds", "gauge", "Seconds since the latest completed handshake with the peer (absent before the first).");
-        foreach (var peer in engine.Peers)
-        {
-            if (peer.LastHandshake is { } last)
-            {
-                text.Sample("gateway_peer_last_handshake_seconds", Math.Max(0, (now - last).TotalSeconds), ("interface", name), ("peer", peer.PublicKey.ToBase64()));
-            }
-        }
-        text.Describe("gateway_handshakes_total", "counter", "Handshake messages processed, by message type.");
-        text.Sample("gateway_handshakes_total", engine.GetCount(TunnelEvent.InitiationProcessed), ("interface", name), ("type", "initiation"));
-        text.Sample("gateway_handshakes_total", engine.GetCount(TunnelEvent.ResponseProcessed), ("interface", name), ("type", "response"));
-        text.Sample("gateway_handshakes_total", engine.GetCount(TunnelEvent.CookieReplyProcessed), ("interface", name), ("type", "cookie_reply"));
-        text.Describe("gateway_drop_count_total", "counter", "Packets and datagrams dropped, by reason.");
-        for (var reason = TunnelEvent.NotIpPacket; reason < TunnelEvent.Count; reason++)
-        {
-            text.Sample("gateway_drop_count_total", engine.GetCount(reason), ("interface", name), ("reason", reason.ToString()));
-        }
-        var device = tun.Counters;
-        text.Sample("gateway_drop_count_total", Volatile.Read(ref device.WriteFailures), ("interface", name), ("reason", "TunWriteFailed"));
-        text.Sample("gateway_drop_count_total", bind.OversizedDatagrams, ("interface", name), ("reason", "OversizedDatagram"));
-        text.Sample("gateway_drop_count_total", Interlocked.Read(ref ReceiveQueueFull), ("interface", name), ("reason", "ReceiveQueueFull"));
-        text.Sample("gateway_drop_count_total", Volatile.Read(ref device.OffloadInvalid), ("interface", name), ("reason", "TunOffloadInvalid"));
-        text.Sample("gateway_drop_count_total", Interlocked.Read(ref TunPacketTooLong), ("interface", name), ("reason", "TunPacketTooLong"));
-        text.Describe("gateway_tun_super_packets_total", "counter", "TCP and UDP super-packets moved through the TUN device with offloads: read and cut into packets, or merged from packets and written.");
-        text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref device.SuperPacketsRead), ("interface", name), ("direction", "read"));
-        text.Sample("gateway_tun_super_packets_total", Volatile.Read(ref device.SuperPacketsWritten), ("interface", name), ("direction", "written"));
-        if (bind is UdpBatchSocket socket)
-        {
-            text.Describe("gateway_udp_offload_messages_total", "counter", "UDP messages that carried more than one datagram: sent with GSO, or received coalesced by GRO.");
-            text.Sample("gateway_udp_offload_messages_total", socket.GsoSends, ("interface", name), ("kind", "gso_send"));
-            text.Sample("gateway_udp_offload_messages_total", socket.GroReceives, ("interface", name), ("kind", "gro_receive"));
-        }
-        text.Describe("gateway_forward_count_total", "counter", "Packets forwarded, by direction.");
-        text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportSent), ("interface", name), ("direction", "egress"));
-        text.Sample("gateway_forward_count_total", engine.GetCount(TunnelEvent.TransportDelivered), ("interface", name), ("direction", "ingress"));
+        AddInterface(meters, engine, tun, bind);
         if (overlay is not null)
         {
-            RenderOverlay(text, name, overlay);
+            AddOverlay(meters, overlay);
         }
-        return text.ToString();
     }
 
-    private static void RenderOverlay(PrometheusText text, string name, OverlayRuntime overlay)
+    private void AddInterface(GatewayMeters meters, WireGuardEngine engine, IBatchTunDevice tun, IUdpBind bind)
     {
-        var pipeline = overlay.Pipeline;
+        const string area = GatewayMeters.NodeArea;
+        meters.Counter(area, "gateway_peer_rx_bytes_total", "Bytes received from the peer (WireGuard transport messages).",
+            () => engine.Peers.Select(peer => meters.Sample(peer.RxBytes, ("peer", peer.PublicKey.ToBase64()))));
+        meters.Counter(area, "gateway_peer_tx_bytes_total", "Bytes sent to the peer (WireGuard transport messages).",
+            () => engine.Peers.Select(peer => meters.Sample(peer.TxBytes, ("peer", peer.PublicKey.ToBase64()))));
+        meters.Gauge(area, "gateway_peer_last_handshake_seconds", "Seconds since the latest completed handshake with the peer (absent before the first).",
+            () =>
+            {
+                var now = DateTimeOffset.UtcNow;
+                return engine.Peers.Where(peer => peer.LastHandshake is not null)
+                    .Select(peer => meters.Sample(Math.Max(0, (now - peer.LastHandshake!.Value).TotalSeconds), ("peer", peer.PublicKey.ToBase64())));
+            });
+        meters.Counter(area, "gateway_handshakes_total", "Handshake messages processed, by message type.",
+            () =>
+            [
+                meters.Sample(engine.GetCount(TunnelEvent.InitiationProcessed), ("type", "initiation")),
+                meters.Sample(engine.GetCount(TunnelEvent.ResponseProcessed), ("type", "response")),
+                meters.Sample(engine.GetCount(TunnelEvent.CookieReplyProcessed), ("type", "cookie_reply")),
+            ]);
+        meters.Counter(area, "gateway_drop_count_total", "Packets and datagrams dropped, by reason.",
+            () =>
+            {
+                var device = tun.Counters;
+                var samples = new List<System.Diagnostics.Metrics.Measurement<long>>();
+                for (var reason = TunnelEvent.NotIpPacket; reason < TunnelEvent.Count; reason++)
+                {
+                    samples.Add(meters.Sample(engine.GetCount(reason), ("reason", reason.ToString())));
+                }
+                samples.Add(meters.Sample(Volatile.Read(ref device.WriteFailures), ("reason", "TunWriteFailed")));
+                samples.Add(meters.Sample(bind.OversizedDatagrams, ("reason", "OversizedDatagram")));
+                samples.Add(meters.Sample(Interlocked.Read(ref ReceiveQueueFull), ("reason", "ReceiveQueueFull")));
+                samples.Add(meters.Sample(Volatile.Read(ref device.OffloadInvalid), ("reason", "TunOffloadInvalid")));
+                samples.Add(meters.Sample(Interlocked.Read(ref TunPacketTooLong), ("reason", "TunPacketTooLong")));
+                return samples;
+            });
+        meters.Counter(area, "gateway_tun_super_packets_total", "TCP and UDP super-packets moved through the TUN device with offloads: read and cut into packets, or merged from packets and written.",
+            () =>
+            [
+                meters.Sample(Volatile.Read(ref tun.Counters.SuperPacketsRead), ("direction", "read")),
+                meters.Sample(Volatile.Read(ref tun.Counters.SuperPacketsWritten), ("direction", "written")),
+            ]);
+        if (bind is UdpBatchSocket socket)
+        {
+            meters.Counter(area, "gateway_udp_offload_messages_total", "UDP messages that carried more than one datagram: sent with GSO, or received coalesced by GRO.",
+                () =>
+                [
+                    meters.Sample(socket.GsoSends, ("kind", "gso_send")),
+                    meters.Sample(socket.GroReceives, ("kind", "gro_receive")),
+                ]);
+        }
+        meters.Counter(area, "gateway_forward_count_total", "Packets forwarded, by direction.",
+            () =>
+            [
+                meters.Sample(engine.GetCount(TunnelEvent.TransportSent), ("direction", "egress")),
+                meters.Sample(engine.GetCount(TunnelEvent.TransportDelivered), ("direction", "ingress")),
+            ]);
+    }
+
+    private static readonly Direction[] Directions = [Direction.Ingress, Direction.Egress];
+
+    private static void AddOverlay(GatewayMeters meters, OverlayRuntime overlay)
+    {
         // Cilium's metric names (cilium_ prefix dropped for gateway_): drops and forwards by
         // reason and direction, policy verdicts, conntrack entries, lost flow events.
-        text.Describe("gateway_overlay_drop_count_total", "counter", "Workload packets dropped by the overlay, by Cilium drop reason and direction.");
-        foreach (var direction in new[] { Gateway.Policy.Direction.Ingress, Gateway.Policy.Direction.Egress })
-        {
-            foreach (var reason in Enum.GetValues<OverlayDrop>())
+        const string area = GatewayMeters.PolicyArea;
+        var pipeline = overlay.Pipeline;
+        meters.Counter(area, "gateway_overlay_drop_count_total", "Workload packets dropped by the overlay, by Cilium drop reason and direction.",
+            () =>
+                from direction in Directions
+                from reason in Enum.GetValues<OverlayDrop>()
+                where reason != OverlayDrop.None
+                select meters.Sample(pipeline.Drops(direction, reason), ("reason", OverlayDropNames.Name(reason)), ("direction", Upper(direction))));
+        meters.Counter(area, "gateway_overlay_forward_count_total", "Workload packets forwarded by the overlay, by direction.",
+            () => Directions.Select(direction => meters.Sample(pipeline.Forwards(direction), ("direction", Upper(direction)))));
+        meters.Counter(area, "gateway_policy_verdict_total", "Policy verdicts on new flows, by direction and outcome.",
+            () => Directions.SelectMany(direction => new[]
             {
-                if (reason == OverlayDrop.None)
-                {
-                    continue;
-                }
-                text.Sample("gateway_overlay_drop_count_total", pipeline.Drops(direction, reason),
-                    ("interface", name), ("reason", OverlayDropNames.Name(reason)), ("direction", direction.ToString().ToUpperInvariant()));
-            }
-        }
-        text.Describe("gateway_overlay_forward_count_total", "counter", "Workload packets forwarded by the overlay, by direction.");
-        text.Sample("gateway_overlay_forward_count_total", pipeline.Forwards(Gateway.Policy.Direction.Ingress), ("interface", name), ("direction", "INGRESS"));
-        text.Sample("gateway_overlay_forward_count_total", pipeline.Forwards(Gateway.Policy.Direction.Egress), ("interface", name), ("direction", "EGRESS"));
-        text.Describe("gateway_policy_verdict_total", "counter", "Policy verdicts on new flows, by direction and outcome.");
-        foreach (var direction in new[] { Gateway.Policy.Direction.Ingress, Gateway.Policy.Direction.Egress })
-        {
-            string d = direction.ToString().ToUpperInvariant();
-            text.Sample("gateway_policy_verdict_total", PolicyVerdicts(pipeline, direction, allowed: true), ("interface", name), ("direction", d), ("verdict", "allowed"));
-            text.Sample("gateway_policy_verdict_total", PolicyVerdicts(pipeline, direction, allowed: false), ("interface", name), ("direction", d), ("verdict", "denied"));
-        }
-        text.Describe("gateway_conntrack_entries", "gauge", "Connection tracking entries in use.");
-        text.Sample("gateway_conntrack_entries", overlay.Policy.Conntrack.Count, ("interface", name));
-        text.Describe("gateway_flow_events_lost_total", "counter", "Flow events lost because the flow log could not keep up.");
-        text.Sample("gateway_flow_events_lost_total", overlay.Policy.Events.Lost, ("interface", name));
-        text.Describe("gateway_policy_loads_total", "counter", "Policy loads, by outcome.");
-        text.Sample("gateway_policy_loads_total", overlay.PolicyLoads, ("interface", name), ("outcome", "success"));
-        text.Sample("gateway_policy_loads_total", overlay.PolicyLoadFailures, ("interface", name), ("outcome", "failure"));
+                meters.Sample(PolicyVerdicts(pipeline, direction, allowed: true), ("direction", Upper(direction)), ("verdict", "allowed")),
+                meters.Sample(PolicyVerdicts(pipeline, direction, allowed: false), ("direction", Upper(direction)), ("verdict", "denied")),
+            }));
+        meters.Gauge(area, "gateway_conntrack_entries", "Connection tracking entries in use.",
+            () => [meters.Sample((double)overlay.Policy.Conntrack.Count)]);
+        meters.Counter(area, "gateway_flow_events_lost_total", "Flow events lost because the flow log could not keep up.",
+            () => [meters.Sample(overlay.Policy.Events.Lost)]);
+        meters.Counter(area, "gateway_policy_loads_total", "Policy loads, by outcome.",
+            () =>
+            [
+                meters.Sample(overlay.PolicyLoads, ("outcome", "success")),
+                meters.Sample(overlay.PolicyLoadFailures, ("outcome", "failure")),
+            ]);
     }
 
-    private static long PolicyVerdicts(OverlayPipeline pipeline, Gateway.Policy.Direction direction, bool allowed) =>
+    private static string Upper(Direction direction) => direction == Direction.Ingress ? "INGRESS" : "EGRESS";
+
+    private static long PolicyVerdicts(OverlayPipeline pipeline, Direction direction, bool allowed) =>
         allowed
             ? pipeline.PolicyAllowed(direction)
             : pipeline.Drops(direction, OverlayDrop.PolicyDenied) + pipeline.Drops(direction, OverlayDrop.PolicyDeny);

@@ -15,8 +15,9 @@ public sealed class WireGuardNodeOptions
     public required string InterfaceName { get; init; }
     public required WgQuickConfig Config { get; init; }
     public string UapiDirectory { get; init; } = UapiSocketServer.DefaultDirectory;
-    /// <summary>Where to serve Prometheus metrics; null disables the endpoint.</summary>
-    public IPEndPoint? MetricsEndpoint { get; init; } = new(IPAddress.Loopback, MetricsServer.DefaultPort);
+    /// <summary>Where to serve the node's instruments (<see cref="WireGuardNode.Meters"/>) as Prometheus
+    /// metrics; null disables the endpoint (the meters still publish to any listener in the process).</summary>
+    public IPEndPoint? MetricsEndpoint { get; init; } = new(IPAddress.Loopback, PrometheusEndpoint.DefaultPort);
     public NodeLog Log { get; init; } = new(Console.Error);
     /// <summary>Datagrams and packets moved per system call.</summary>
     public int BatchSize { get; init; } = 64;
@@ -44,8 +45,6 @@ public sealed class WireGuardNodeOptions
     /// <summary>Where overlay endpoints and policies come from; null = the [Overlay] files.
     /// Cluster mode passes the etcd-backed source (Gateway.Node.Cluster).</summary>
     public IOverlaySource? OverlaySource { get; init; }
-    /// <summary>More Prometheus text appended to /metrics (cluster mode: gateway_kvstore_up).</summary>
-    public Func<string>? ExtraMetrics { get; init; }
 }
 
 /// <summary>
@@ -76,7 +75,8 @@ public sealed class WireGuardNode : IAsyncDisposable
     private IBatchTunDevice? _tun;
     private IUdpBind? _bind;
     private UapiSocketServer? _uapi;
-    private MetricsServer? _metrics;
+    private GatewayMeters? _meters;
+    private PrometheusEndpoint? _metrics;
     private OverlayRuntime? _overlay;
     private NodeConfigurator? _configurator;
     private SendPath? _send;
@@ -199,12 +199,14 @@ public sealed class WireGuardNode : IAsyncDisposable
             _uapi = UapiSocketServer.Start(tun.Name, request => _configurator.HandleUapi(handler, request), _options.UapiDirectory);
             _undo.Add(() => _uapi.DisposeAsync().AsTask().GetAwaiter().GetResult());
         }
-        var metrics = new NodeMetrics(_engine, () => InterfaceName, _overlay, tun, bind);
-        _renderMetrics = () => metrics.Render() + _options.ExtraMetrics?.Invoke();
+        var meters = new GatewayMeters(() => InterfaceName);
+        _meters = meters;
+        _undo.Add(meters.Dispose);
+        var metrics = new NodeMetrics(meters, _engine, _overlay, tun, bind);
         if (_options.MetricsEndpoint is { } metricsEndpoint)
         {
-            _metrics = MetricsServer.Start(metricsEndpoint, _renderMetrics);
-            _undo.Add(() => _metrics.DisposeAsync().AsTask().GetAwaiter().GetResult());
+            _metrics = PrometheusEndpoint.Start(metricsEndpoint, meters);
+            _undo.Add(_metrics.Dispose);
         }
 
         if (_overlay is not null)
@@ -246,16 +248,19 @@ public sealed class WireGuardNode : IAsyncDisposable
                   (crypto.Inline ? "crypto on the I/O threads" : $"{crypto.Workers} crypto worker(s)") +
                   (tun.OffloadsEnabled ? ", TUN offloads on" : ", TUN offloads off") +
                   (_uapi is null ? "" : $", UAPI {_uapi.SocketPath}") +
-                  (_metrics is null ? "" : $", metrics http://{_metrics.LocalEndpoint}/metrics"));
+                  (_metrics is null ? "" : $", metrics {_metrics.Url}"));
     }
-
-    private Func<string>? _renderMetrics;
 
     /// <summary>Bytes allocated so far by the two reader threads (with inline crypto: the whole data path).</summary>
     internal long DataPathAllocatedBytes => (_send?.AllocatedBytes ?? 0) + (_receive?.AllocatedBytes ?? 0);
 
-    /// <summary>The Prometheus text the metrics endpoint serves (also without the endpoint).</summary>
-    public string RenderMetrics() => (_renderMetrics ?? throw new InvalidOperationException("not started"))();
+    /// <summary>The node's instruments (System.Diagnostics.Metrics meters <c>Gateway.*</c>): what the
+    /// metrics endpoint serves and dotnet-counters shows. Parts that run beside the node (the cluster
+    /// agent) add theirs here.</summary>
+    public GatewayMeters Meters => _meters ?? throw new InvalidOperationException("not started");
+
+    /// <summary>The node's series as lines <c>name{labels} value</c>, read now (also without the endpoint).</summary>
+    public string RenderMetrics() => Meters.ReadAsText();
 
     private static int DefaultMtu()
     {

@@ -176,9 +176,9 @@ public class ClusterNodeTests
         Assert.Contains("200 OK", DemoCluster.HttpGet(backend, db));
         // Ping: denied by frontend's egress on node-1. A new connection to 7000: allowed out of
         // node-1, denied by db's ingress on node-2.
-        Assert.Matches("gateway_policy_verdict_total\\{[^}]*direction=\"EGRESS\",verdict=\"denied\"\\} [1-9]", DemoCluster.Metrics(a));
+        Assert.Matches("gateway_policy_verdict_total\\{direction=\"EGRESS\",[^}]*verdict=\"denied\"\\} [1-9]", DemoCluster.Metrics(a));
         Assert.Equal("timed out", DemoCluster.HttpGet(frontend, db, 7000, 1500));
-        Assert.Matches("gateway_policy_verdict_total\\{[^}]*direction=\"INGRESS\",verdict=\"denied\"\\} [1-9]", DemoCluster.Metrics(b));
+        Assert.Matches("gateway_policy_verdict_total\\{direction=\"INGRESS\",[^}]*verdict=\"denied\"\\} [1-9]", DemoCluster.Metrics(b));
         // The established connection lives on: conntrack survived the policy change.
         Assert.True(RoundTrip(client, server), "the connection established before the policy was cut");
         foreach (string name in new[] { "db-ingress", "frontend-egress" })

@@ -56,7 +56,7 @@ public class IcmpRelatedTests
         Assert.True(outcome == "refused",
             $"{outcome}\n{cluster.A.Log}\n{cluster.B.Log}\n{DemoCluster.Metrics(cluster.A)}\n{DemoCluster.Metrics(cluster.B)}");
         // Neither node judged the error by policy (it passed as related, not as a new flow).
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.B.Interface}\",reason=\"POLICY_DENIED\",direction=\"EGRESS\"}} 0\n", DemoCluster.Metrics(cluster.B));
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\",direction=\"INGRESS\"}} 0\n", DemoCluster.Metrics(cluster.A));
+        Assert.Matches($"gateway_overlay_drop_count_total{{direction=\"EGRESS\",interface=\"{cluster.B.Interface}\",reason=\"POLICY_DENIED\"}} 0\n", DemoCluster.Metrics(cluster.B));
+        Assert.Matches($"gateway_overlay_drop_count_total{{direction=\"INGRESS\",interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\"}} 0\n", DemoCluster.Metrics(cluster.A));
     }
 }

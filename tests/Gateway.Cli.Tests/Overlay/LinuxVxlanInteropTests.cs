@@ -74,7 +74,7 @@ public class LinuxVxlanInteropTests
         DemoCluster.Exec(b, $"ip route replace 10.11.1.0/24 encap ip id {dbId} dst {cluster.A.TunnelAddress} dev {vx}");
         string denied = DemoCluster.Exec(b, $"ping -c 2 -i 0.2 -W 1 -I {db.Ip} {frontend.Ip}", check: false);
         Assert.Contains("0 received", denied);
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\",direction=\"INGRESS\"}} [1-9]",
+        Assert.Matches($"gateway_overlay_drop_count_total{{direction=\"INGRESS\",interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\"}} [1-9]",
             DemoCluster.Metrics(cluster.A));
 
         // A node can speak only for its own workloads with their own identities: backend's packets
@@ -84,7 +84,7 @@ public class LinuxVxlanInteropTests
         DemoCluster.Exec(b, $"ip route replace 10.11.1.0/24 encap ip id {ReservedIdentity.Host} dst {cluster.A.TunnelAddress} dev {vx}");
         string host = DemoCluster.Exec(b, $"ping -c 2 -i 0.2 -W 1 -I {backend.Ip} {frontend.Ip}", check: false);
         Assert.Contains("0 received", host);
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"INVALID_IDENTITY\",direction=\"INGRESS\"}} [4-9]",
+        Assert.Matches($"gateway_overlay_drop_count_total{{direction=\"INGRESS\",interface=\"{cluster.A.Interface}\",reason=\"INVALID_IDENTITY\"}} [4-9]",
             DemoCluster.Metrics(cluster.A));
     }
 }

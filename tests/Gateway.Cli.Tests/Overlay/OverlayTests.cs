@@ -41,11 +41,11 @@ public class OverlayTests
         Assert.Equal(3, DemoCluster.Ping(backend, frontend));
         // Replies flow without rules of their own (conntrack): the GET above proved that too.
         string metricsA = DemoCluster.Metrics(cluster.A), metricsB = DemoCluster.Metrics(cluster.B);
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\",direction=\"EGRESS\"}} [1-9]", metricsA);
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\",direction=\"INGRESS\"}} 0\n", metricsA);
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.B.Interface}\",reason=\"POLICY_DENIED\",direction=\"INGRESS\"}} [1-9]", metricsB);
-        Assert.Matches($"gateway_overlay_drop_count_total{{interface=\"{cluster.B.Interface}\",reason=\"POLICY_DENIED\",direction=\"EGRESS\"}} 0\n", metricsB);
-        Assert.Matches($"gateway_overlay_forward_count_total{{interface=\"{cluster.B.Interface}\",direction=\"INGRESS\"}} [1-9]", metricsB);
+        Assert.Matches($"gateway_overlay_drop_count_total{{direction=\"EGRESS\",interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\"}} [1-9]", metricsA);
+        Assert.Matches($"gateway_overlay_drop_count_total{{direction=\"INGRESS\",interface=\"{cluster.A.Interface}\",reason=\"POLICY_DENIED\"}} 0\n", metricsA);
+        Assert.Matches($"gateway_overlay_drop_count_total{{direction=\"INGRESS\",interface=\"{cluster.B.Interface}\",reason=\"POLICY_DENIED\"}} [1-9]", metricsB);
+        Assert.Matches($"gateway_overlay_drop_count_total{{direction=\"EGRESS\",interface=\"{cluster.B.Interface}\",reason=\"POLICY_DENIED\"}} 0\n", metricsB);
+        Assert.Matches($"gateway_overlay_forward_count_total{{direction=\"INGRESS\",interface=\"{cluster.B.Interface}\"}} [1-9]", metricsB);
         Assert.Matches($"gateway_conntrack_entries{{interface=\"{cluster.B.Interface}\"}} [1-9]", metricsB);
 
         // The flow log and observe: node B's drop of intruder carries intruder's identity (from
@@ -100,7 +100,7 @@ public class OverlayOperationsTests
             return 0;
         });
         WaitFor(() => System.Text.RegularExpressions.Regex.IsMatch(DemoCluster.Metrics(cluster.A),
-            $"gateway_overlay_drop_count_total{{interface=\"{cluster.A.Interface}\",reason=\"ENCAPSULATION_TRAFFIC_IS_PROHIBITED\",direction=\"EGRESS\"}} 3"),
+            $"gateway_overlay_drop_count_total{{direction=\"EGRESS\",interface=\"{cluster.A.Interface}\",reason=\"ENCAPSULATION_TRAFFIC_IS_PROHIBITED\"}} 3"),
             "three ENCAPSULATION_TRAFFIC_IS_PROHIBITED drops on node-a");
     }
 

@@ -68,7 +68,7 @@ public sealed class MemoryNodeTests
             "gateway_drop_count_total\\{interface=\"memb\",reason=\"ReceiveQueueFull\"\\} (\\d+)");
         Assert.True(dropped.Success, "no ReceiveQueueFull counter in the metrics");
         Assert.Equal(count, seen.Count + int.Parse(dropped.Groups[1].Value));
-        Assert.Contains($"gateway_forward_count_total{{interface=\"memb\",direction=\"ingress\"}} {seen.Count + 1}", metrics);
+        Assert.Contains($"gateway_forward_count_total{{direction=\"ingress\",interface=\"memb\"}} {seen.Count + 1}", metrics);
     }
 
     [Fact]
@@ -135,7 +135,7 @@ public sealed class MemoryNodeTests
         Assert.Equal(1, pipeline.Drops(Direction.Egress, OverlayDrop.NoTunnelEndpoint));
         Assert.False(nodes.TunB.TryTake(out _, TimeSpan.FromMilliseconds(100)));
         string metrics = nodes.A.RenderMetrics();
-        Assert.Contains("gateway_overlay_drop_count_total{interface=\"mema\",reason=\"POLICY_DENIED\",direction=\"EGRESS\"} 1", metrics);
+        Assert.Contains("gateway_overlay_drop_count_total{direction=\"EGRESS\",interface=\"mema\",reason=\"POLICY_DENIED\"} 1", metrics);
     }
 
     [Fact]
@@ -178,7 +178,7 @@ public sealed class MemoryNodeTests
         Assert.Equal(before + 4, nodes.Count(MessageType.TransportData));
         Assert.Equal(1, nodes.TunA.Counters.SuperPacketsRead);
         Assert.Equal(1, nodes.TunB.Counters.SuperPacketsWritten);
-        Assert.Contains("gateway_tun_super_packets_total{interface=\"memb\",direction=\"written\"} 1", nodes.B.RenderMetrics());
+        Assert.Contains("gateway_tun_super_packets_total{direction=\"written\",interface=\"memb\"} 1", nodes.B.RenderMetrics());
     }
 
     [Fact]
