@@ -600,6 +600,12 @@ public sealed class ClusterAgent : IAsyncDisposable
             () => [meters.Sample((double)_peers.Count)]);
         meters.Gauge(area, "gateway_cluster_records_ignored", "Node records in the store refused by this node (logged with the reason).",
             () => [meters.Sample((double)_refused.Count)]);
+        meters.Gauge(area, "gateway_cluster_ipcache_ignored", "Other nodes' ipcache entries the last load did not use (each logged once).",
+            () => [meters.Sample((double)_source.IgnoredIpCacheEntries)]);
+        meters.Counter(area, "gateway_cluster_identity_gc_runs_total", "Identity garbage collections this node ran (every 15 minutes).",
+            () => [meters.Sample(Client.IdentityGcRuns)]);
+        meters.Counter(area, "gateway_cluster_identities_collected_total", "Identity numbers this node's garbage collections freed (no node referenced them).",
+            () => [meters.Sample(Client.IdentitiesCollected)]);
     }
 
     /// <summary>Clean stop: deregisters (other nodes drop this one at once) and closes the client.</summary>

@@ -25,10 +25,38 @@ internal sealed class ClusterOverlaySource(ClusterAgent agent) : IOverlaySource
     // a reference that did not change means content that did not change).
     private (object? IpCache, object? Identities, object? Policies) _loaded;
 
-    /// <summary>True when the store's ipcache, identities or policies moved since the last load.</summary>
-    public bool IsStale(ClusterSnapshot snapshot) =>
-        !ReferenceEquals(_loaded.IpCache, snapshot.IpCache) || !ReferenceEquals(_loaded.Identities, snapshot.Identities) ||
-        !ReferenceEquals(_loaded.Policies, snapshot.Policies);
+    /// <summary>True when the store's ipcache (other nodes' entries), identities or policies moved
+    /// since the last load. This node's own entries coming back from the store (it published them
+    /// while loading) are not a reason to reload tens of thousands of endpoints.</summary>
+    public bool IsStale(ClusterSnapshot snapshot)
+    {
+        if (!ReferenceEquals(_loaded.Identities, snapshot.Identities) || !ReferenceEquals(_loaded.Policies, snapshot.Policies))
+        {
+            return true;
+        }
+        if (ReferenceEquals(_loaded.IpCache, snapshot.IpCache))
+        {
+            return false;
+        }
+        if (_loaded.IpCache is not IReadOnlyDictionary<string, IpCacheEntry> before)
+        {
+            return true;
+        }
+        return !SameForeignEntries(before, snapshot.IpCache) || !SameForeignEntries(snapshot.IpCache, before);
+    }
+
+    /// <summary>Every other node's entry of <paramref name="a"/> is also in <paramref name="b"/>, unchanged.</summary>
+    private bool SameForeignEntries(IReadOnlyDictionary<string, IpCacheEntry> a, IReadOnlyDictionary<string, IpCacheEntry> b)
+    {
+        foreach (var (prefix, entry) in a)
+        {
+            if (entry.NodeName != agent.NodeName && (!b.TryGetValue(prefix, out var other) || other != entry))
+            {
+                return false;
+            }
+        }
+        return true;
+    }
 
     /// <summary>This node's entries as last loaded (what should be in etcd).</summary>
     public IReadOnlyList<IpCacheEntry> OwnEntries { get; private set; } = [];
