@@ -111,7 +111,8 @@ public sealed class ClusterAgent : IAsyncDisposable
         var listed = client.Current;
         log.Info($"cluster: connected to {options.EndpointText} as node '{nodeName}' (address {address}, cluster '{options.ClusterName}', lease {options.LeaseTtl.TotalSeconds:0} s); " +
                  $"listed {listed.Nodes.Count} node(s), {listed.IpCache.Count} ipcache entries, {listed.Identities.Count} identities, {listed.Policies.Count} policies " +
-                 $"at revision {listed.Revision} in {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms");
+                 $"at revision {listed.Revision} in {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms " +
+                 $"({client.LastListDecodeTime.TotalMilliseconds:0} ms of it decoding)");
         return new ClusterAgent(config.Path, baseText, config, client, log, nodeName, address);
     }
 
@@ -176,7 +177,9 @@ public sealed class ClusterAgent : IAsyncDisposable
         await PublishPendingAsync(ct).ConfigureAwait(false);
         await Client.StartWatchingAsync(_stop.Token).ConfigureAwait(false);
         Client.StartIdentityGarbageCollection();
-        Log.Info($"cluster: registered node '{NodeName}' ({_self!.WireGuardPublicKey}) at {NodeAddress}:{node.ListenPort}; {_peers.Count} peer node(s)");
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        Log.Info($"cluster: registered node '{NodeName}' ({_self!.WireGuardPublicKey}) at {NodeAddress}:{node.ListenPort}; {_peers.Count} peer node(s), " +
+                 $"{(DateTime.Now - process.StartTime).TotalSeconds:0.00} s after the process started ({process.TotalProcessorTime.TotalSeconds:0.00} s of CPU)");
         _loop = Task.Run(() => LoopAsync(_stop.Token));
         _wake.Writer.TryWrite(true);
     }

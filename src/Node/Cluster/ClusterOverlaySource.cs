@@ -30,7 +30,12 @@ internal sealed class ClusterOverlaySource(ClusterAgent agent) : IOverlaySource
     /// while loading) are not a reason to reload tens of thousands of endpoints.</summary>
     public bool IsStale(ClusterSnapshot snapshot)
     {
-        if (!ReferenceEquals(_loaded.Identities, snapshot.Identities) || !ReferenceEquals(_loaded.Policies, snapshot.Policies))
+        if (!ReferenceEquals(_loaded.Policies, snapshot.Policies))
+        {
+            return true;
+        }
+        if (!ReferenceEquals(_loaded.Identities, snapshot.Identities) &&
+            (_loaded.Identities is not IReadOnlyDictionary<uint, string> ids || !OnlyOwnIdentitiesDiffer(ids, snapshot.Identities)))
         {
             return true;
         }
@@ -43,6 +48,27 @@ internal sealed class ClusterOverlaySource(ClusterAgent agent) : IOverlaySource
             return true;
         }
         return !SameForeignEntries(before, snapshot.IpCache) || !SameForeignEntries(snapshot.IpCache, before);
+    }
+
+    /// <summary>The identities differ only by numbers this node allocated for its own pods (the load
+    /// itself allocated them, after reading the snapshot).</summary>
+    private bool OnlyOwnIdentitiesDiffer(IReadOnlyDictionary<uint, string> before, IReadOnlyDictionary<uint, string> now)
+    {
+        foreach (var (id, labels) in now)
+        {
+            if ((!before.TryGetValue(id, out var old) || old != labels) && !(_held.TryGetValue(labels, out uint mine) && mine == id))
+            {
+                return false;
+            }
+        }
+        foreach (var (id, labels) in before)
+        {
+            if (!now.TryGetValue(id, out var other) || other != labels)
+            {
+                return false;
+            }
+        }
+        return true;
     }
 
     /// <summary>Every other node's entry of <paramref name="a"/> is also in <paramref name="b"/>, unchanged.</summary>
@@ -61,6 +87,7 @@ internal sealed class ClusterOverlaySource(ClusterAgent agent) : IOverlaySource
     /// <summary>This node's entries as last loaded (what should be in etcd).</summary>
     public IReadOnlyList<IpCacheEntry> OwnEntries { get; private set; } = [];
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public (PolicySet Policies, EndpointTable Endpoints) Load(OverlaySection settings, IdentityAllocator identities)
     {
         var snapshot = agent.Client.Current;

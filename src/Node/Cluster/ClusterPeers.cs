@@ -38,6 +38,7 @@ public sealed class ClusterPeerSelector
     /// <summary>Picks the peers out of <paramref name="records"/>; <paramref name="reserved"/> is what
     /// is already taken (this node's key, the file's [Peer] keys, tunnel addresses and pod CIDRs).
     /// Returns the refused ones with why.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public (List<ClusterPeer> Peers, List<(string Node, string Reason)> Refused) Select(IEnumerable<NodeClaim> records, ReservedClaims reserved)
     {
         var peers = new List<ClusterPeer>();
@@ -77,6 +78,7 @@ public sealed class ClusterPeerSelector
         return (peers, refused);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private string? Check(NodeClaim record, HashSet<string> keys, HashSet<IpAddress> tunnels, PodCidrClaims claimed, out ClusterPeer? peer)
     {
         peer = null;
