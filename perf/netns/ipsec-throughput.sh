@@ -16,6 +16,11 @@ cd "$(dirname "$0")/../.."
 seconds=${1:-5}
 rounds=${2:-3}
 [[ $(id -u) -eq 0 ]] || { echo "ipsec-throughput.sh: needs root (network namespaces, TUN, raw ESP socket)" >&2; exit 2; }
+# The nodes inherit this shell's signal dispositions; an ignored SIGHUP (nohup) would stay ignored
+# in them and the boot-id reload below would never happen.
+if (( 0x$(awk '/^SigIgn/ {print $2}' /proc/$$/status) & 1 )); then
+  echo "ipsec-throughput.sh: SIGHUP is ignored (nohup?); run it without nohup (e.g. setsid)" >&2; exit 2
+fi
 for tool in wg iperf3 ip ping; do
   command -v $tool >/dev/null || { echo "ipsec-throughput.sh: needs $tool (scripts/setup.sh installs it)" >&2; exit 2; }
 done
