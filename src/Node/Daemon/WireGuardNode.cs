@@ -354,6 +354,15 @@ public sealed class WireGuardNode : IAsyncDisposable
         _ipsec?.ApplyPeers(next);
     }
 
+    /// <summary>Cluster mode: adds, updates and removes peers as deltas (see
+    /// <see cref="NodeConfigurator.ApplyPeerChanges"/>); a cluster of thousands of nodes is not re-read whole per change.</summary>
+    public void ApplyPeerChanges(IReadOnlyList<PeerSection> upserts, IReadOnlyCollection<PublicKey> removed)
+    {
+        var configurator = _configurator ?? throw new InvalidOperationException("not started");
+        configurator.ApplyPeerChanges(upserts, removed);
+        _ipsec?.ApplyPeers(configurator.Config);
+    }
+
     /// <summary>
     /// Reloads the configuration file at <paramref name="path"/> (what SIGHUP does) and never
     /// throws: an unreadable or invalid file, a route the kernel refuses or an unexpected failure
