@@ -34,6 +34,11 @@ public static class FlowFormatter
         {
             sb.Append(src).Append(" -> ").Append(dst);
         }
+        if (flow.DestinationService is not null)
+        {
+            // Hubble prints the service after the backend it was translated to.
+            sb.Append(" service:").Append(flow.DestinationService);
+        }
         sb.Append(" policy-verdict:").Append(flow.PolicyName ?? "none");
         if (flow.TrafficDirection is not null)
         {
@@ -64,6 +69,7 @@ public static class FlowFormatter
         "UNKNOWN_SENDER" => "Unknown sender",
         "REACHED_EDT_RATE_LIMITING_DROP_HORIZON" => "Reached EDT rate-limiting drop horizon",
         "TUNNEL" => "Refused by the tunnel",
+        "NO_SERVICE" => "Service backend not found",
         _ => desc,
     };
 

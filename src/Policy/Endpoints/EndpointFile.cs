@@ -19,12 +19,14 @@ namespace Gateway.Policy;
 /// <c>kubernetes.io/ingress-bandwidth</c> (Kubernetes quantities in bits per second, e.g. 10M) set
 /// its rate limits. A malformed bandwidth value does not stop the file from loading: it is
 /// reported in <see cref="EndpointTable.Warnings"/> with file, line and reason, and ignored.
+/// <c>ready: false</c> (EndpointSlice's conditions.ready; default true) keeps a pod out of every
+/// service's backends while it keeps its identity and policy.
 /// </summary>
 public static class EndpointFile
 {
     private static readonly string[] TopKeys = ["namespaces", "endpoints"];
     private static readonly string[] NamespaceKeys = ["name", "labels"];
-    private static readonly string[] EndpointKeys = ["name", "namespace", "ips", "labels", "ports", "annotations"];
+    private static readonly string[] EndpointKeys = ["name", "namespace", "ips", "labels", "ports", "ready", "annotations"];
     private static readonly string[] PortKeys = ["name", "port", "protocol"];
 
     public static EndpointTable Load(string path, IdentityAllocator identities)
@@ -104,7 +106,7 @@ public static class EndpointFile
                 var annotations = ReadAnnotations(ep["annotations"], table.Warnings, out var bandwidth);
                 try
                 {
-                    table.Add(name, ns, ips, labels, ports, annotations, bandwidth);
+                    table.Add(name, ns, ips, labels, ports, ep["ready"].IsNull || ep["ready"].Boolean(), annotations, bandwidth);
                 }
                 catch (ArgumentException e)
                 {
