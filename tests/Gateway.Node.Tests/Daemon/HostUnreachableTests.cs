@@ -28,16 +28,29 @@ public class HostUnreachableTests
         nodes.TunA.InjectPacket(other);
         AssertHostUnreachable4(MemoryNodes.Take(nodes.TunA), other, from: "10.0.0.9");
 
-        // The bucket (10, full at start) has 8 left at this instant of the injected clock.
+        // The bucket (10, full at start) has 8 left at this instant of the injected clock; each
+        // second of it refills 10. The reader thread allocates nothing for them.
         for (int i = 0; i < 20; i++)
         {
             nodes.TunA.InjectPacket(ping);
         }
         WaitForMetric(nodes, sent: 10, limited: 12);
-        nodes.Clock.Advance(TimeSpan.FromSeconds(1));
-        nodes.TunA.InjectPacket(ping);
-        WaitForMetric(nodes, sent: 11, limited: 12);
-        Assert.Contains("gateway_drop_count_total{interface=\"mema\",reason=\"NoRoute\"} 23", nodes.A.RenderMetrics());
+        Assert.Equal(8, nodes.TunA.Drain(static (_, _) => { }));
+        long before = 0;
+        for (int round = 1; round <= 2; round++)
+        {
+            before = nodes.A.DataPathAllocatedBytes;
+            nodes.Clock.Advance(TimeSpan.FromSeconds(1));
+            for (int i = 0; i < 20; i++)
+            {
+                nodes.TunA.InjectPacket(ping);
+            }
+            WaitForMetric(nodes, sent: 10 + 10 * round, limited: 12 + 10 * round);
+            Assert.Equal(10, nodes.TunA.Drain(static (_, _) => { }));
+        }
+        long allocated = nodes.A.DataPathAllocatedBytes - before;
+        Assert.True(allocated < 20, $"the send path allocated {allocated} bytes for 20 unroutable packets");
+        Assert.Contains("gateway_drop_count_total{interface=\"mema\",reason=\"NoRoute\"} 62", nodes.A.RenderMetrics());
     }
 
     [Fact]
