@@ -7,6 +7,7 @@
 # (no traffic is routed to them). Root only.
 #
 #   perf/cluster/join.sh [NODES] [PODS_PER_NODE]      defaults: 5000 10
+#   JOIN_LOG=FILE keeps the node's log (timestamped phases) after the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 nodes=${1:-5000} pods=${2:-10}
@@ -25,6 +26,7 @@ cleanup() {
   [[ -n $etcd_pid ]] && kill -9 "$etcd_pid" 2>/dev/null
   true
   ip netns del "$ns" 2>/dev/null || true
+  [[ -n ${JOIN_LOG:-} && -f $dir/gw.log ]] && cp "$dir/gw.log" "$JOIN_LOG"
   rm -rf "$dir"
 }
 trap cleanup EXIT INT TERM
@@ -83,5 +85,8 @@ done
 peered=$(date +%s.%N)
 routes=$(in_ns ip -4 route show dev gwjoin0 | grep -c '^10\.' || true)
 rss=$(awk '/VmRSS/ {print int($2/1024)}' "/proc/$gw_pid/status")
-printf '{"step":"join","nodes":%d,"peers":%s,"routesToPods":%d,"secondsToFullPeerTable":%.2f,"rssMB":%d}\n' \
-  "$nodes" "${peers:-0}" "$routes" "$(echo "$peered - $start" | bc)" "$rss"
+# CPU the node used until then (user + system, all threads; fields 14 and 15 of /proc/PID/stat):
+# on a shared machine the wall time above includes waiting for a core, this does not.
+cpu=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$gw_pid/stat")
+printf '{"step":"join","nodes":%d,"peers":%s,"routesToPods":%d,"secondsToFullPeerTable":%.2f,"cpuSeconds":%.2f,"rssMB":%d}\n' \
+  "$nodes" "${peers:-0}" "$routes" "$(echo "$peered - $start" | bc)" "$cpu" "$rss"

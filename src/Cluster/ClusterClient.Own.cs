@@ -194,6 +194,72 @@ public sealed partial class ClusterClient
         return deleted;
     }
 
+    /// <summary>How often each node collects identity garbage: the default of Cilium's operator
+    /// (<c>--identity-gc-interval</c>, 15 minutes). Every node runs it; the deletes are
+    /// transactions, so nodes collecting at the same moment cannot free a number in use.</summary>
+    public static readonly TimeSpan DefaultIdentityGcInterval = TimeSpan.FromMinutes(15);
+
+    private ITimer? _gcTimer;
+    private int _gcRunning;
+    private long _gcRuns;
+    private long _gcCollected;
+
+    /// <summary>Garbage collections the timer ran to the end, failed ones included (<see cref="StartIdentityGarbageCollection"/>).</summary>
+    public long IdentityGcRuns => Interlocked.Read(ref _gcRuns);
+
+    /// <summary>Identity numbers the timer's collections freed.</summary>
+    public long IdentitiesCollected => Interlocked.Read(ref _gcCollected);
+
+    /// <summary>
+    /// Runs <see cref="CollectIdentityGarbageAsync"/> every <paramref name="interval"/> (default
+    /// <see cref="DefaultIdentityGcInterval"/>) on the client's clock, first one interval from now.
+    /// A run is skipped while etcd is down or the previous run is still going. Idempotent; stopped
+    /// by <see cref="DisposeAsync"/>.
+    /// </summary>
+    public void StartIdentityGarbageCollection(TimeSpan? interval = null)
+    {
+        var every = interval ?? DefaultIdentityGcInterval;
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(every, TimeSpan.Zero, nameof(interval));
+        ObjectDisposedException.ThrowIf(_stop.IsCancellationRequested, this);
+        lock (_stateLock)
+        {
+            _gcTimer ??= _clock.CreateTimer(_ => CollectOnTimer(), null, every, every);
+        }
+    }
+
+    private void CollectOnTimer()
+    {
+        if (_stop.IsCancellationRequested || !_up || Interlocked.Exchange(ref _gcRunning, 1) == 1)
+        {
+            return;
+        }
+        _ = Task.Run(async () =>
+        {
+            try
+            {
+                int freed = await CollectIdentityGarbageAsync(_stop.Token).ConfigureAwait(false);
+                Interlocked.Add(ref _gcCollected, freed);
+                if (freed > 0)
+                {
+                    _log($"kvstore: identity garbage collection freed {freed} identity number(s) that no node referenced");
+                }
+            }
+            catch (Exception e) when (!_stop.IsCancellationRequested)
+            {
+                _log($"kvstore: identity garbage collection failed ({e.Message}); it runs again at the next interval");
+            }
+            catch (Exception)
+            {
+                // Stopping: nothing to report.
+            }
+            finally
+            {
+                Volatile.Write(ref _gcRunning, 0);
+                Interlocked.Increment(ref _gcRuns);
+            }
+        });
+    }
+
     private async Task<bool> DeleteMasterIfUnusedAsync(uint id, string labels, CancellationToken ct)
     {
         string refs = KvKeys.IdentityValues(labels);

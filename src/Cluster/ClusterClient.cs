@@ -91,6 +91,10 @@ public sealed partial class ClusterClient : IAsyncDisposable
     /// <summary>Full re-lists after connecting (outage, compaction).</summary>
     public long Resyncs => Interlocked.Read(ref _resyncs);
 
+    /// <summary>Time the last full list spent decoding and building the snapshot (the rest of it was
+    /// etcd and the network).</summary>
+    public TimeSpan LastListDecodeTime { get; private set; }
+
     /// <summary>The latest decoded state; replaced whole, never mutated.</summary>
     public ClusterSnapshot Current => _current;
 
@@ -227,6 +231,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
         while (true)
         {
             long revision = 0;
+            var decoding = TimeSpan.Zero;
             lock (_stateLock)
             {
                 _state.BeginList();
@@ -237,6 +242,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
                 {
                     revision = await _etcd.ListPagesAsync(prefix, revision, page =>
                     {
+                        long started = System.Diagnostics.Stopwatch.GetTimestamp();
                         lock (_stateLock)
                         {
                             foreach (var kv in page.Kvs)
@@ -244,6 +250,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
                                 _state.ApplyListed(kv.Key.ToStringUtf8(), kv.Value);
                             }
                         }
+                        decoding += System.Diagnostics.Stopwatch.GetElapsedTime(started);
                     }, ct).ConfigureAwait(false);
                 }
             }
@@ -253,11 +260,13 @@ public sealed partial class ClusterClient : IAsyncDisposable
             }
             MarkUp();
             bool changed;
+            long building = System.Diagnostics.Stopwatch.GetTimestamp();
             lock (_stateLock)
             {
                 _state.EndList();
                 _current = _state.Build(revision, out changed);
             }
+            LastListDecodeTime = decoding + System.Diagnostics.Stopwatch.GetElapsedTime(building);
             if (changed && raise)
             {
                 Raise(_current);
@@ -468,6 +477,10 @@ public sealed partial class ClusterClient : IAsyncDisposable
             return;
         }
         _stop.Cancel();
+        lock (_stateLock)
+        {
+            _gcTimer?.Dispose();
+        }
         foreach (var t in new[] { _watchTask, _keepAliveTask })
         {
             if (t is not null)

@@ -51,6 +51,7 @@ internal sealed class ClusterState
     /// leaves the state dirty, so the next <see cref="Build"/> still reports the change.</summary>
     public void BeginList() => _listed = new HashSet<string>(StringComparer.Ordinal);
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     public void ApplyListed(string key, ByteString value)
     {
         (_listed ?? throw new InvalidOperationException("BeginList first")).Add(key);
@@ -67,6 +68,7 @@ internal sealed class ClusterState
         _listed = null;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private bool ApplyCore(string key, ByteString? value)
     {
         if (value is null)
@@ -112,6 +114,7 @@ internal sealed class ClusterState
 
     public ClusterSnapshot Build(long revision) => Build(revision, out _);
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private bool Put(string key, ByteString value)
     {
         if (key.StartsWith(_keys.NodePrefix, StringComparison.Ordinal))

@@ -85,7 +85,15 @@ public sealed class PolicyEngine
     /// Decides one packet. <paramref name="sourceIdentity"/> overrides the ipcache for the source
     /// (e.g. the identity carried in the VXLAN VNI); 0 means look it up. Allocation-free.
     /// </summary>
-    public FlowDecision Process(in FlowKey key, long nowNs, PolicyChecks checks = PolicyChecks.Both, uint sourceIdentity = 0)
+    public FlowDecision Process(in FlowKey key, long nowNs, PolicyChecks checks = PolicyChecks.Both, uint sourceIdentity = 0) =>
+        Process(key, nowNs, checks, sourceIdentity, null);
+
+    /// <summary>
+    /// <see cref="Process(in FlowKey, long, PolicyChecks, uint)"/> for a packet a service translated:
+    /// <paramref name="destinationService"/> ("namespace/name") goes into the flow event, as
+    /// Hubble's destination_service. Allocation-free (the name is the service table's string).
+    /// </summary>
+    public FlowDecision Process(in FlowKey key, long nowNs, PolicyChecks checks, uint sourceIdentity, string? destinationService)
     {
         var snapshot = Current;
         var ct = Conntrack.Lookup(key, nowNs);
@@ -95,7 +103,7 @@ public sealed class PolicyEngine
         {
             return new FlowDecision(true, ct, Verdict.Unrestricted, Verdict.Unrestricted, DropReason.None, src, dst);
         }
-        return Decide(snapshot, key, nowNs, checks, src, dst, ct);
+        return Decide(snapshot, key, nowNs, checks, src, dst, ct, destinationService: destinationService);
     }
 
     /// <summary>
@@ -115,7 +123,8 @@ public sealed class PolicyEngine
         return Decide(snapshot, key, nowNs, checks, src, dst, CtResult.New, createEntry: false);
     }
 
-    private FlowDecision Decide(PolicySnapshot snapshot, in FlowKey key, long nowNs, PolicyChecks checks, uint src, uint dst, CtResult ct, bool createEntry = true)
+    private FlowDecision Decide(PolicySnapshot snapshot, in FlowKey key, long nowNs, PolicyChecks checks, uint src, uint dst, CtResult ct, bool createEntry = true,
+        string? destinationService = null)
     {
         ushort port = PolicySnapshot.PolicyPort(key);
         var egress = (checks & PolicyChecks.Egress) != 0
@@ -144,6 +153,7 @@ public sealed class PolicyEngine
             DestinationIdentity = dst,
             RuleId = deciding.RuleId,
             PolicyVersion = snapshot.Version,
+            DestinationService = destinationService,
         };
         Events.TryWrite(ev);
         return new FlowDecision(allowed, ct, egress, ingress, reason, src, dst);

@@ -146,4 +146,23 @@ public class MaglevTests
         double bound = 2.0 * before.Length / sortedBefore.Length + 0.01 * before.Length;
         return (moved <= bound).Label($"moved {moved} > {bound}");
     });
+
+    [Fact]
+    public void FastModuloEqualsTheRemainderForEverySupportedSize()
+    {
+        var rng = new Random(7);
+        foreach (int size in MaglevTable.SupportedSizes)
+        {
+            var table = Fixtures.Compile(options: new ServiceTableOptions { MaglevTableSize = size });
+            foreach (uint v in new uint[] { 0, 1, (uint)size - 1, (uint)size, (uint)size + 1, uint.MaxValue, uint.MaxValue - 1, 0x80000000 })
+            {
+                Assert.Equal(v % (uint)size, table.MaglevMod(v));
+            }
+            for (int i = 0; i < 200_000; i++)
+            {
+                uint v = (uint)rng.NextInt64(0, 1L << 32);
+                Assert.Equal(v % (uint)size, table.MaglevMod(v));
+            }
+        }
+    }
 }

@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Gateway.Cli.Commands;
+using Gateway.Cluster;
 using Gateway.LoadBalancer;
 using Gateway.Policy;
 
@@ -13,9 +15,104 @@ internal static class ServiceCommand
 {
     public static Command Create()
     {
-        var service = new Command("service", "Kubernetes ClusterIP services: list frontends and their backends.");
+        var service = new Command("service", "Kubernetes ClusterIP services: list frontends and their backends; store them in etcd.");
         service.Subcommands.Add(CreateList());
+        service.Subcommands.Add(CreateApply());
+        service.Subcommands.Add(CreateDelete());
         return service;
+    }
+
+    private static Command CreateApply()
+    {
+        var filesArg = new Argument<string[]>("FILE") { Description = "Service YAML files or folders (Kubernetes v1 Service, type ClusterIP).", Arity = ArgumentArity.OneOrMore };
+        var kv = new KvStoreCliOptions();
+        var cmd = new Command("apply", "Store services cluster-wide in etcd; every node translates them. All or nothing.") { filesArg };
+        kv.AddTo(cmd);
+        cmd.SetAction(parse =>
+        {
+            var options = kv.Parse(parse);
+            IReadOnlyList<ServiceRecord> records;
+            try
+            {
+                records = ServiceRecords.Load(parse.GetValue(filesArg)!);
+            }
+            catch (ServiceLoadException e)
+            {
+                throw new CliException(e.Message);
+            }
+            if (records.Count == 0)
+            {
+                throw new CliException("no Service documents in the given files");
+            }
+            var output = parse.InvocationConfiguration.Output;
+            return RunStore(options, async (store, ct) =>
+            {
+                await store.PutAsync(records, ct);
+                foreach (var r in records)
+                {
+                    output.WriteLine($"stored service {r.Name}");
+                }
+                return 0;
+            });
+        });
+        return cmd;
+    }
+
+    private static Command CreateDelete()
+    {
+        var nameArg = new Argument<string>("NAMESPACE/NAME") { Description = "The stored service, e.g. default/web." };
+        var kv = new KvStoreCliOptions();
+        var cmd = new Command("delete", "Delete a service stored in etcd; every node stops translating it.") { nameArg };
+        kv.AddTo(cmd);
+        cmd.SetAction(parse =>
+        {
+            string name = parse.GetValue(nameArg)!;
+            if (!ServiceRecords.IsValidName(name))
+            {
+                throw new CliException($"'{name}' is not NAMESPACE/NAME (e.g. default/web)");
+            }
+            var options = kv.Parse(parse);
+            var output = parse.InvocationConfiguration.Output;
+            return RunStore(options, async (store, ct) =>
+            {
+                if (!await store.DeleteAsync(name, ct))
+                {
+                    throw new CliException($"no stored service named {name}", exitCode: 1);
+                }
+                output.WriteLine($"deleted service {name}");
+                return 0;
+            });
+        });
+        return cmd;
+    }
+
+    /// <summary>Opens the service store, runs <paramref name="action"/> with a 60 s limit, closes it:
+    /// bad options exit 2, an unreachable etcd exits 1, each with one line.</summary>
+    private static int RunStore(KvStoreOptions options, Func<ServiceStore, CancellationToken, Task<int>> action)
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            return RunStoreAsync(options, action, cts.Token).GetAwaiter().GetResult();
+        }
+        catch (ClusterConfigException e)
+        {
+            throw new CliException(e.Message);
+        }
+        catch (KvStoreUnavailableException e)
+        {
+            throw new CliException(e.Message, exitCode: 1);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException(e.Message);
+        }
+    }
+
+    private static async Task<int> RunStoreAsync(KvStoreOptions options, Func<ServiceStore, CancellationToken, Task<int>> action, CancellationToken ct)
+    {
+        await using var store = ServiceStore.Open(options, _ => { });
+        return await action(store, ct);
     }
 
     private static Command CreateList()

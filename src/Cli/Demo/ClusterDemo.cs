@@ -48,8 +48,26 @@ internal static class ClusterDemo
             toPorts: [{ports: [{port: "5432", protocol: TCP}]}]
         """;
 
-    /// <summary>Builds the cluster with its four pods and starts both nodes.</summary>
-    internal static DemoCluster Build(string id, out DemoCluster.Pod frontend, out DemoCluster.Pod intruder, out DemoCluster.Pod backend, out DemoCluster.Pod db)
+    /// <summary>The ClusterIP of the demo's `backend` Service.</summary>
+    internal const string BackendVip = "10.96.0.10";
+
+    /// <summary>The `backend` Service the lab curls by ClusterIP: every pod labelled app=backend.</summary>
+    internal const string BackendService = """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: backend, namespace: default}
+        spec:
+          type: ClusterIP
+          clusterIP: 10.96.0.10
+          selector: {app: backend}
+          ports: [{name: http, port: 80, protocol: TCP}]
+        """;
+
+    /// <summary>Builds the cluster with its four pods and starts both nodes. With
+    /// <paramref name="withService"/>, a second backend pod (backend-2) on node-b and the
+    /// <see cref="BackendService"/> in both nodes' Services file.</summary>
+    internal static DemoCluster Build(string id, out DemoCluster.Pod frontend, out DemoCluster.Pod intruder, out DemoCluster.Pod backend, out DemoCluster.Pod db,
+        bool withService = false)
     {
         var cluster = new DemoCluster(id);
         try
@@ -59,7 +77,11 @@ internal static class ClusterDemo
             intruder = cluster.AddPod(cluster.A, "intruder", "10.11.1.20", ("app", "intruder"));
             backend = cluster.AddPod(cluster.B, "backend", "10.11.2.10", ("app", "backend"));
             db = cluster.AddPod(cluster.B, "db", "10.11.2.20", ("app", "db"));
-            cluster.WriteConfiguration(Policy);
+            if (withService)
+            {
+                cluster.AddPod(cluster.B, "backend-2", "10.11.2.11", ("app", "backend"));
+            }
+            cluster.WriteConfiguration(Policy, withService ? BackendService : null);
             cluster.StartNodes();
             return cluster;
         }
@@ -84,19 +106,22 @@ internal static class ClusterDemo
         bool ok = true;
         try
         {
-            cluster = Build(id, out var frontend, out var intruder, out var backend, out var db);
+            cluster = Build(id, out var frontend, out var intruder, out var backend, out var db, withService: true);
+            var backend2 = cluster.B.Pods.Single(p => p.Name == "backend-2");
             foreach (var node in new[] { cluster.A, cluster.B })
             {
                 output.WriteLine($"  {node.Name}: underlay {node.Underlay}, tunnel {node.TunnelAddress}, pods {node.PodCidr}: " +
                                  string.Join(", ", node.Pods.Select(p => $"{p.Name} {p.Ip} (app={p.Labels["app"]})")));
             }
             output.WriteLine("  policy: frontend -> backend TCP 80 and ping allowed; backend accepts only frontend; db accepts only backend");
+            output.WriteLine($"  service: default/backend, ClusterIP {BackendVip}:80 -> backend, backend-2 (Maglev)");
 
             string pcap = Path.Combine(cluster.Directory, "underlay.pcap");
             capture = StartCapture(cluster.A.Ns, cluster.UnderlayDeviceA, pcap);
 
             using var web = cluster.ServeHttp(backend);
             using var dbServer = cluster.ServeHttp(db);
+            using var web2 = cluster.ServeHttp(backend2);
             output.WriteLine("traffic:");
             ok &= Report(output, "ping frontend -> backend", $"{DemoCluster.Ping(frontend, backend)}/3 replies", s => s == "3/3 replies", "ALLOWED");
             ok &= Report(output, "HTTP frontend -> backend:80", DemoCluster.HttpGet(frontend, backend), s => s.Contains("200 OK"), "ALLOWED");
@@ -104,6 +129,15 @@ internal static class ClusterDemo
                 "DENIED by frontend's egress policy on node-a (never encrypted or sent)");
             ok &= Report(output, "HTTP intruder -> backend:80", DemoCluster.HttpGet(intruder, backend, 80, 1500), s => s == "timed out",
                 "DENIED by backend's ingress policy on node-b (intruder's identity read from the VNI)");
+            // The lab's `curl http://backend`: the ClusterIP is translated on node-a before policy
+            // and encryption, so only pod-to-pod traffic crosses the underlay.
+            var served = Enumerable.Range(0, 20).Select(_ => ServedBy(frontend, BackendVip)).ToList();
+            string spread = string.Join(", ", served.GroupBy(s => s).OrderBy(g => g.Key, StringComparer.Ordinal).Select(g => $"{g.Key} {g.Count()}"));
+            ok &= Report(output, $"HTTP frontend -> {BackendVip}:80 x20", spread,
+                _ => served.Contains("backend") && served.Contains("backend-2") && served.All(s => s is "backend" or "backend-2"),
+                "ALLOWED, spread over both backends; replies from the ClusterIP");
+            ok &= Report(output, $"HTTP intruder -> {BackendVip}:80", ServedBy(intruder, BackendVip, 1500), s => s == "timed out",
+                "DENIED by backend's ingress policy on node-b, through the ClusterIP");
 
             output.WriteLine("flows (gateway observe):");
             foreach (var node in new[] { cluster.A, cluster.B })
@@ -131,9 +165,18 @@ internal static class ClusterDemo
             cluster?.Dispose();
             output.WriteLine("removed the demo's namespaces, links and files");
         }
-        output.WriteLine(ok ? "demo completed: allowed flows passed, denied flows were dropped, the underlay carried only WireGuard"
+        output.WriteLine(ok ? "demo completed: allowed flows passed (also through the ClusterIP), denied flows were dropped, the underlay carried only WireGuard"
                             : "DEMO FAILED: see above");
         return ok ? 0 : 1;
+    }
+
+    /// <summary>GET / from a pod to VIP:80: the pod that answered (the demo servers say their name),
+    /// or the error ("timed out" when the packets were dropped).</summary>
+    internal static string ServedBy(DemoCluster.Pod from, string vip, int timeoutMs = 3000)
+    {
+        string reply = DemoCluster.HttpRequest(from, vip, 80, timeoutMs);
+        int at = reply.IndexOf("hello from ", StringComparison.Ordinal);
+        return at < 0 ? reply.Split("\r\n")[0] : reply[(at + "hello from ".Length)..].Trim();
     }
 
     /// <summary>Stops the capture and prints what `gateway audit` says about it; true when it

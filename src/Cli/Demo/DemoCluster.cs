@@ -168,7 +168,7 @@ internal sealed class DemoCluster : IDisposable
     public IEnumerable<Pod> AllPods => A.Pods.Concat(B.Pods);
 
     /// <summary>Writes the cluster-wide endpoints file, the policy, and each node's config.</summary>
-    public void WriteConfiguration(string policyYaml)
+    public void WriteConfiguration(string policyYaml, string? servicesYaml = null)
     {
         var endpoints = new StringBuilder("endpoints:\n");
         foreach (var pod in AllPods)
@@ -178,6 +178,12 @@ internal sealed class DemoCluster : IDisposable
         }
         WriteSecret(Path.Combine(Directory, "endpoints.yaml"), endpoints.ToString());
         WriteSecret(Path.Combine(Directory, "policy.yaml"), policyYaml);
+        string services = "";
+        if (servicesYaml is not null)
+        {
+            WriteSecret(Path.Combine(Directory, "services.yaml"), servicesYaml);
+            services = "Services = services.yaml\n";
+        }
         foreach (var (self, peer) in new[] { (A, B), (B, A) })
         {
             WriteSecret(self.ConfigPath, $"""
@@ -192,7 +198,7 @@ internal sealed class DemoCluster : IDisposable
                 ClusterCIDR = 10.11.0.0/16
                 Endpoints = endpoints.yaml
                 Policy = policy.yaml
-                FlowLog = {self.FlowLogPath}
+                {services}FlowLog = {self.FlowLogPath}
 
                 [Peer]
                 PublicKey = {peer.PublicKey.ToBase64()}
@@ -318,23 +324,31 @@ internal sealed class DemoCluster : IDisposable
 
     /// <summary>Opens a TCP connection from one pod to another and sends an HTTP GET; returns the
     /// status line, or the error ("timed out" when the packets were dropped).</summary>
-    public static string HttpGet(Pod from, Pod to, int port = 80, int timeoutMs = 3000) => NetworkNamespace.Run(from.Ns, () =>
+    public static string HttpGet(Pod from, Pod to, int port = 80, int timeoutMs = 3000) =>
+        HttpRequest(from, to.Ip, port, timeoutMs).Split("\r\n")[0];
+
+    /// <summary>An HTTP/1.0 GET from a pod to any address (a pod or a service VIP): the whole reply
+    /// (read until the server closes), or the error ("timed out" when the packets were dropped).</summary>
+    public static string HttpRequest(Pod from, string address, int port = 80, int timeoutMs = 3000) => NetworkNamespace.Run(from.Ns, () =>
     {
         using var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            var connect = socket.BeginConnect(System.Net.IPAddress.Parse(to.Ip), port, null, null);
+            var connect = socket.BeginConnect(System.Net.IPAddress.Parse(address), port, null, null);
             if (!connect.AsyncWaitHandle.WaitOne(timeoutMs))
             {
                 return "timed out";
             }
             socket.EndConnect(connect);
             socket.ReceiveTimeout = timeoutMs;
-            socket.Send(Encoding.ASCII.GetBytes($"GET / HTTP/1.0\r\nHost: {to.Ip}\r\n\r\n"));
+            socket.Send(Encoding.ASCII.GetBytes($"GET / HTTP/1.0\r\nHost: {address}\r\n\r\n"));
             var buffer = new byte[4096];
-            int n = socket.Receive(buffer);
-            string reply = Encoding.ASCII.GetString(buffer, 0, n);
-            return reply.Split("\r\n")[0];
+            int total = 0, n;
+            while (total < buffer.Length && (n = socket.Receive(buffer, total, buffer.Length - total, SocketFlags.None)) > 0)
+            {
+                total += n;
+            }
+            return Encoding.ASCII.GetString(buffer, 0, total);
         }
         catch (SocketException e)
         {

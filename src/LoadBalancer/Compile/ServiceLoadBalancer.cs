@@ -30,6 +30,8 @@ public struct ServiceSelection
     public uint BackendIdentity;
     /// <summary>True when session affinity chose the backend.</summary>
     public bool FromAffinity;
+    /// <summary>"namespace/name" of the service (Hubble's destination_service); no allocation.</summary>
+    public string? ServiceName;
 }
 
 /// <summary>
@@ -108,6 +110,7 @@ public sealed class ServiceLoadBalancer
         selection.ServicePort = fe.Port;
         selection.Protocol = fe.Protocol;
         selection.RevNatIndex = fe.RevNatIndex;
+        selection.ServiceName = fe.ServiceName;
         if (fe.BackendCount == 0)
         {
             return ServiceLookup.NoBackends;
@@ -121,12 +124,11 @@ public sealed class ServiceLoadBalancer
         }
         if (pos < 0)
         {
-            pos = table.Options.Algorithm == BackendAlgorithm.Random
+            pos = table.IsRandom
                 ? System.Random.Shared.Next(fe.BackendCount)
                 : table.MaglevPick(in fe, FlowHash(in key, table));
         }
-        int backendIndex = table.FrontendBackends[fe.BackendStart + pos];
-        ref readonly var b = ref table.Backends[backendIndex];
+        ref readonly var b = ref table.BackendAt(in fe, pos, out int backendIndex);
         selection.BackendIndex = backendIndex;
         selection.BackendAddress = b.Address;
         selection.BackendPort = b.Port;

@@ -49,6 +49,9 @@ public struct ServiceFrontend
     public long MaglevOffset;
     /// <summary>sessionAffinity: ClientIP timeout in nanoseconds; 0 = no affinity.</summary>
     public long AffinityTimeoutNs;
+    /// <summary>"namespace/name" of the service (flow events, metrics): kept here so the datapath
+    /// names the service without another lookup.</summary>
+    public string? ServiceName;
 }
 
 /// <summary>A backend (Cilium's lb4_backends / lb6_backends entry): address, port, protocol and the endpoint behind it.</summary>
@@ -96,7 +99,20 @@ public sealed class ServiceTable
         FlowHashSeed4 = jhash0;
         FlowHashSeed6 = jhash1;
         MaglevSize = options.MaglevTableSize;
+        _maglevMultiplier = ulong.MaxValue / (uint)MaglevSize + 1;
+        IsRandom = options.Algorithm == BackendAlgorithm.Random;
     }
+
+    // Lemire's fast modulo (as dotnet/runtime's HashHelpers.FastMod): two multiplications instead
+    // of a 32-bit division on every Maglev pick; exact for any uint value and M < 2^31.
+    private readonly ulong _maglevMultiplier;
+
+    /// <summary><see cref="Options"/>.Algorithm is Random (read once per lookup without a dereference).</summary>
+    internal bool IsRandom { get; }
+
+    /// <summary><paramref name="value"/> mod <see cref="MaglevSize"/>, without a division.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal uint MaglevMod(uint value) => (uint)(((((_maglevMultiplier * value) >> 32) + 1) * (uint)MaglevSize) >> 32);
 
     /// <summary>An empty table (no services).</summary>
     public static ServiceTable Empty { get; } = Compile([], null, null);
@@ -166,7 +182,16 @@ public sealed class ServiceTable
     /// <summary>The Maglev pick of a frontend with backends: position in its backend list.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal int MaglevPick(in ServiceFrontend frontend, uint flowHash) =>
-        _maglev[frontend.MaglevOffset + (long)(flowHash % (uint)MaglevSize)];
+        _maglev[frontend.MaglevOffset + MaglevMod(flowHash)];
+
+    /// <summary>The backend at position <paramref name="pos"/> of a frontend's list (no span or bounds
+    /// check beyond the array's own).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal ref readonly ServiceBackend BackendAt(in ServiceFrontend frontend, int pos, out int index)
+    {
+        index = _frontendBackends[frontend.BackendStart + pos];
+        return ref _backends[index];
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static uint Hash(IpAddress address, ushort port, byte protocol)
@@ -246,6 +271,7 @@ public sealed class ServiceTable
                         Protocol = port.Protocol,
                         Used = true,
                         ServiceIndex = si,
+                        ServiceName = svc.QualifiedName,
                         PortIndex = pi,
                         BackendCount = list.Count,
                         AffinityTimeoutNs = svc.ClientIpAffinity ? (long)svc.AffinityTimeout.TotalSeconds * 1_000_000_000L : 0,
@@ -344,7 +370,8 @@ public sealed class ServiceTable
             : index.WithLabel(svc.Namespace, wanted[0]);
         foreach (var ep in candidates)
         {
-            if (wanted.All(ep.Labels.Contains))
+            // A not-ready endpoint (EndpointSlice conditions.ready false) is no backend for new flows.
+            if (ep.Ready && wanted.All(ep.Labels.Contains))
             {
                 result.Add(ep);
             }

@@ -346,8 +346,9 @@ public static class ServiceLoader
         return letter;
     }
 
-    /// <summary>Two services may not share a name, nor a VIP:port/protocol.</summary>
-    private static void CheckUnique(List<ServiceDefinition> services)
+    /// <summary>Two services may not share a name, nor a VIP:port/protocol (also across sources:
+    /// the Services file and the services stored in etcd). Throws <see cref="ServiceLoadException"/>.</summary>
+    public static void CheckUnique(IEnumerable<ServiceDefinition> services)
     {
         var names = new Dictionary<string, ServiceDefinition>(StringComparer.Ordinal);
         var frontends = new Dictionary<(IpAddress, ushort, byte), ServiceDefinition>();

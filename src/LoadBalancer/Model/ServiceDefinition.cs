@@ -27,6 +27,7 @@ public sealed class ServiceDefinition
         Selector = selector;
         ClientIpAffinity = clientIpAffinity;
         AffinityTimeout = affinityTimeout;
+        QualifiedName = $"{Namespace}/{Name}";
     }
 
     public string File { get; }
@@ -35,7 +36,7 @@ public sealed class ServiceDefinition
     public string Namespace { get; }
     public string Name { get; }
     /// <summary>"namespace/name", the service's name in flow events, metrics and listings.</summary>
-    public string QualifiedName => $"{Namespace}/{Name}";
+    public string QualifiedName { get; }
     /// <summary>The virtual IPs (clusterIPs; at most one per family). Empty for a headless service.</summary>
     public IReadOnlyList<IpAddress> ClusterIps { get; }
     public IReadOnlyList<ServicePortDefinition> Ports { get; }

@@ -7,6 +7,7 @@ using Gateway.Node.Configuration;
 using Gateway.Node.Daemon;
 using Gateway.Node.Metrics;
 using Gateway.Node.Overlay;
+using Gateway.Tunnel;
 
 namespace Gateway.Node.Cluster;
 
@@ -36,13 +37,14 @@ public sealed class ClusterAgent : IAsyncDisposable
     private readonly List<string> _toRelease = [];
     private string _baseText;
     private ReservedClaims _fileClaims;
-    private string? _appliedText;
+    private IReadOnlyDictionary<string, NodeRecord>? _appliedNodes;
     private Dictionary<string, ClusterPeer> _peers = new(StringComparer.Ordinal);
     private WireGuardNode? _node;
     private NodeRecord? _self;
     private List<IpCacheEntry>? _published;
     private bool _publishPending;
     private Task? _loop;
+    private ClusterServices? _services;
     private bool _lastUp = true;
     private DateTime _selfMissingSince = DateTime.MaxValue;
 
@@ -105,32 +107,53 @@ public sealed class ClusterAgent : IAsyncDisposable
         {
             throw new ConfigException(config.Path, 0, $"cannot read: {e.Message}");
         }
+        long started = System.Diagnostics.Stopwatch.GetTimestamp();
         var client = await ClusterClient.ConnectAsync(options, message => log.Info(message), null, ct).ConfigureAwait(false);
-        log.Info($"cluster: connected to {options.EndpointText} as node '{nodeName}' (address {address}, cluster '{options.ClusterName}', lease {options.LeaseTtl.TotalSeconds:0} s)");
+        var listed = client.Current;
+        log.Info($"cluster: connected to {options.EndpointText} as node '{nodeName}' (address {address}, cluster '{options.ClusterName}', lease {options.LeaseTtl.TotalSeconds:0} s); " +
+                 $"listed {listed.Nodes.Count} node(s), {listed.IpCache.Count} ipcache entries, {listed.Identities.Count} identities, {listed.Policies.Count} policies " +
+                 $"at revision {listed.Revision} in {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalMilliseconds:0} ms " +
+                 $"({client.LastListDecodeTime.TotalMilliseconds:0} ms of it decoding)");
         return new ClusterAgent(config.Path, baseText, config, client, log, nodeName, address);
     }
 
     /// <summary>Cilium's WireGuard port: cluster nodes listen on it unless ListenPort says otherwise.</summary>
     public const ushort DefaultListenPort = 51871;
 
-    /// <summary>The configuration to start the node with: the file plus the nodes in etcd now.</summary>
+    /// <summary>The configuration to start the node with: the file plus one [Peer] per node in etcd now.</summary>
     public WgQuickConfig BuildInitialConfig()
     {
         lock (_applyLock)
         {
-            string text = Merge(Client.Current);
-            var config = ParseMerged(text);
-            _appliedText = text;
-            return config;
+            var snapshot = Client.Current;
+            SelectPeers(snapshot.Nodes);
+            _appliedNodes = snapshot.Nodes;
+            return MergedConfig();
         }
     }
 
-    private WgQuickConfig ParseMerged(string text)
+    /// <summary>The file's configuration plus one [Peer] per accepted node, built as objects (a
+    /// cluster of thousands of nodes is never printed and parsed again as text).</summary>
+    private WgQuickConfig MergedConfig()
     {
-        var config = WgQuickConfig.Parse(text, _configPath);
+        var config = WgQuickConfig.Parse(_baseText, _configPath);
         // Other nodes learn the port from the record, so it must be known before the socket opens.
         config.Interface.ListenPort ??= DefaultListenPort;
+        foreach (var peer in _peers.Values.OrderBy(p => p.Name, StringComparer.Ordinal))
+        {
+            config.Peers.Add(ToSection(peer));
+        }
         return config;
+    }
+
+    /// <summary>What a [Peer] with PublicKey, Endpoint, TunnelAddress and PodCIDRs would load as.</summary>
+    private static PeerSection ToSection(ClusterPeer peer)
+    {
+        var section = new PeerSection { PublicKey = ParseKey(peer.PublicKey), Endpoint = peer.Endpoint, EndpointText = peer.Endpoint.ToString() };
+        section.AllowedIps.Add(new IpPrefix(peer.TunnelAddress, peer.TunnelAddress.BitLength));
+        section.Overlay.TunnelAddress = peer.TunnelAddress;
+        section.Overlay.PodCidrs.AddRange(peer.PodCidrs);
+        return section;
     }
 
     /// <summary>Publishes this node's record under its lease (before the node starts: identities
@@ -154,9 +177,13 @@ public sealed class ClusterAgent : IAsyncDisposable
         }
         await PublishPendingAsync(ct).ConfigureAwait(false);
         await Client.StartWatchingAsync(_stop.Token).ConfigureAwait(false);
-        Log.Info($"cluster: registered node '{NodeName}' ({_self!.WireGuardPublicKey}) at {NodeAddress}:{node.ListenPort}; {_peers.Count} peer node(s)");
+        Client.StartIdentityGarbageCollection();
+        using var process = System.Diagnostics.Process.GetCurrentProcess();
+        Log.Info($"cluster: registered node '{NodeName}' ({_self!.WireGuardPublicKey}) at {NodeAddress}:{node.ListenPort}; {_peers.Count} peer node(s), " +
+                 $"{(DateTime.Now - process.StartTime).TotalSeconds:0.00} s after the process started ({process.TotalProcessorTime.TotalSeconds:0.00} s of CPU)");
         _loop = Task.Run(() => LoopAsync(_stop.Token));
         _wake.Writer.TryWrite(true);
+        _services = ClusterServices.Start(Client.Options, node, Log);
     }
 
     private NodeRecord SelfRecord(ushort port) => new()
@@ -307,7 +334,13 @@ public sealed class ClusterAgent : IAsyncDisposable
         _publishPending = false;
     }
 
-    /// <summary>Brings peers and policy in line with the store. Unchanged peers are not touched.</summary>
+    /// <summary>
+    /// Brings peers and policy in line with the store, as deltas: the node records are only
+    /// re-selected when they changed, and only peers that joined, left or changed are handed to
+    /// the node (the others keep their sessions and routes); endpoints and policies are reloaded
+    /// once per batch of changes, and only when the ipcache, identities, policies or peers moved.
+    /// <paramref name="force"/> (SIGHUP) re-reads the file and applies it whole.
+    /// </summary>
     private void Apply(bool force)
     {
         var node = _node;
@@ -317,93 +350,168 @@ public sealed class ClusterAgent : IAsyncDisposable
         }
         lock (_applyLock)
         {
-            string text = Merge(Client.Current);
-            if (force || text != _appliedText)
+            var snapshot = Client.Current;
+            if (force)
             {
+                SelectPeers(snapshot.Nodes);
+                _appliedNodes = snapshot.Nodes;
                 WgQuickConfig next;
                 try
                 {
-                    next = ParseMerged(text);
+                    next = MergedConfig();
                 }
                 catch (ConfigException e)
                 {
-                    Log.Error($"cluster: the merged configuration does not load, previous peers stay: {e.Message}");
+                    Log.Error($"cluster: the configuration does not load, previous peers stay: {e.Message}");
                     return;
                 }
                 try
                 {
                     node.Reload(next); // also reloads endpoints and policy
-                    _appliedText = text;
                 }
                 catch (Gateway.Node.Link.LinkException e)
                 {
                     next.Dispose();
                     Log.Error($"cluster: applying peers failed, previous configuration stays: {e.Message}");
                 }
+                return;
             }
-            else
+            bool peersMoved = false;
+            if (!ReferenceEquals(snapshot.Nodes, _appliedNodes))
+            {
+                var before = _peers;
+                SelectPeers(snapshot.Nodes);
+                _appliedNodes = snapshot.Nodes;
+                var (upserts, removed) = Delta(before, _peers);
+                if (upserts.Count + removed.Count > 0)
+                {
+                    peersMoved = true;
+                    try
+                    {
+                        node.ApplyPeerChanges(upserts.Select(ToSection).ToList(), removed);
+                    }
+                    catch (Gateway.Node.Link.LinkException e)
+                    {
+                        Log.Error($"cluster: setting routes for the changed peers failed (retried with the next change): {e.Message}");
+                    }
+                }
+            }
+            if (peersMoved || _source.IsStale(snapshot))
             {
                 node.Overlay?.ReloadPolicy();
             }
         }
     }
 
-    /// <summary>The file's text plus one [Peer] per accepted node record; logs joins, leaves and refusals.</summary>
-    private string Merge(ClusterSnapshot snapshot)
+    /// <summary>Peers to add or update (new, or a changed key, endpoint, tunnel address or pod
+    /// CIDRs) and keys to remove (gone, or replaced by a new key).</summary>
+    private static (List<ClusterPeer> Upserts, List<PublicKey> Removed) Delta(Dictionary<string, ClusterPeer> before, Dictionary<string, ClusterPeer> after)
     {
-        var claims = snapshot.Nodes.Values.Select(n => new NodeClaim(n.Name, n.WireGuardPublicKey, n.Address, n.Port, n.TunnelAddress, n.PodCidrs ?? []));
+        var upserts = new List<ClusterPeer>();
+        var removed = new List<PublicKey>();
+        foreach (var (name, peer) in after)
+        {
+            if (!before.TryGetValue(name, out var old))
+            {
+                upserts.Add(peer);
+            }
+            else if (old.PublicKey != peer.PublicKey)
+            {
+                removed.Add(KeyOf(old));
+                upserts.Add(peer);
+            }
+            else if (old.Endpoint != peer.Endpoint || old.TunnelAddress != peer.TunnelAddress || !old.PodCidrs.SequenceEqual(peer.PodCidrs))
+            {
+                upserts.Add(peer);
+            }
+        }
+        foreach (var (name, old) in before)
+        {
+            if (!after.ContainsKey(name))
+            {
+                removed.Add(KeyOf(old));
+            }
+        }
+        return (upserts, removed);
+    }
+
+    /// <summary>A key the selector already checked parses.</summary>
+    private static WireGuardKey ParseKey(string base64) =>
+        WireGuardKey.TryParseBase64(base64, out var key) && key is not null ? key : throw new InvalidDataException($"not a WireGuard key: {base64}");
+
+    private static PublicKey KeyOf(ClusterPeer peer)
+    {
+        using var key = ParseKey(peer.PublicKey);
+        return new PublicKey(key.Bytes);
+    }
+
+    /// <summary>Joins, leaves and changes logged one line each up to this many per batch; a bigger
+    /// batch (a node joining a large cluster) is summarised, so the log never floods.</summary>
+    private const int LoggedChangesPerBatch = 16;
+
+    /// <summary>Re-selects the peers from the node records; logs joins, leaves and refusals.</summary>
+    private void SelectPeers(IReadOnlyDictionary<string, NodeRecord> nodes)
+    {
+        var claims = nodes.Values.Select(n => new NodeClaim(n.Name, n.WireGuardPublicKey, n.Address, n.Port, n.TunnelAddress, n.PodCidrs ?? []));
         var (peers, refused) = _selector.Select(claims, _fileClaims);
-        var next = peers.ToDictionary(p => p.Name, StringComparer.Ordinal);
+        var next = new Dictionary<string, ClusterPeer>(peers.Count, StringComparer.Ordinal);
+        var joined = new List<ClusterPeer>();
+        var changed = new List<ClusterPeer>();
         foreach (var peer in peers)
         {
+            next[peer.Name] = peer;
             if (!_peers.TryGetValue(peer.Name, out var before))
             {
-                Log.Info($"cluster: node '{peer.Name}' joined: peer {peer.PublicKey} at {peer.Endpoint}, tunnel {peer.TunnelAddress}, pods {string.Join(", ", peer.PodCidrs)}");
+                joined.Add(peer);
             }
             else if (before.PublicKey != peer.PublicKey || before.Endpoint != peer.Endpoint)
             {
-                Log.Info($"cluster: node '{peer.Name}' changed: peer {peer.PublicKey} at {peer.Endpoint}");
+                changed.Add(peer);
             }
         }
-        foreach (var name in _peers.Keys.Where(n => !next.ContainsKey(n)))
+        var left = _peers.Keys.Where(n => !next.ContainsKey(n)).ToList();
+        if (joined.Count + changed.Count + left.Count <= LoggedChangesPerBatch)
         {
-            Log.Info($"cluster: node '{name}' left; its peer and routes are removed, strict mode keeps its pod CIDRs blocked");
+            foreach (var peer in joined)
+            {
+                Log.Info($"cluster: node '{peer.Name}' joined: peer {peer.PublicKey} at {peer.Endpoint}, tunnel {peer.TunnelAddress}, pods {string.Join(", ", peer.PodCidrs)}");
+            }
+            foreach (var peer in changed)
+            {
+                Log.Info($"cluster: node '{peer.Name}' changed: peer {peer.PublicKey} at {peer.Endpoint}");
+            }
+            foreach (var name in left)
+            {
+                Log.Info($"cluster: node '{name}' left; its peer and routes are removed, strict mode keeps its pod CIDRs blocked");
+            }
+        }
+        else
+        {
+            Log.Info($"cluster: {joined.Count} node(s) joined, {changed.Count} changed, {left.Count} left; {next.Count} peer node(s)");
         }
         var refusedNow = new HashSet<string>(StringComparer.Ordinal);
+        int refusalsLogged = 0;
         foreach (var (name, reason) in refused)
         {
             refusedNow.Add(name);
             if (!_refused.TryGetValue(name, out var before) || before != reason)
             {
                 _refused[name] = reason;
-                Log.Warn($"cluster: node record '{name}' ignored: {reason}");
+                if (refusalsLogged++ < LoggedChangesPerBatch)
+                {
+                    Log.Warn($"cluster: node record '{name}' ignored: {reason}");
+                }
             }
+        }
+        if (refusalsLogged > LoggedChangesPerBatch)
+        {
+            Log.Warn($"cluster: {refusalsLogged - LoggedChangesPerBatch} more node record(s) ignored (gateway_cluster_records_ignored counts them all)");
         }
         foreach (var name in _refused.Keys.Where(n => !refusedNow.Contains(n)).ToList())
         {
             _refused.Remove(name);
         }
         _peers = next;
-
-        var text = new StringBuilder(_baseText);
-        text.Append("\n# peers from the cluster store\n");
-        foreach (var peer in peers)
-        {
-            text.Append($"""
-
-                [Peer]
-                # node {peer.Name}
-                PublicKey = {peer.PublicKey}
-                Endpoint = {peer.Endpoint}
-                TunnelAddress = {peer.TunnelAddress}
-
-                """);
-            if (peer.PodCidrs.Count > 0)
-            {
-                text.Append($"PodCIDRs = {string.Join(", ", peer.PodCidrs)}\n");
-            }
-        }
-        return text.ToString();
     }
 
     /// <summary>Publishes this node's ipcache entries when they differ from what was published.</summary>
@@ -497,6 +605,12 @@ public sealed class ClusterAgent : IAsyncDisposable
             () => [meters.Sample((double)_peers.Count)]);
         meters.Gauge(area, "gateway_cluster_records_ignored", "Node records in the store refused by this node (logged with the reason).",
             () => [meters.Sample((double)_refused.Count)]);
+        meters.Gauge(area, "gateway_cluster_ipcache_ignored", "Other nodes' ipcache entries the last load did not use (each logged once).",
+            () => [meters.Sample((double)_source.IgnoredIpCacheEntries)]);
+        meters.Counter(area, "gateway_cluster_identity_gc_runs_total", "Identity garbage collections this node ran (every 15 minutes).",
+            () => [meters.Sample(Client.IdentityGcRuns)]);
+        meters.Counter(area, "gateway_cluster_identities_collected_total", "Identity numbers this node's garbage collections freed (no node referenced them).",
+            () => [meters.Sample(Client.IdentitiesCollected)]);
     }
 
     /// <summary>Clean stop: deregisters (other nodes drop this one at once) and closes the client.</summary>
@@ -525,6 +639,10 @@ public sealed class ClusterAgent : IAsyncDisposable
             {
                 Log.Warn($"cluster: deregistering failed ({e.Message}); the record ends with its lease");
             }
+        }
+        if (_services is not null)
+        {
+            await _services.DisposeAsync().ConfigureAwait(false);
         }
         await Client.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();

@@ -63,33 +63,9 @@ internal sealed class NodeConfigurator
             engine.SetPrivateKey(key.Bytes);
         }
         var wanted = new HashSet<PublicKey>();
-        Span<byte> psk = stackalloc byte[32];
         foreach (var section in config.Peers)
         {
-            var publicKey = new PublicKey(section.PublicKey.Bytes);
-            wanted.Add(publicKey);
-            var peer = engine.GetOrAddPeer(publicKey);
-            psk.Clear();
-            if (section.PresharedKey is { } presharedKey)
-            {
-                presharedKey.Bytes.CopyTo(psk);
-            }
-            engine.SetPresharedKey(peer, psk);
-            CryptographicOperations.ZeroMemory(psk);
-            if (section.Endpoint is { } endpoint)
-            {
-                engine.SetEndpoint(peer, endpoint);
-            }
-            engine.SetPersistentKeepalive(peer, section.PersistentKeepalive);
-            var allowed = peer.AllowedIps;
-            if (!allowed.ToHashSet().SetEquals(section.AllowedIps))
-            {
-                engine.ClearAllowedIps(peer);
-                foreach (var prefix in section.AllowedIps)
-                {
-                    engine.AddAllowedIp(peer, prefix);
-                }
-            }
+            wanted.Add(ApplyPeer(section));
         }
         if (previous is not null)
         {
@@ -100,6 +76,77 @@ internal sealed class NodeConfigurator
                     engine.RemovePeer(peer.PublicKey);
                 }
             }
+        }
+    }
+
+    /// <summary>Adds or updates one peer of the engine from its section; returns its key.</summary>
+    private PublicKey ApplyPeer(PeerSection section)
+    {
+        var engine = _engine;
+        var publicKey = new PublicKey(section.PublicKey.Bytes);
+        var peer = engine.GetOrAddPeer(publicKey);
+        Span<byte> psk = stackalloc byte[32];
+        if (section.PresharedKey is { } presharedKey)
+        {
+            presharedKey.Bytes.CopyTo(psk);
+        }
+        engine.SetPresharedKey(peer, psk);
+        CryptographicOperations.ZeroMemory(psk);
+        if (section.Endpoint is { } endpoint)
+        {
+            engine.SetEndpoint(peer, endpoint);
+        }
+        engine.SetPersistentKeepalive(peer, section.PersistentKeepalive);
+        var allowed = peer.AllowedIps;
+        if (!allowed.ToHashSet().SetEquals(section.AllowedIps))
+        {
+            engine.ClearAllowedIps(peer);
+            foreach (var prefix in section.AllowedIps)
+            {
+                engine.AddAllowedIp(peer, prefix);
+            }
+        }
+        return publicKey;
+    }
+
+    /// <summary>
+    /// Cluster mode's deltas: removes the peers with the keys in <paramref name="removed"/> and adds
+    /// or updates those in <paramref name="upserts"/> (the node takes ownership of the sections),
+    /// in the engine, the configuration in force, the overlay's view and the routes, without
+    /// re-reading anything else; peers not named keep their sessions. Policy is the caller's.
+    /// A route that cannot be set is reported (LinkException) with the peers applied; the next
+    /// change retries the missing routes.
+    /// </summary>
+    public void ApplyPeerChanges(IReadOnlyList<PeerSection> upserts, IReadOnlyCollection<PublicKey> removed)
+    {
+        lock (_reloadLock)
+        {
+            var replaced = new HashSet<PublicKey>(removed);
+            foreach (var section in upserts)
+            {
+                replaced.Add(new PublicKey(section.PublicKey.Bytes));
+            }
+            _config.Peers.RemoveAll(section =>
+            {
+                if (!replaced.Contains(new PublicKey(section.PublicKey.Bytes)))
+                {
+                    return false;
+                }
+                section.PublicKey.Dispose();
+                section.PresharedKey?.Dispose();
+                return true;
+            });
+            foreach (var key in removed)
+            {
+                _engine.RemovePeer(key);
+            }
+            foreach (var section in upserts)
+            {
+                ApplyPeer(section);
+                _config.Peers.Add(section);
+            }
+            _overlay?.ApplyPeers(_config);
+            SyncRoutes();
         }
     }
 
@@ -228,6 +275,14 @@ internal sealed class NodeConfigurator
     /// default routes, which would capture the tunnel's own underlay traffic.</summary>
     public void SyncRoutes()
     {
+        lock (_reloadLock)
+        {
+            SyncRoutesCore();
+        }
+    }
+
+    private void SyncRoutesCore()
+    {
         string? table = _config.Interface.Table;
         if (table == "off" || InterfaceName is not { } device)
         {
@@ -258,6 +313,12 @@ internal sealed class NodeConfigurator
                 }
                 wanted.Add(prefix);
             }
+        }
+        if (_overlay is not null)
+        {
+            // Service VIPs: the node's workloads reach a ClusterIP through the tunnel device, where
+            // the overlay translates it to a backend.
+            wanted.UnionWith(_overlay.ServiceRoutes());
         }
         var remove = _routes.Except(wanted).ToList();
         var add = wanted.Except(_routes).ToList();

@@ -143,6 +143,7 @@ internal sealed class NodeMetrics
                 meters.Sample(overlay.PolicyLoads, ("outcome", "success")),
                 meters.Sample(overlay.PolicyLoadFailures, ("outcome", "failure")),
             ]);
+        overlay.AddServiceMetrics(meters);
     }
 
     private static string Upper(Direction direction) => direction == Direction.Ingress ? "INGRESS" : "EGRESS";

@@ -47,6 +47,9 @@ public sealed class WireGuardNodeOptions
     /// <summary>Where overlay endpoints and policies come from; null = the [Overlay] files.
     /// Cluster mode passes the etcd-backed source (Gateway.Node.Cluster).</summary>
     public IOverlaySource? OverlaySource { get; init; }
+    /// <summary>Where the overlay sends packets it makes up for local workloads (ICMP unreachable,
+    /// RST); default: raw IP sockets when the TUN is a kernel device, none otherwise.</summary>
+    public Overlay.IHostInjector? HostInjector { get; init; }
     /// <summary>IPsec mode: this node's underlay address (null = the kernel's source address towards
     /// the first peer). Tests over a memory bind set it.</summary>
     public IpAddress? IpsecNodeAddress { get; init; }
@@ -178,6 +181,16 @@ public sealed class WireGuardNode : IAsyncDisposable
         {
             _overlay = OverlayRuntime.Create(config, _engine, _options.InterfaceName, _log, clock, _options.OverlaySource);
             _undo.Add(() => _overlay.Dispose());
+            if (_options.HostInjector is null && tun.IsKernelDevice)
+            {
+                var injector = new RawSocketInjector();
+                _undo.Add(injector.Dispose);
+                _overlay.Injector = injector;
+            }
+            else
+            {
+                _overlay.Injector = _options.HostInjector;
+            }
             if (config.Overlay!.Encryption == OverlayEncryption.Ipsec)
             {
                 _ipsec = IpsecOverlay.Create(config, _options.IpsecNodeAddress, _log, clock, _options.IpsecBootId);
@@ -237,6 +250,7 @@ public sealed class WireGuardNode : IAsyncDisposable
             // Fail closed: the prohibit routes stay when the node stops (cleanly or not) and
             // when its start fails; `gateway down` removes them.
             _configurator.SyncStrictRoutes();
+            _overlay.ServicesChanged += SyncServiceRoutes;
             _overlay.WatchFiles();
             _overlay.StartConntrackCollector(clock);
             _ipsec?.StartPolling();
@@ -277,6 +291,19 @@ public sealed class WireGuardNode : IAsyncDisposable
                   (tun.OffloadsEnabled ? ", TUN offloads on" : ", TUN offloads off") +
                   (_uapi is null ? "" : $", UAPI {_uapi.SocketPath}") +
                   (_metrics is null ? "" : $", metrics {_metrics.Url}"));
+    }
+
+    /// <summary>Routes follow the service VIPs after a services reload.</summary>
+    private void SyncServiceRoutes()
+    {
+        try
+        {
+            _configurator?.SyncRoutes();
+        }
+        catch (LinkException e)
+        {
+            _log.Warn($"route update after a services reload failed: {e.Message}");
+        }
     }
 
     /// <summary>Bytes allocated so far by the two reader threads (with inline crypto: the whole data path).</summary>
@@ -325,6 +352,15 @@ public sealed class WireGuardNode : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(next);
         (_configurator ?? throw new InvalidOperationException("not started")).Reload(next);
         _ipsec?.ApplyPeers(next);
+    }
+
+    /// <summary>Cluster mode: adds, updates and removes peers as deltas (see
+    /// <see cref="NodeConfigurator.ApplyPeerChanges"/>); a cluster of thousands of nodes is not re-read whole per change.</summary>
+    public void ApplyPeerChanges(IReadOnlyList<PeerSection> upserts, IReadOnlyCollection<PublicKey> removed)
+    {
+        var configurator = _configurator ?? throw new InvalidOperationException("not started");
+        configurator.ApplyPeerChanges(upserts, removed);
+        _ipsec?.ApplyPeers(configurator.Config);
     }
 
     /// <summary>

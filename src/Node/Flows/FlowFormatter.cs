@@ -34,6 +34,11 @@ public static class FlowFormatter
         {
             sb.Append(src).Append(" -> ").Append(dst);
         }
+        if (flow.DestinationService is not null)
+        {
+            // Hubble prints the service after the backend it was translated to.
+            sb.Append(" service:").Append(flow.DestinationService);
+        }
         sb.Append(" policy-verdict:").Append(flow.PolicyName ?? "none");
         if (flow.TrafficDirection is not null)
         {
@@ -63,6 +68,7 @@ public static class FlowFormatter
         "INVALID_IDENTITY" => "Invalid identity",
         "UNKNOWN_SENDER" => "Unknown sender",
         "TUNNEL" => "Refused by the tunnel",
+        "NO_SERVICE" => "Service backend not found",
         _ => desc,
     };
 

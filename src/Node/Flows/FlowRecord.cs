@@ -42,6 +42,9 @@ public sealed class FlowRecord
     public string? NodeName { get; private set; }
     /// <summary>The deciding policy as namespace/name (from *_allowed_by / *_denied_by), if logged.</summary>
     public string? PolicyName { get; private set; }
+    /// <summary>Hubble's destination_service as namespace/name: the ClusterIP service the flow was sent to
+    /// (the destination is then the backend chosen for it).</summary>
+    public string? DestinationService { get; private set; }
 
     /// <summary>Parses one flow line; false for anything else (bad JSON, no time or verdict, the socket's hello line).</summary>
     public static bool TryParse(string line, out FlowRecord record)
@@ -94,6 +97,10 @@ public sealed class FlowRecord
             r.TrafficDirection = TryString(root, "traffic_direction", out var dir) ? dir : null;
             r.IsReply = root.TryGetProperty("is_reply", out var reply) && reply.ValueKind == JsonValueKind.True;
             r.NodeName = TryString(root, "node_name", out var node) ? node : null;
+            if (root.TryGetProperty("destination_service", out var svc) && svc.ValueKind == JsonValueKind.Object && TryString(svc, "name", out var svcName))
+            {
+                r.DestinationService = TryString(svc, "namespace", out var svcNs) ? svcNs + "/" + svcName : svcName;
+            }
             foreach (var field in (ReadOnlySpan<string>)["ingress_allowed_by", "egress_allowed_by", "ingress_denied_by", "egress_denied_by"])
             {
                 if (root.TryGetProperty(field, out var by) && by.ValueKind == JsonValueKind.Array && by.GetArrayLength() > 0 &&

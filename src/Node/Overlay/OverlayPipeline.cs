@@ -332,18 +332,19 @@ public sealed class OverlayPipeline
         // Services first, as Cilium's kube-proxy replacement: policy then judges the backend.
         IpAddress vip = default;
         ushort vipPort = 0;
+        string? serviceName = null;
         var services = Volatile.Read(ref _services);
         if (services is not null && key.Protocol is IpProtocol.Tcp or IpProtocol.Udp)
         {
             vip = key.Destination;
             vipPort = key.DestinationPort;
-            switch (TranslateOutbound(services, packet, in layout, ref key, nowNs))
+            switch (TranslateOutbound(services, packet, in layout, ref key, nowNs, out serviceName))
             {
                 case ServiceLookup.NotService:
                     vipPort = 0;
                     break;
                 case ServiceLookup.NoBackends:
-                    Reject(key, Direction.Egress, OverlayDrop.NoService);
+                    Reject(key, Direction.Egress, OverlayDrop.NoService, destinationService: serviceName);
                     return PortUnreachable(buffer, packetOffset, packetLength, in key, in layout);
             }
         }
@@ -352,7 +353,7 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Egress, InCluster(key.Destination) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
-        var decision = Decide(key, packet, layout, PolicyChecks.Egress, nowNs);
+        var decision = Decide(key, packet, layout, PolicyChecks.Egress, nowNs, destinationService: serviceName);
         CountVerdict(Direction.Egress, decision);
         if (!decision.Allowed)
         {
@@ -394,12 +395,17 @@ public sealed class OverlayPipeline
     /// (conntrack, by the original tuple), else a new choice recorded in conntrack; the packet
     /// and <paramref name="key"/> are rewritten to the backend in place.
     /// </summary>
-    private ServiceLookup TranslateOutbound(ServiceLoadBalancer services, Span<byte> packet, in PacketLayout layout, ref FlowKey key, long now)
+    private ServiceLookup TranslateOutbound(ServiceLoadBalancer services, Span<byte> packet, in PacketLayout layout, ref FlowKey key, long now, out string? serviceName)
     {
         var ct = _policy.Conntrack;
+        serviceName = null;
         IpAddress backend;
         ushort backendPort;
-        if (ct.LookupService(key, now, out var nat) == CtResult.Established)
+        // The client's acknowledgment number: a RST that ends the flow when its backend goes must carry it.
+        uint ack = key.Protocol == IpProtocol.Tcp && layout.TransportOffset >= 0 && layout.TransportOffset + 12 <= packet.Length
+            ? BinaryPrimitives.ReadUInt32BigEndian(packet[(layout.TransportOffset + 8)..])
+            : 0;
+        if (ct.LookupService(key, now, out var nat, ack) == CtResult.Established)
         {
             backend = nat.BackendAddress;
             backendPort = nat.BackendPort;
@@ -407,13 +413,14 @@ public sealed class OverlayPipeline
         else
         {
             var lookup = services.Select(in key, now, out var selection);
+            serviceName = selection.ServiceName;
             if (lookup != ServiceLookup.Selected)
             {
                 return lookup;
             }
             backend = selection.BackendAddress;
             backendPort = selection.BackendPort;
-            ct.CreateService(key, now, backend, backendPort);
+            ct.CreateService(key, now, backend, backendPort, ack);
         }
         if (!ServiceNat.RewriteDestination(packet, in layout, backend, backendPort))
         {
@@ -624,7 +631,8 @@ public sealed class OverlayPipeline
     /// is RELATED and passes without a rule of its own, as in Cilium; everything else goes through
     /// conntrack and policy. Allocation-free.
     /// </summary>
-    private FlowDecision Decide(in FlowKey key, ReadOnlySpan<byte> packet, in PacketLayout layout, PolicyChecks checks, long now, uint sourceIdentity = 0)
+    private FlowDecision Decide(in FlowKey key, ReadOnlySpan<byte> packet, in PacketLayout layout, PolicyChecks checks, long now, uint sourceIdentity = 0,
+        string? destinationService = null)
     {
         if (key.Protocol is IpProtocol.Icmp or IpProtocol.Icmpv6 && layout.TransportOffset >= 0 &&
             IcmpErrorQuote.IsError(key.Protocol, key.IcmpType) &&
@@ -632,7 +640,7 @@ public sealed class OverlayPipeline
         {
             return _policy.ProcessIcmpError(key, quoted, now, checks, sourceIdentity);
         }
-        return _policy.Process(key, now, checks, sourceIdentity);
+        return _policy.Process(key, now, checks, sourceIdentity, destinationService);
     }
 
     /// <summary>
@@ -717,7 +725,7 @@ public sealed class OverlayPipeline
 
     // ------------------------------------------------------------------ accounting
 
-    private OverlayResult Reject(in FlowKey key, Direction direction, OverlayDrop reason, uint sourceIdentity = 0)
+    private OverlayResult Reject(in FlowKey key, Direction direction, OverlayDrop reason, uint sourceIdentity = 0, string? destinationService = null)
     {
         var snapshot = _policy.Current;
         var ev = new FlowEvent
@@ -732,6 +740,7 @@ public sealed class OverlayPipeline
             DestinationIdentity = snapshot.IpCache.Lookup(key.Destination),
             RuleId = -1,
             PolicyVersion = snapshot.Version,
+            DestinationService = destinationService,
         };
         _policy.Events.TryWrite(ev);
         return Count(direction, OverlayResult.Dropped(reason));

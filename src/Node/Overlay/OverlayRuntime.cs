@@ -45,6 +45,23 @@ public sealed class OverlayRuntime : IDisposable
 
     public long PolicyLoadFailures { get; private set; }
 
+    /// <summary>Where made-up packets for local workloads go (ICMP unreachable for a VIP without
+    /// backends, the RST or ICMP error ending a flow whose backend is gone); null: not sent.</summary>
+    public IHostInjector? Injector { get; set; }
+
+    /// <summary>Flows to removed backends ended so far, and the packets sent to their clients.</summary>
+    public long ServiceFlowsEnded => Interlocked.Read(ref _flowsEnded);
+
+    public long ServiceTeardownsSent => Interlocked.Read(ref _teardownsSent);
+
+    /// <summary>Raised (outside any lock) after a reload changed the service table, so routes to
+    /// the VIPs can follow.</summary>
+    public event Action? ServicesChanged;
+
+    private long _flowsEnded;
+    private long _teardownsSent;
+    private long _injectFailures;
+
     /// <summary>Builds the runtime; a policy or endpoints file that does not load is an error here
     /// (the node does not start without its policy). <paramref name="source"/> says where endpoints
     /// and policies come from (default: the files of [Overlay]).</summary>
@@ -87,7 +104,14 @@ public sealed class OverlayRuntime : IDisposable
         return runtime;
     }
 
-    private static bool TryLoadPolicy(OverlaySection settings, IOverlaySource source, PolicyEngine policy, out ServiceTable? services, out string? error)
+    /// <summary>
+    /// Services stored in etcd (cluster mode), set by the cluster agent when its service store
+    /// changes: compiled together with the Services file on every load. Null: none.
+    /// </summary>
+    public IReadOnlyList<ServiceDefinition>? StoredServices { get; set; }
+
+    private static bool TryLoadPolicy(OverlaySection settings, IOverlaySource source, PolicyEngine policy, out ServiceTable? services, out string? error,
+        IReadOnlyList<ServiceDefinition>? stored = null)
     {
         services = null;
         try
@@ -95,9 +119,19 @@ public sealed class OverlayRuntime : IDisposable
             var (policies, endpoints) = source.Load(settings, policy.Identities);
             // Services are compiled against the same endpoints before anything is applied: a bad
             // service file keeps the previous policy and services in force, like a bad policy.
-            if (settings.ServicesPath is not null)
+            if (settings.ServicesPath is not null || stored is not null)
             {
-                services = ServiceTable.Compile(ServiceLoader.Load(settings.ServicesPath), endpoints);
+                var definitions = new List<ServiceDefinition>();
+                if (settings.ServicesPath is not null)
+                {
+                    definitions.AddRange(ServiceLoader.Load(settings.ServicesPath));
+                }
+                if (stored is not null)
+                {
+                    definitions.AddRange(stored);
+                    ServiceLoader.CheckUnique(definitions);
+                }
+                services = ServiceTable.Compile(definitions, endpoints);
             }
             policy.Apply(policies, endpoints);
             error = null;
@@ -125,15 +159,80 @@ public sealed class OverlayRuntime : IDisposable
         }
         lb.Replace(next);
         var ended = new List<CtNat>();
-        Policy.Conntrack.EndTranslatedFlows(nat => !next.HasBackend(nat.ServiceAddress, nat.ServicePort, nat.Protocol, nat.BackendAddress, nat.BackendPort), ended);
+        var acks = new Dictionary<CtNat, uint>();
+        // Gone: no longer a backend of that frontend, and not merely not ready (a not-ready pod takes
+        // no new flows, but the ones it has run on, as Kubernetes lets a terminating pod drain).
+        var endpoints = Policy.Current.Endpoints;
+        Policy.Conntrack.EndTranslatedFlows(nat => !next.HasBackend(nat.ServiceAddress, nat.ServicePort, nat.Protocol, nat.BackendAddress, nat.BackendPort) &&
+            !(endpoints.TryGetByIp(nat.BackendAddress, out var ep) && !ep.Ready), ended, acks);
+        Span<byte> packet = stackalloc byte[ServiceTeardown.MaxLength];
+        int sent = 0;
         foreach (var nat in ended)
         {
             lb.Affinity.RemoveBackend(nat.BackendAddress, nat.BackendPort);
+            // Tell the client at once (TCP RST, ICMP unreachable for UDP) rather than leave it hanging.
+            int length = ServiceTeardown.Write(nat, acks.TryGetValue(nat, out uint ack) ? ack : null, packet);
+            if (length > 0 && Injector is { } injector)
+            {
+                if (injector.Inject(packet[..length]))
+                {
+                    sent++;
+                }
+                else
+                {
+                    Interlocked.Increment(ref _injectFailures);
+                }
+            }
         }
+        Interlocked.Add(ref _flowsEnded, ended.Count);
+        Interlocked.Add(ref _teardownsSent, sent);
         if (ended.Count > 0)
         {
-            _log.Info($"services reloaded: {ended.Count} flow(s) to removed backends ended");
+            _log.Info($"services reloaded: {ended.Count} flow(s) to removed backends ended, {sent} client(s) told (TCP RST / ICMP unreachable)");
         }
+    }
+
+    /// <summary>Hands a packet the egress stage built for a local workload (the ICMP unreachable
+    /// for a VIP without backends) to the kernel. Allocation-free.</summary>
+    internal void Inject(ReadOnlySpan<byte> packet)
+    {
+        if (Injector is not { } injector || !injector.Inject(packet))
+        {
+            Interlocked.Increment(ref _injectFailures);
+        }
+    }
+
+    /// <summary>/32 and /128 routes for every VIP in the service table in force (none without services).</summary>
+    public IEnumerable<Gateway.Datapath.IpPrefix> ServiceRoutes()
+    {
+        if (Pipeline.Services?.Table is not { } table)
+        {
+            yield break;
+        }
+        foreach (var svc in table.Services)
+        {
+            foreach (var vip in svc.ClusterIps)
+            {
+                yield return new Gateway.Datapath.IpPrefix(vip, vip.IsV6 ? 128 : 32);
+            }
+        }
+    }
+
+    /// <summary>Per-service metrics (meter Gateway.LoadBalancer): gateway_service_backend_selections_total{service},
+    /// and the flows ended because their backend went away. Read at scrape time; nothing per packet.</summary>
+    internal void AddServiceMetrics(Gateway.Node.Metrics.GatewayMeters meters)
+    {
+        const string area = "LoadBalancer";
+        meters.Counter(area, "gateway_service_backend_selections_total", "Backends chosen for new flows to a service (ClusterIP), by service (namespace/name).",
+            () => Pipeline.Services is { } lb
+                ? lb.SelectionCounts().Select(c => meters.Sample(c.Selections, ("service", c.Service))).ToList()
+                : []);
+        meters.Counter(area, "gateway_service_flows_ended_total", "Translated flows ended because their backend left the service.",
+            () => [meters.Sample(ServiceFlowsEnded)]);
+        meters.Counter(area, "gateway_service_teardowns_sent_total", "TCP RSTs and ICMP port unreachables sent to clients of ended flows.",
+            () => [meters.Sample(ServiceTeardownsSent)]);
+        meters.Counter(area, "gateway_service_inject_failures_total", "Packets for local workloads (ICMP unreachable, RST) that could not be handed to the kernel.",
+            () => [meters.Sample(Interlocked.Read(ref _injectFailures))]);
     }
 
     /// <summary>Points the pipeline at the overlay peers of <paramref name="config"/>.</summary>
@@ -153,17 +252,19 @@ public sealed class OverlayRuntime : IDisposable
     /// <summary>Reloads endpoints and policies; on failure the previous policy stays in force.</summary>
     public bool ReloadPolicy()
     {
+        bool loaded;
+        bool servicesChanged = false;
         lock (_reloadLock)
         {
-            bool loaded;
             ServiceTable? services;
             string? error;
             try
             {
-                loaded = TryLoadPolicy(_settings, _source, Policy, out services, out error);
+                loaded = TryLoadPolicy(_settings, _source, Policy, out services, out error, StoredServices);
                 if (loaded && services is not null)
                 {
                     ApplyServices(services);
+                    servicesChanged = true;
                 }
             }
             catch (Exception e)
@@ -177,12 +278,19 @@ public sealed class OverlayRuntime : IDisposable
             {
                 PolicyLoads++;
                 _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
-                return true;
             }
-            PolicyLoadFailures++;
-            _log.Error($"policy reload failed, previous policy stays in force: {error}");
-            return false;
+            else
+            {
+                PolicyLoadFailures++;
+                _log.Error($"policy reload failed, previous policy stays in force: {error}");
+            }
         }
+        if (servicesChanged)
+        {
+            // Outside the lock: the listener (route sync) takes the node's reload lock.
+            ServicesChanged?.Invoke();
+        }
+        return loaded;
     }
 
     /// <summary>Reloads policy shortly after its files change (editors write in several steps).</summary>

@@ -13,10 +13,21 @@ public sealed class OverlayEgress(OverlayRuntime runtime) : IEgressStage
     public int Headroom => OverlayPipeline.Headroom;
 
     public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket) =>
-        ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket));
+        ToEgressStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket), slot);
 
     public StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket) =>
-        ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, now, out ticket));
+        ToEgressStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, now, out ticket), slot);
+
+    private StageResult ToEgressStage(in OverlayResult result, Span<byte> slot)
+    {
+        if (result.Action == OverlayAction.Deliver)
+        {
+            // A packet for a local workload (ICMP unreachable from a VIP without backends): to the kernel.
+            runtime.Inject(slot.Slice(result.Offset, result.Length));
+            return default;
+        }
+        return ToStage(result);
+    }
 
     public void EndBatch() => runtime.FlowLog?.Notify();
 

@@ -147,7 +147,14 @@ public sealed class Conntrack
     /// the caller selects a backend and calls <see cref="CreateService"/>). Refreshes the entry.
     /// Service entries live beside flow entries and never match a <see cref="Lookup(in FlowKey, long)"/>.
     /// </summary>
-    public CtResult LookupService(in FlowKey original, long nowNs, out CtNat nat)
+    public CtResult LookupService(in FlowKey original, long nowNs, out CtNat nat) => LookupService(original, nowNs, out nat, 0);
+
+    /// <summary>
+    /// <see cref="LookupService(in FlowKey, long, out CtNat)"/> that also records the client's TCP
+    /// acknowledgment number (<paramref name="tcpAck"/>, used when the packet carries ACK): the
+    /// sequence number a RST must carry for the client to accept it if the backend goes away.
+    /// </summary>
+    public CtResult LookupService(in FlowKey original, long nowNs, out CtNat nat, uint tcpAck)
     {
         nat = default;
         var ck = CtKey.Service(original, out _);
@@ -162,6 +169,7 @@ public sealed class Conntrack
             }
             ref var e = ref shard.Entries[slot];
             Update(ref e, original, isReply: false, nowNs);
+            NoteAck(ref e, original, tcpAck);
             nat = NatOf(in e);
             return CtResult.Established;
         }
@@ -173,10 +181,19 @@ public sealed class Conntrack
     /// service table says meanwhile. Returns false if it existed (then it is refreshed and keeps
     /// its backend).
     /// </summary>
-    public bool CreateService(in FlowKey original, long nowNs, IpAddress backend, ushort backendPort)
+    public bool CreateService(in FlowKey original, long nowNs, IpAddress backend, ushort backendPort, uint tcpAck = 0)
     {
         var ck = CtKey.Service(original, out bool forward);
-        return CreateCore(ck, forward, original, nowNs, translated: true, backend, backendPort);
+        return CreateCore(ck, forward, original, nowNs, translated: true, backend, backendPort, tcpAck);
+    }
+
+    private static void NoteAck(ref Entry e, in FlowKey key, uint tcpAck)
+    {
+        if (key.Protocol == IpProtocol.Tcp && (key.TcpFlags & TcpFlag.Ack) != 0)
+        {
+            e.ClientAck = tcpAck;
+            e.HasClientAck = true;
+        }
     }
 
     /// <summary>
@@ -215,7 +232,7 @@ public sealed class Conntrack
         return CreateCore(ck, forward, key, nowNs, translated: false, default, 0);
     }
 
-    private bool CreateCore(CtKey ck, bool forward, in FlowKey key, long nowNs, bool translated, IpAddress natAddress, ushort natPort)
+    private bool CreateCore(CtKey ck, bool forward, in FlowKey key, long nowNs, bool translated, IpAddress natAddress, ushort natPort, uint tcpAck = 0)
     {
         int hash = ck.Hash(in _seed);
         var shard = _shards[hash & _shardMask];
@@ -233,6 +250,10 @@ public sealed class Conntrack
                     found.Translated = true;
                     found.NatAddress = natAddress;
                     found.NatPort = natPort;
+                }
+                if (ck.IsService)
+                {
+                    NoteAck(ref found, key, tcpAck);
                 }
                 return false;
             }
@@ -281,6 +302,10 @@ public sealed class Conntrack
                 slot.State = syn ? TcpState.SynSent : TcpState.Established;
             }
             Update(ref slot, key, isReply: false, nowNs);
+            if (ck.IsService)
+            {
+                NoteAck(ref slot, key, tcpAck);
+            }
             shard.Count++;
             Interlocked.Increment(ref _created);
             return true;
@@ -436,7 +461,14 @@ public sealed class Conntrack
     /// client (TCP RST or ICMP unreachable) instead of leaving the connection hanging.
     /// Flows to backends that still exist are untouched. Visits every shard (control plane only).
     /// </summary>
-    public int EndTranslatedFlows(Func<CtNat, bool> isGone, ICollection<CtNat> ended)
+    public int EndTranslatedFlows(Func<CtNat, bool> isGone, ICollection<CtNat> ended) => EndTranslatedFlows(isGone, ended, null);
+
+    /// <summary>
+    /// <see cref="EndTranslatedFlows(Func{CtNat, bool}, ICollection{CtNat})"/> that also fills
+    /// <paramref name="clientAcks"/> with the last TCP acknowledgment number each ended TCP flow's
+    /// client sent (the sequence number of a RST it accepts); flows without one are left out.
+    /// </summary>
+    public int EndTranslatedFlows(Func<CtNat, bool> isGone, ICollection<CtNat> ended, IDictionary<CtNat, uint>? clientAcks)
     {
         ArgumentNullException.ThrowIfNull(isGone);
         ArgumentNullException.ThrowIfNull(ended);
@@ -461,6 +493,10 @@ public sealed class Conntrack
                     e.Used = false;
                     shard.Count--;
                     removed++;
+                    if (e.HasClientAck && clientAcks is not null)
+                    {
+                        clientAcks[nat] = e.ClientAck;
+                    }
                     if (reported.Add(nat))
                     {
                         ended.Add(nat);
@@ -543,6 +579,9 @@ public sealed class Conntrack
         public IpAddress NatAddress;
         public ushort NatPort;
         public bool Translated;
+        /// <summary>Service scope, TCP: the client's last acknowledgment number (for a RST it accepts).</summary>
+        public bool HasClientAck;
+        public uint ClientAck;
     }
 
     /// <summary>A flow key in canonical order: (A, PortA) is the smaller endpoint.</summary>

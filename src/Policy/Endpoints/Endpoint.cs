@@ -6,9 +6,10 @@ namespace Gateway.Policy;
 public sealed class Endpoint
 {
     public Endpoint(string name, string? ns, IReadOnlyList<IpAddress> ips, LabelSet labels, SecurityIdentity identity,
-        IReadOnlyList<NamedPort>? ports = null)
+        IReadOnlyList<NamedPort>? ports = null, bool ready = true)
     {
         Ports = ports ?? [];
+        Ready = ready;
         Name = name ?? throw new ArgumentNullException(nameof(name));
         Namespace = ns;
         Ips = ips ?? throw new ArgumentNullException(nameof(ips));
@@ -29,6 +30,13 @@ public sealed class Endpoint
     /// targetPort resolves per backend as Kubernetes resolves it.
     /// </summary>
     public IReadOnlyList<NamedPort> Ports { get; }
+
+    /// <summary>
+    /// Whether the workload takes new service connections (an EndpointSlice endpoint's
+    /// conditions.ready; <c>ready: false</c> in the endpoints file). A not-ready endpoint keeps its
+    /// identity and policy but is no service backend; flows already on it are not ended.
+    /// </summary>
+    public bool Ready { get; }
 
     /// <summary>The number of the port named <paramref name="name"/> for this protocol, if declared.</summary>
     public bool TryGetPort(string name, byte protocol, out ushort port)

@@ -15,12 +15,14 @@ namespace Gateway.Policy;
 /// Bare label keys get source k8s; a reserved: label makes the entry a reserved peer (host,
 /// remote-node, ...) with Cilium's fixed identity. <c>ports</c> names workload ports (a pod's
 /// containerPorts) so a Service's named targetPort can be resolved per backend; protocol defaults to TCP.
+/// <c>ready: false</c> (EndpointSlice's conditions.ready; default true) keeps a pod out of every
+/// service's backends while it keeps its identity and policy.
 /// </summary>
 public static class EndpointFile
 {
     private static readonly string[] TopKeys = ["namespaces", "endpoints"];
     private static readonly string[] NamespaceKeys = ["name", "labels"];
-    private static readonly string[] EndpointKeys = ["name", "namespace", "ips", "labels", "ports"];
+    private static readonly string[] EndpointKeys = ["name", "namespace", "ips", "labels", "ports", "ready"];
     private static readonly string[] PortKeys = ["name", "port", "protocol"];
 
     public static EndpointTable Load(string path, IdentityAllocator identities)
@@ -99,7 +101,7 @@ public static class EndpointFile
                 }
                 try
                 {
-                    table.Add(name, ns, ips, labels, ports);
+                    table.Add(name, ns, ips, labels, ports, ep["ready"].IsNull || ep["ready"].Boolean());
                 }
                 catch (ArgumentException e)
                 {

@@ -26,7 +26,7 @@ public sealed class EndpointTable
 
     /// <summary>Adds an endpoint; its identity comes from its full label set.</summary>
     public Endpoint Add(string name, string? ns, IEnumerable<IpAddress> ips, IEnumerable<Label> labels,
-        IReadOnlyList<NamedPort>? ports = null)
+        IReadOnlyList<NamedPort>? ports = null, bool ready = true)
     {
         ArgumentNullException.ThrowIfNull(name);
         var labelList = labels.ToList();
@@ -45,16 +45,34 @@ public sealed class EndpointTable
             ns = null;
         }
         var identity = Identities.Allocate(labelSet);
-        var ep = new Endpoint(name, ns, ips.ToArray(), labelSet, identity, ports);
+        return Insert(new Endpoint(name, ns, ips.ToArray(), labelSet, identity, ports, ready));
+    }
+
+    /// <summary>Adds a workload endpoint of an identity already allocated here, with its complete
+    /// label set (namespace labels included): cluster mode's ipcache brings tens of thousands of
+    /// remote pods that share a few identities, whose label sets are built once, not per pod.</summary>
+    public Endpoint Add(string name, IpAddress ip, SecurityIdentity identity)
+    {
+        ArgumentNullException.ThrowIfNull(name);
+        ArgumentNullException.ThrowIfNull(identity);
+        if (identity.Kind != IdentityKind.Endpoint)
+        {
+            throw new ArgumentException($"endpoint {name}: identity {identity.Id} is not a workload identity", nameof(identity));
+        }
+        return Insert(new Endpoint(name, identity.Labels.Namespace ?? "default", [ip], identity.Labels, identity));
+    }
+
+    private Endpoint Insert(Endpoint ep)
+    {
         if (!_byName.TryAdd(ep.QualifiedName, ep))
         {
-            throw new ArgumentException($"endpoint {ep.QualifiedName} is defined twice", nameof(name));
+            throw new ArgumentException($"endpoint {ep.QualifiedName} is defined twice", "name");
         }
         foreach (var ip in ep.Ips)
         {
             if (!_byIp.TryAdd(ip, ep))
             {
-                throw new ArgumentException($"address {ip} of {ep.QualifiedName} already belongs to {_byIp[ip].QualifiedName}", nameof(ips));
+                throw new ArgumentException($"address {ip} of {ep.QualifiedName} already belongs to {_byIp[ip].QualifiedName}", "ips");
             }
         }
         _all.Add(ep);

@@ -59,6 +59,10 @@ public struct FlowEvent
     public int RuleId;
     /// <summary>The snapshot version the verdict came from (to find the rule again).</summary>
     public long PolicyVersion;
+    /// <summary>The service ("namespace/name") the flow was addressed to, when its destination was
+    /// translated from a ClusterIP to a backend (then <see cref="Key"/> holds the backend); else null.
+    /// Hubble's destination_service.</summary>
+    public string? DestinationService;
 
     public static string DropReasonName(DropReason reason) => reason switch
     {

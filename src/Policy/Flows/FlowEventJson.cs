@@ -65,6 +65,18 @@ public static class FlowEventJson
         WriteL4(w, e.Key);
         WritePeer(w, "source", e.SourceIdentity, e.Key.Source, snapshot);
         WritePeer(w, "destination", e.DestinationIdentity, e.Key.Destination, snapshot);
+        if (e.DestinationService is { } service)
+        {
+            // Hubble's destination_service; IP.destination and l4 hold the backend chosen for it.
+            int slash = service.IndexOf('/', StringComparison.Ordinal);
+            w.WriteStartObject("destination_service");
+            w.WriteString("name", slash < 0 ? service : service[(slash + 1)..]);
+            if (slash > 0)
+            {
+                w.WriteString("namespace", service[..slash]);
+            }
+            w.WriteEndObject();
+        }
         w.WriteString("Type", "L3_L4");
         if (nodeName is not null)
         {

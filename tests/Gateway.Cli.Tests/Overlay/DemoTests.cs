@@ -16,6 +16,11 @@ public class DemoTests
         Assert.Matches(@"HTTP frontend -> backend:80\s+HTTP/1.0 200 OK\s+ALLOWED", text);
         Assert.Matches(@"HTTP frontend -> db:80\s+timed out\s+DENIED by frontend's egress policy on node-a", text);
         Assert.Matches(@"HTTP intruder -> backend:80\s+timed out\s+DENIED by backend's ingress policy on node-b", text);
+        // The backend Service: frontend's requests to the ClusterIP reach both backend pods;
+        // intruder's are denied by backend's ingress policy through the VIP.
+        Assert.Matches(@"HTTP frontend -> 10\.96\.0\.10:80 x20\s+backend \d+, backend-2 \d+\s+ALLOWED, spread over both backends", text);
+        Assert.Matches(@"HTTP intruder -> 10\.96\.0\.10:80\s+timed out\s+DENIED by backend's ingress policy on node-b, through the ClusterIP", text);
+        Assert.Matches(@"node-a .*default/frontend:\d+ \(ID:\d+\) -> default/backend(-2)?:80 \(ID:\d+\) service:default/backend policy-verdict:default/frontend-egress EGRESS FORWARDED", text);
         // The flow log shows each verdict at the node that made it.
         Assert.Matches(@"node-a .*default/frontend:\d+ \(ID:\d+\) -> default/db:80 \(ID:\d+\) policy-verdict:none EGRESS DROPPED \(Policy denied\)", text);
         Assert.Matches(@"node-b .*default/intruder:\d+ \(ID:\d+\) -> default/backend:80 \(ID:\d+\) policy-verdict:none INGRESS DROPPED \(Policy denied\)", text);

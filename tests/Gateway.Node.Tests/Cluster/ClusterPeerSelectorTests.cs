@@ -90,4 +90,38 @@ public class ClusterPeerSelectorTests
         Assert.Equal(2, selector.Select([Node(2), Node(3)], Reserved).Peers.Count);
         Assert.Equal("node-3", Assert.Single(selector.Select([Node(3)], Reserved).Peers).Name);
     }
+
+    /// <summary>The ordered-range overlap check agrees with comparing every pair: random pod CIDRs
+    /// of random lengths (nested, adjacent, disjoint; IPv4 and IPv6) are accepted or refused
+    /// exactly as a linear scan over the CIDRs accepted before them says.</summary>
+    [Fact]
+    public void PodCidrOverlapsAgreeWithALinearScanOverRandomCidrs()
+    {
+        var random = new Random(12);
+        for (int round = 0; round < 50; round++)
+        {
+            var claims = new PodCidrClaims();
+            var reserved = IpPrefix.Parse("10.8.0.0/16");
+            claims.Reserve(reserved, "this node");
+            var accepted = new List<IpPrefix> { reserved };
+            for (int i = 0; i < 200; i++)
+            {
+                IpPrefix prefix = random.Next(4) == 0
+                    ? new IpPrefix(IpAddress.FromV6(new UInt128(0xfd00_0000_0000_0000UL | (ulong)random.Next(64) << 40, 0)), random.Next(20, 30))
+                    : new IpPrefix(IpAddress.FromV4(0x0A00_0000u | (uint)random.Next(1 << 12) << 12), random.Next(12, 25));
+                bool overlaps = accepted.Any(a => a.Contains(prefix.Address) || prefix.Contains(a.Address));
+                var found = claims.FindOverlap(prefix);
+                Assert.Equal(overlaps, found is not null);
+                if (found is { } hit)
+                {
+                    Assert.True(hit.Prefix.Contains(prefix.Address) || prefix.Contains(hit.Prefix.Address), $"{hit.Prefix} reported for {prefix}");
+                }
+                else
+                {
+                    claims.Claim(prefix, $"node-{i}");
+                    accepted.Add(prefix);
+                }
+            }
+        }
+    }
 }
