@@ -27,6 +27,8 @@ internal sealed class NodeMetrics
     /// once they exist, read at scrape time.</summary>
     public HandshakeQueue? Handshakes;
     public HandshakeTimers? Timers;
+    /// <summary>The send path's ICMP "host unreachable" answers; set once the send path exists.</summary>
+    public HostUnreachable? Unreachable;
 
     public NodeMetrics(GatewayMeters meters, WireGuardEngine engine, OverlayRuntime? overlay, IBatchTunDevice tun, IUdpBind bind)
     {
@@ -78,6 +80,12 @@ internal sealed class NodeMetrics
             });
         meters.Counter(area, "gateway_cookie_replies_sent_total", "Cookie replies sent to handshake initiators while under load.",
             () => [meters.Sample(engine.GetCount(TunnelEvent.CookieReplySent))]);
+        meters.Counter(area, "gateway_icmp_unreachable_total", "ICMP host unreachable errors for packets no peer routes: written back to TUN, or held back by the rate limit.",
+            () =>
+            [
+                meters.Sample(Unreachable is { } u ? Interlocked.Read(ref u.Sent) : 0, ("outcome", "sent")),
+                meters.Sample(Unreachable is { } v ? Interlocked.Read(ref v.RateLimited) : 0, ("outcome", "rate_limited")),
+            ]);
         meters.Gauge(area, "gateway_handshake_queue_length", "Handshake messages waiting for the handshake worker.",
             () => [meters.Sample((double)(Handshakes?.Count ?? 0))]);
         meters.Counter(area, "gateway_tun_super_packets_total", "TCP and UDP super-packets moved through the TUN device with offloads: read and cut into packets, or merged from packets and written.",

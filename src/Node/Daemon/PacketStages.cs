@@ -12,6 +12,9 @@ public enum StageAction : byte
     Send,
     /// <summary>Write bytes [Offset, Offset+Length) of the slot (an IP packet) to TUN.</summary>
     Deliver,
+    /// <summary>Dropped because no peer routes the destination (counted by the stage): the send
+    /// path answers the sender with an ICMP "host unreachable" (<see cref="HostUnreachable"/>).</summary>
+    Unreachable,
 }
 
 /// <summary>The mode-independent outcome of an egress or ingress stage, so the send and receive
@@ -79,8 +82,13 @@ public sealed class PlainEgress(WireGuardEngine engine) : IEgressStage
     public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket) =>
         StageResult.FromTunnel(engine.BeginEncapsulateInPlace(slot, length, out ticket));
 
-    public StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket) =>
-        StageResult.FromTunnel(engine.BeginEncapsulateInPlace(slot, length, now, out ticket));
+    public StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket)
+    {
+        var result = engine.BeginEncapsulateInPlace(slot, length, now, out ticket);
+        return result.Action == TunnelAction.Drop && result.Reason == TunnelEvent.NoRoute
+            ? new StageResult(StageAction.Unreachable, 0, 0, default)
+            : StageResult.FromTunnel(result);
+    }
 
     public void EndBatch()
     {

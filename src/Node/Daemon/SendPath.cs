@@ -47,6 +47,7 @@ internal sealed class SendPath
     private readonly WireGuardEngine _engine;
     private readonly IEgressStage _egress;
     private readonly NodeMetrics _metrics;
+    private readonly HostUnreachable _unreachable;
     private readonly int _batchSize;
     private readonly int _bufferSize;
     private OrderedStage<OutboundBatch>? _stage;
@@ -62,6 +63,8 @@ internal sealed class SendPath
         _engine = engine;
         _egress = egress;
         _metrics = metrics;
+        _unreachable = new HostUnreachable(tun);
+        metrics.Unreachable = _unreachable;
         _batchSize = batchSize;
         if (egress.Headroom > PacketBufferPool.DefaultHeadroom)
         {
@@ -136,6 +139,11 @@ internal sealed class SendPath
             buffer.SetData(slotStart + result.Offset, result.Length);
             batch.Sends[index] = true;
             batch.Destinations[index] = result.Endpoint;
+        }
+        else if (result.Action == StageAction.Unreachable)
+        {
+            // The packet is still as read (the stage sealed nothing): tell its sender.
+            _unreachable.Reply(buffer.Data, now);
         }
     }
 

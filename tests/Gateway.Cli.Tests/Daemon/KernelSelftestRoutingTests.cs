@@ -8,7 +8,8 @@ namespace Gateway.Cli.Tests.Daemon;
 /// The routing scenarios of the Linux kernel's WireGuard selftest (netns.sh) for `gateway up`:
 /// IPv6 TCP inside the tunnel, WireGuard inside WireGuard, a peer whose endpoint lies inside
 /// its own tunnel (bounded, no crash), onion routing that loops, wg-quick's fwmark policy
-/// routing, and a source address that changes under a running tunnel. See docs/testing.md.
+/// routing, a source address that changes under a running tunnel, and the ICMP "host
+/// unreachable" answer for a removed peer. See docs/testing.md.
 /// </summary>
 [Collection("daemon")]
 public class KernelSelftestRoutingTests
@@ -24,6 +25,25 @@ public class KernelSelftestRoutingTests
             t.A.WaitForLog(" up: listening");
             t.B.WaitForLog(" up: listening");
             PingEventually(t.A, t.B.TunnelAddress, t);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>A pair with IPv6 addresses <paramref name="prefix"/>1 and 2 (/64) inside the tunnel
+    /// as well, answering pings over both.</summary>
+    private static Topology DualStackPair(string prefix)
+    {
+        var t = GatewayPair(
+            extraA: $"Address = {prefix}1/64", extraPeerA: $"AllowedIPs = {prefix}2/128",
+            extraB: $"Address = {prefix}2/64", extraPeerB: $"AllowedIPs = {prefix}1/128");
+        try
+        {
+            PingEventually(t.A, $"{prefix}2", t);
             return t;
         }
         catch
@@ -83,10 +103,7 @@ public class KernelSelftestRoutingTests
     public void TcpOverIpv6InsideTheTunnel()
     {
         // netns.sh: iperf3 -Z -t 3 -c fd00::2 (TCP over IPv6 inside the tunnel).
-        using var t = GatewayPair(
-            extraA: "Address = fd00:241::1/64", extraPeerA: "AllowedIPs = fd00:241::2/128",
-            extraB: "Address = fd00:241::2/64", extraPeerB: "AllowedIPs = fd00:241::1/128");
-        PingEventually(t.A, "fd00:241::2", t);
+        using var t = DualStackPair("fd00:241::");
         var server = t.StartProcess(t.B.Ns, "iperf3 -s -1 -B fd00:241::2");
         string json = "";
         for (int attempt = 0; attempt < 50 && !json.Contains("\"sum_received\"", StringComparison.Ordinal); attempt++)
@@ -231,5 +248,25 @@ public class KernelSelftestRoutingTests
         PingEventually(t.A, t.B.TunnelAddress, t, seconds: 20);
         string endpoints = t.B.Exec($"wg show {t.B.Interface} endpoints");
         Assert.Contains("192.168.241.10:", endpoints);
+    }
+
+    [SkippableFact]
+    public void APacketForARemovedPeerIsAnsweredHostUnreachable()
+    {
+        // netns.sh: once the peer is removed (`wg set ... peer X remove`), a ping through the
+        // interface gets "Destination Host Unreachable" back at once (the driver's
+        // icmp_ndo_send(ICMP_HOST_UNREACH)); IPv6 gets "Address unreachable".
+        using var t = DualStackPair("fd00:244::");
+        t.A.Exec($"wg set {t.A.Interface} peer {t.B.PublicKey.ToBase64()} remove");
+        string ping = t.A.Exec($"ping -c 1 -W 5 {t.B.TunnelAddress}", check: false);
+        // From the unreachable address itself: gateway's answer (the kernel's own would come from
+        // a local address).
+        Assert.Contains($"From {t.B.TunnelAddress} icmp_seq=1 Destination Host Unreachable", ping);
+        Assert.DoesNotContain(" 1 received", ping);
+        string ping6 = t.A.Exec("ping -6 -c 1 -W 5 fd00:244::2", check: false);
+        Assert.Contains("From fd00:244::2 icmp_seq=1 Destination unreachable: Address unreachable", ping6);
+        Assert.DoesNotContain(" 1 received", ping6);
+        // The daemon lives on.
+        Assert.False(t.A.Process!.HasExited, t.A.Log);
     }
 }
