@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using Gateway.Datapath;
 
 namespace Gateway.Tunnel;
 
@@ -57,5 +58,38 @@ public static class InnerPacket
             default:
                 return false;
         }
+    }
+
+    /// <summary>
+    /// True when <paramref name="packet"/> is a UDP datagram from port <paramref name="sourcePort"/>
+    /// to <paramref name="destination"/>: read from the TUN device with our own listen port as
+    /// source and the peer's endpoint as destination, it is the engine's own WireGuard datagram
+    /// that the kernel routed back into the tunnel (the peer's endpoint lies inside its own allowed
+    /// IPs). Sealing it again would loop for ever; the Linux driver refuses such a route (ELOOP).
+    /// Only the first fragment carries ports; later fragments end on their next pass.
+    /// </summary>
+    public static bool IsDatagramFromPortTo(ReadOnlySpan<byte> packet, ushort sourcePort, in IpEndpoint destination)
+    {
+        if (sourcePort == 0 || packet.IsEmpty) return false;
+        int transport;
+        ReadOnlySpan<byte> address;
+        switch (packet[0] >> 4)
+        {
+            case 4 when packet.Length >= Ipv4HeaderSize + 8 && packet[9] == 17
+                                                          && (BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x1fff) == 0:
+                transport = (packet[0] & 0x0f) * 4;
+                address = packet.Slice(16, 4);
+                break;
+            case 6 when packet.Length >= Ipv6HeaderSize + 8 && packet[6] == 17:
+                transport = Ipv6HeaderSize;
+                address = packet.Slice(24, 16);
+                break;
+            default:
+                return false;
+        }
+        return transport >= Ipv4HeaderSize && packet.Length >= transport + 8
+            && BinaryPrimitives.ReadUInt16BigEndian(packet[transport..]) == sourcePort
+            && BinaryPrimitives.ReadUInt16BigEndian(packet[(transport + 2)..]) == destination.Port
+            && IpAddress.FromBytes(address) == destination.Address;
     }
 }

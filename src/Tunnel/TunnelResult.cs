@@ -51,6 +51,9 @@ public enum TunnelEvent : byte
     Replayed,
     InnerPacketInvalid,
     InnerSourceNotAllowed,
+    /// <summary>Outbound: a packet from TUN that is our own datagram to the peer's endpoint, routed
+    /// back into the tunnel (see <see cref="InnerPacket.IsDatagramFromPortTo"/>).</summary>
+    RoutingLoop,
     Count,
 }
 

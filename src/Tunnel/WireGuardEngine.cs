@@ -49,7 +49,9 @@ public sealed class WireGuardEngine : IDisposable
         public void Dispose() => CryptographicOperations.ZeroMemory(Private);
     }
 
-    private const int HandshakeBacklogUnderLoad = 128; // wireguard-go: QueueHandshakeSize / 8
+    /// <summary>A reported backlog of this many handshake messages puts the engine under load
+    /// (wireguard-go: QueueHandshakeSize / 8).</summary>
+    public const int HandshakeBacklogUnderLoad = 128;
 
     private readonly Lock _control = new();
     private readonly TimeProvider _clock;
@@ -421,6 +423,9 @@ public sealed class WireGuardEngine : IDisposable
         lock (peer.Sync)
         {
             if (peer.Removed) return Drop(TunnelEvent.NoRoute);
+            // Our own datagram routed back into the tunnel: sealing it again would loop.
+            if (InnerPacket.IsDatagramFromPortTo(packet, ListenPort, peer.EndpointValue))
+                return Drop(TunnelEvent.RoutingLoop, peer);
             var current = peer.Current;
             bool usable = current is not null && current.CanSend(now);
             if (!usable || peer.Staged.Count > 0)
@@ -543,10 +548,22 @@ public sealed class WireGuardEngine : IDisposable
         return ReceiveControl(source, datagram);
     }
 
+    /// <summary>
+    /// Processes one handshake initiation, response or cookie reply (anything else is dropped as
+    /// InvalidMessage). The daemon calls this from its handshake worker, never from the data path,
+    /// so that a flood of handshakes costs the transport nothing but the copy into that worker's
+    /// bounded queue; the worker reports its backlog first (<see cref="ReportHandshakeBacklog"/>).
+    /// </summary>
+    public TunnelResult ReceiveHandshake(in IpEndpoint source, ReadOnlySpan<byte> message) => ReceiveControl(source, message);
+
+    /// <summary>True for the message types <see cref="ReceiveHandshake"/> takes.</summary>
+    public static bool IsHandshake(ReadOnlySpan<byte> datagram) =>
+        Messages.Classify(datagram) is MessageType.HandshakeInitiation or MessageType.HandshakeResponse or MessageType.CookieReply;
+
     /// <summary>Handshake messages, cookie replies and garbage: out of line, so that the transport
     /// path's frame stays small.</summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private TunnelResult ReceiveControl(in IpEndpoint source, Span<byte> datagram)
+    private TunnelResult ReceiveControl(in IpEndpoint source, ReadOnlySpan<byte> datagram)
     {
         switch (Messages.Classify(datagram))
         {

@@ -73,7 +73,7 @@ public sealed class IpsecReplayCommandTests : IDisposable
     }
 
     [Fact]
-    public void Up_with_ipsec_says_the_daemon_does_not_do_it_yet()
+    public void Up_with_ipsec_in_cluster_mode_says_it_is_not_built_yet()
     {
         using var key = Gateway.Crypto.WireGuardKey.GeneratePrivate();
         File.WriteAllText(Path.Combine(_tmp, "keys"), "3+ rfc4106(gcm(aes)) " + new string('a', 40) + " 128\n");
@@ -89,10 +89,11 @@ public sealed class IpsecReplayCommandTests : IDisposable
             Endpoints = endpoints.yaml
             Encryption = ipsec
             IPsecKeyFile = keys
+            KVStore = http://127.0.0.1:2379
             """);
         var (code, _, error) = Run("up", conf);
         Assert.Equal(1, code);
-        Assert.Contains("Encryption = ipsec is not supported by gateway up yet", error);
+        Assert.Contains("KVStore (cluster mode) works with Encryption = wireguard only", error);
         Assert.DoesNotContain("   at ", error);
     }
 

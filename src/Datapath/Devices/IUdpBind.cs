@@ -28,6 +28,14 @@ public interface IUdpBind : IDisposable
     /// <summary>Sends one datagram (handshake messages and keepalives from the timer thread).</summary>
     bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination);
 
+    /// <summary>
+    /// Sends one datagram without ever waiting: no socket space now means
+    /// <see cref="SendAttempt.WouldBlock"/>, and the caller keeps the bytes for later. Safe on any
+    /// thread at any time, also while the data path's batch send waits for space, so the engine
+    /// may call it under its locks.
+    /// </summary>
+    SendAttempt TrySend(ReadOnlySpan<byte> datagram, in IpEndpoint destination);
+
     /// <summary>Datagrams dropped on receive because they did not fit a buffer.</summary>
     long OversizedDatagrams { get; }
 
@@ -44,4 +52,15 @@ public interface IUdpBind : IDisposable
     /// <see cref="DeviceException"/> and changes nothing. Returns the bound port.
     /// </summary>
     ushort Rebind(ushort port);
+}
+
+/// <summary>The outcome of <see cref="IUdpBind.TrySend"/>.</summary>
+public enum SendAttempt : byte
+{
+    /// <summary>The kernel took the datagram.</summary>
+    Sent,
+    /// <summary>The socket has no room now; nothing was sent.</summary>
+    WouldBlock,
+    /// <summary>The datagram cannot be sent at all (no route, wrong family, closed).</summary>
+    Refused,
 }

@@ -279,6 +279,19 @@ public sealed class MemoryBind : IUdpBind
 
     public bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination) => _network.Deliver(Local, destination, datagram);
 
+    /// <summary>While true, <see cref="TrySend"/> answers WouldBlock, as a kernel socket with a
+    /// full send buffer does (tests of what waits for socket space).</summary>
+    public bool SendBufferFull { get; set; }
+
+    public SendAttempt TrySend(ReadOnlySpan<byte> datagram, in IpEndpoint destination)
+    {
+        if (SendBufferFull)
+        {
+            return SendAttempt.WouldBlock;
+        }
+        return _network.Deliver(Local, destination, datagram) ? SendAttempt.Sent : SendAttempt.Refused;
+    }
+
     public void Dispose()
     {
         lock (_sync)

@@ -71,4 +71,6 @@ public sealed class PeerOverlay
     public IpAddress? TunnelAddress { get; set; }
     /// <summary>Workload prefixes on that node.</summary>
     public List<IpPrefix> PodCidrs { get; } = [];
+    /// <summary>IPsec mode: the peer node's boot id for the per node-pair keys ([Peer] IPsecBootId).</summary>
+    public string? IpsecBootId { get; set; }
 }

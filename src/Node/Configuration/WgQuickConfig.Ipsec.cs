@@ -45,6 +45,17 @@ public sealed partial class WgQuickConfig
         }
     }
 
+    /// <summary>[Peer] IPsecBootId: the peer node's boot id as that node prints it at start
+    /// (a UUID, 36 characters), one input of Cilium's per node-pair key derivation.</summary>
+    private string ParseIpsecBootId(string value, int line)
+    {
+        if (!Guid.TryParseExact(value, "D", out _))
+        {
+            throw new ConfigException(Path, line, $"IPsecBootId '{value}' is not a UUID like 4f1e2d3c-0000-4000-8000-00000000abcd");
+        }
+        return value.ToLowerInvariant();
+    }
+
     /// <summary>
     /// Go-style durations as Cilium's flag takes them ("5m", "90s", "1h30m", "5m0s", "1.5m"), or
     /// plain seconds. Zero is allowed (old keys removed at once); negative is not.

@@ -500,7 +500,8 @@ public sealed partial class WgQuickConfig : IDisposable
         name.Equals("PresharedKey", StringComparison.OrdinalIgnoreCase) ||
         name.Equals("AllowedIPs", StringComparison.OrdinalIgnoreCase) ||
         name.Equals("Endpoint", StringComparison.OrdinalIgnoreCase) ||
-        name.Equals("PersistentKeepalive", StringComparison.OrdinalIgnoreCase);
+        name.Equals("PersistentKeepalive", StringComparison.OrdinalIgnoreCase) ||
+        name.Equals("IPsecBootId", StringComparison.OrdinalIgnoreCase);
 
     private void ApplyInterfaceKey(string name, string value, int line)
     {
@@ -604,6 +605,10 @@ public sealed partial class WgQuickConfig : IDisposable
             case "podcidrs":
                 peer.Overlay.PodCidrs.AddRange(ParsePrefixes(value, line, "PodCIDRs"));
                 overlayKeyLines.Add((peer, "PodCIDRs", line));
+                break;
+            case "ipsecbootid":
+                peer.Overlay.IpsecBootId = ParseIpsecBootId(value, line);
+                overlayKeyLines.Add((peer, "IPsecBootId", line));
                 break;
             case "persistentkeepalive":
                 peer.PersistentKeepalive = value.Equals("off", StringComparison.OrdinalIgnoreCase)

@@ -122,11 +122,11 @@ internal sealed class NodeConfigurator
                 SyncRoutes();
                 SyncStrictRoutes();
             }
-            catch (LinkException)
+            catch (Exception)
             {
-                // A route the new file needs could not be set: put the previous configuration
-                // back (peers, overlay peers, routes) so that nothing stays half-applied, and let
-                // the caller report the failure.
+                // A route the new file needs could not be set, or a stage failed half-way: put the
+                // previous configuration back (peers, overlay peers, routes) so that nothing stays
+                // half-applied, and let the caller report the failure.
                 _config = previous;
                 try
                 {
@@ -136,9 +136,9 @@ internal sealed class NodeConfigurator
                     SyncRoutes();
                     SyncStrictRoutes();
                 }
-                catch (LinkException rollback)
+                catch (Exception rollback)
                 {
-                    _log.Error($"{Name}: restoring the previous routes failed as well: {rollback.Message}");
+                    _log.Error($"{Name}: restoring the previous configuration failed as well: {rollback.Message}");
                 }
                 throw;
             }

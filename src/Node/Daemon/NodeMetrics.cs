@@ -23,6 +23,10 @@ internal sealed class NodeMetrics
     public long ReceiveQueueFull;
     /// <summary>Packets from TUN without room behind them for padding and tag (beyond the MTU).</summary>
     public long TunPacketTooLong;
+    /// <summary>The handshake worker's queue and the engine's output (their drops and backlog); set
+    /// once they exist, read at scrape time.</summary>
+    public HandshakeQueue? Handshakes;
+    public HandshakeTimers? Timers;
 
     public NodeMetrics(GatewayMeters meters, WireGuardEngine engine, OverlayRuntime? overlay, IBatchTunDevice tun, IUdpBind bind)
     {
@@ -68,8 +72,14 @@ internal sealed class NodeMetrics
                 samples.Add(meters.Sample(Interlocked.Read(ref ReceiveQueueFull), ("reason", "ReceiveQueueFull")));
                 samples.Add(meters.Sample(Volatile.Read(ref device.OffloadInvalid), ("reason", "TunOffloadInvalid")));
                 samples.Add(meters.Sample(Interlocked.Read(ref TunPacketTooLong), ("reason", "TunPacketTooLong")));
+                samples.Add(meters.Sample(Handshakes is { } queue ? Interlocked.Read(ref queue.QueueFull) : 0, ("reason", "HandshakeQueueFull")));
+                samples.Add(meters.Sample(Timers is { } timers ? Interlocked.Read(ref timers.DeferredFull) : 0, ("reason", "HandshakeOutputFull")));
                 return samples;
             });
+        meters.Counter(area, "gateway_cookie_replies_sent_total", "Cookie replies sent to handshake initiators while under load.",
+            () => [meters.Sample(engine.GetCount(TunnelEvent.CookieReplySent))]);
+        meters.Gauge(area, "gateway_handshake_queue_length", "Handshake messages waiting for the handshake worker.",
+            () => [meters.Sample((double)(Handshakes?.Count ?? 0))]);
         meters.Counter(area, "gateway_tun_super_packets_total", "TCP and UDP super-packets moved through the TUN device with offloads: read and cut into packets, or merged from packets and written.",
             () =>
             [

@@ -52,6 +52,10 @@ internal sealed class ReceivePath
     private InboundBatch? _overflow;
     private long _allocated;
 
+    /// <summary>Where handshake messages go instead of the crypto workers' engine calls: their own
+    /// bounded queue and worker (null: the ingress stage handles them inline).</summary>
+    public HandshakeQueue? Handshakes { get; init; }
+
     /// <summary>Bytes the reader thread has allocated so far (read per batch, for the 0 B/packet tests).</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocated);
 
@@ -115,9 +119,16 @@ internal sealed class ReceivePath
     private void OpenBatch(InboundBatch batch)
     {
         var ingress = _ingress;
+        var handshakes = Handshakes;
         for (int i = 0; i < batch.Count; i++)
         {
             var buffer = batch.Buffers[i];
+            if (handshakes is not null && handshakes.TryDivert(batch.Sources[i], buffer.Region.Slice(buffer.Headroom, buffer.Length)))
+            {
+                batch.Results[i] = default;
+                batch.Tickets[i] = default;
+                continue;
+            }
             batch.Results[i] = ingress.Begin(batch.Sources[i], buffer.Region[buffer.Headroom..], buffer.Length, out batch.Tickets[i]);
         }
     }

@@ -1,6 +1,8 @@
 using System.Net;
 using Gateway.Datapath.Devices;
+using Gateway.Datapath;
 using Gateway.Node.Configuration;
+using Gateway.Node.Ipsec;
 using Gateway.Node.Link;
 using Gateway.Node.Metrics;
 using Gateway.Node.Overlay;
@@ -45,6 +47,11 @@ public sealed class WireGuardNodeOptions
     /// <summary>Where overlay endpoints and policies come from; null = the [Overlay] files.
     /// Cluster mode passes the etcd-backed source (Gateway.Node.Cluster).</summary>
     public IOverlaySource? OverlaySource { get; init; }
+    /// <summary>IPsec mode: this node's underlay address (null = the kernel's source address towards
+    /// the first peer). Tests over a memory bind set it.</summary>
+    public IpAddress? IpsecNodeAddress { get; init; }
+    /// <summary>IPsec mode: this run's boot id (null = a fresh random UUID, as the daemon uses).</summary>
+    public string? IpsecBootId { get; init; }
 }
 
 /// <summary>
@@ -78,6 +85,7 @@ public sealed class WireGuardNode : IAsyncDisposable
     private GatewayMeters? _meters;
     private PrometheusEndpoint? _metrics;
     private OverlayRuntime? _overlay;
+    private IpsecOverlay? _ipsec;
     private NodeConfigurator? _configurator;
     private SendPath? _send;
     private ReceivePath? _receive;
@@ -102,6 +110,9 @@ public sealed class WireGuardNode : IAsyncDisposable
 
     /// <summary>The overlay control plane, when the configuration has an [Overlay] section.</summary>
     public OverlayRuntime? Overlay => _overlay;
+
+    /// <summary>IPsec mode's ESP tunnel and keys ([Overlay] Encryption = ipsec), else null.</summary>
+    public IpsecOverlay? Ipsec => _ipsec;
 
     /// <summary>Cancelled when the node stops on its own (a data-path thread failed).</summary>
     public CancellationToken Failed => _stop.Token;
@@ -167,12 +178,23 @@ public sealed class WireGuardNode : IAsyncDisposable
         {
             _overlay = OverlayRuntime.Create(config, _engine, _options.InterfaceName, _log, clock, _options.OverlaySource);
             _undo.Add(() => _overlay.Dispose());
+            if (config.Overlay!.Encryption == OverlayEncryption.Ipsec)
+            {
+                _ipsec = IpsecOverlay.Create(config, _options.IpsecNodeAddress, _log, clock, _options.IpsecBootId);
+                _undo.Add(_ipsec.Dispose);
+            }
         }
 
-        _bind = _options.Bind ?? new UdpBatchSocket(iface.ListenPort ?? 0, bindAddress: null, batchSize: _options.BatchSize);
+        // IPsec mode: ESP (IP protocol 50) on a raw socket; WireGuard's own messages never leave.
+        _bind = _options.Bind ?? (_ipsec is not null
+            ? new RawEspSocket(batchSize: _options.BatchSize)
+            : new UdpBatchSocket(iface.ListenPort ?? 0, bindAddress: null, batchSize: _options.BatchSize));
         var bind = _bind;
         _undo.Add(bind.Dispose);
-        timers.Attach(bind);
+        if (_ipsec is null)
+        {
+            timers.Attach(bind);
+        }
         _engine.ListenPort = bind.LocalPort;
         if (iface.FwMark is uint mark && mark != 0)
         {
@@ -203,6 +225,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         _meters = meters;
         _undo.Add(meters.Dispose);
         var metrics = new NodeMetrics(meters, _engine, _overlay, tun, bind);
+        _ipsec?.AddMetrics(meters);
         if (_options.MetricsEndpoint is { } metricsEndpoint)
         {
             _metrics = PrometheusEndpoint.Start(metricsEndpoint, meters);
@@ -216,12 +239,17 @@ public sealed class WireGuardNode : IAsyncDisposable
             _configurator.SyncStrictRoutes();
             _overlay.WatchFiles();
             _overlay.StartConntrackCollector(clock);
+            _ipsec?.StartPolling();
         }
 
-        IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : new OverlayEgress(_overlay);
-        IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : new OverlayIngress(_overlay);
+        IEgressStage egress = _overlay is null ? new PlainEgress(_engine) : _ipsec is not null ? new EspEgress(_overlay, _ipsec) : new OverlayEgress(_overlay);
+        IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : _ipsec is not null ? new EspIngress(_overlay, _ipsec) : new OverlayIngress(_overlay);
         var send = new SendPath(tun, bind, _engine, egress, metrics, _options.BatchSize, Mtu);
-        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize);
+        var handshakes = new HandshakeQueue(_engine, timers);
+        _undo.Add(handshakes.Dispose);
+        metrics.Handshakes = handshakes;
+        metrics.Timers = timers;
+        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize) { Handshakes = handshakes };
         _send = send;
         _receive = receive;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;
@@ -239,12 +267,13 @@ public sealed class WireGuardNode : IAsyncDisposable
         var engine = _engine;
         StartThread("tun-rx", () => send.Run(_stop.Token));
         StartThread("udp-rx", () => receive.Run(_stop.Token));
+        StartThread("handshakes", () => handshakes.Run(_stop.Token));
         if (_options.TimerThread)
         {
-            StartThread("timers", () => HandshakeTimers.Run(engine, _stop.Token));
+            StartThread("timers", () => HandshakeTimers.Run(engine, _log, _stop.Token));
         }
         NodeConfigurator.RunHooks(iface.PostUp, "PostUp", _options.InterfaceName, _log);
-        _log.Info($"{tun.Name} up: listening on UDP {bind.LocalPort}, MTU {Mtu}, {_engine.PeerCount} peer(s), " +
+        _log.Info($"{tun.Name} up: listening on " + (_ipsec is null ? $"UDP {bind.LocalPort}" : $"ESP (IPsec, node {_ipsec.LocalAddress}, boot id {_ipsec.BootId})") + $", MTU {Mtu}, {_engine.PeerCount} peer(s), " +
                   (crypto.Inline ? "crypto on the I/O threads" : $"{crypto.Workers} crypto worker(s)") +
                   (tun.OffloadsEnabled ? ", TUN offloads on" : ", TUN offloads off") +
                   (_uapi is null ? "" : $", UAPI {_uapi.SocketPath}") +
@@ -296,7 +325,46 @@ public sealed class WireGuardNode : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(next);
         (_configurator ?? throw new InvalidOperationException("not started")).Reload(next);
+        _ipsec?.ApplyPeers(next);
     }
+
+    /// <summary>
+    /// Reloads the configuration file at <paramref name="path"/> (what SIGHUP does) and never
+    /// throws: an unreadable or invalid file, a route the kernel refuses or an unexpected failure
+    /// of any stage leaves the previous configuration in force (peers, sessions, routes) and is
+    /// logged as one line. True when the new file is in force.
+    /// </summary>
+    public bool ReloadFile(string path)
+    {
+        ArgumentNullException.ThrowIfNull(path);
+        WgQuickConfig? next = null;
+        try
+        {
+            next = WgQuickConfig.Load(path);
+            foreach (var warning in next.Warnings)
+            {
+                _log.Warn(warning);
+            }
+            Reload(next);
+            return true;
+        }
+        catch (Exception e)
+        {
+            if (next is not null && !ReferenceEquals(_configurator?.Config, next))
+            {
+                next.Dispose(); // not applied: its keys are zeroed now
+            }
+            _log.Error($"reload failed, previous configuration stays in force: {DescribeFailure(e)}");
+            return false;
+        }
+    }
+
+    /// <summary>The message of an expected failure (bad file, refused route); the type as well for
+    /// anything else, so that an unexpected one is recognisable in the log.</summary>
+    public static string DescribeFailure(Exception e) =>
+        e is ConfigException or LinkException or IOException or UnauthorizedAccessException or InvalidDataException
+            ? e.Message
+            : $"{e.GetType().Name}: {e.Message}";
 
     private void Undo()
     {

@@ -22,8 +22,8 @@ public sealed class ConntrackCollector : IDisposable
 
     private readonly Conntrack _conntrack;
     private readonly TimeProvider _clock;
-    private readonly NodeLog? _log;
     private readonly ITimer _timer;
+    private readonly Daemon.TickFailures _failures;
     private long _collected;
     private long _passes;
 
@@ -31,7 +31,7 @@ public sealed class ConntrackCollector : IDisposable
     {
         _conntrack = conntrack ?? throw new ArgumentNullException(nameof(conntrack));
         _clock = clock ?? throw new ArgumentNullException(nameof(clock));
-        _log = log;
+        _failures = new Daemon.TickFailures(log, "conntrack garbage collection");
         Interval = interval ?? DefaultInterval;
         ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(Interval, TimeSpan.Zero, nameof(interval));
         _timer = clock.CreateTimer(_ => Collect(), null, Interval, Interval);
@@ -48,18 +48,27 @@ public sealed class ConntrackCollector : IDisposable
     /// <summary>One pass over the whole table at the clock's current time (the timer's callback).</summary>
     public int Collect()
     {
-        try
+        int freed = 0;
+        lock (_failures)
         {
-            long nowNs = (long)(_clock.GetTimestamp() * (1_000_000_000.0 / _clock.TimestampFrequency));
-            int freed = _conntrack.Collect(nowNs, _conntrack.Capacity);
-            Interlocked.Add(ref _collected, freed);
-            Interlocked.Increment(ref _passes);
-            return freed;
+            // A failing pass is logged once (not every second) and the table stays as it was.
+            _failures.Run(() =>
+            {
+                long nowNs = (long)(_clock.GetTimestamp() * (1_000_000_000.0 / _clock.TimestampFrequency));
+                freed = _conntrack.Collect(nowNs, _conntrack.Capacity);
+                Interlocked.Add(ref _collected, freed);
+                Interlocked.Increment(ref _passes);
+            });
         }
-        catch (Exception e)
+        return freed;
+    }
+
+    /// <summary>Passes that failed (each caught and logged; the next pass runs as usual).</summary>
+    public long Failures
+    {
+        get
         {
-            _log?.Error($"conntrack garbage collection failed: {e.Message}");
-            return 0;
+            lock (_failures) return _failures.Count;
         }
     }
 

@@ -257,6 +257,37 @@ public sealed class OverlayPipeline
     public OverlayResult BeginOutbound(Span<byte> buffer, int packetOffset, int packetLength, out SealTicket ticket)
     {
         ticket = default;
+        var framed = FrameOutbound(buffer, packetOffset, packetLength, out var peer);
+        if (framed.Action != OverlayAction.Send)
+        {
+            return framed;
+        }
+        if (peer is null)
+        {
+            // Not from a workload: node traffic (e.g. to a peer's tunnel address), plain WireGuard.
+            var plain = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength, out ticket);
+            return Count(Direction.Egress, OverlayResult.FromTunnel(plain).At(packetOffset - Messages.TransportHeaderSize));
+        }
+        // The node is known from its pod CIDRs: the engine seals for its peer without routing again.
+        var datagram = buffer[(framed.Offset - Messages.TransportHeaderSize)..];
+        var sealedResult = peer.EnginePeer(_engine) is { } enginePeer
+            ? _engine.BeginEncapsulateInPlace(enginePeer, datagram, framed.Length, out ticket)
+            : _engine.BeginEncapsulateInPlace(datagram, framed.Length, out ticket);
+        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(framed.Offset - Messages.TransportHeaderSize));
+    }
+
+    /// <summary>
+    /// The encryption-independent part of the outbound path (shared by WireGuard and IPsec mode):
+    /// parse, strict-mode check, services, routing, egress policy and the VXLAN framing. A
+    /// <see cref="OverlayAction.Send"/> result names the plaintext to seal, buffer[Offset, +Length):
+    /// with <paramref name="peer"/> set, the VXLAN datagram to that node; with it null, node traffic
+    /// (not from a workload) as it is, which the caller routes itself. Send results are not counted
+    /// yet: the caller counts them once sealed (<see cref="CountOutbound"/>). Drops are counted;
+    /// a Deliver (ICMP for a service without backends) goes back to TUN.
+    /// </summary>
+    public OverlayResult FrameOutbound(Span<byte> buffer, int packetOffset, int packetLength, out OverlayPeer? peer)
+    {
+        peer = null;
         if (packetOffset < Headroom || packetLength <= 0 || packetOffset + packetLength > buffer.Length)
         {
             return Count(Direction.Egress, OverlayResult.Dropped(OverlayDrop.InvalidPacket));
@@ -268,9 +299,8 @@ public sealed class OverlayPipeline
         }
         if (!_local.TryLookup(key.Source, out _))
         {
-            // Not from a workload: node traffic (e.g. to a peer's tunnel address), plain WireGuard.
-            var plain = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength, out ticket);
-            return Count(Direction.Egress, OverlayResult.FromTunnel(plain).At(packetOffset - Messages.TransportHeaderSize));
+            // Not from a workload: node traffic, encrypted as it is.
+            return new OverlayResult(OverlayAction.Send, packetOffset, packetLength, default, OverlayDrop.None, TunnelEvent.None);
         }
         if (_options.Strict && key.Protocol == IpProtocol.Udp && key.DestinationPort == _options.VxlanPort)
         {
@@ -296,7 +326,7 @@ public sealed class OverlayPipeline
             }
         }
         var routing = Volatile.Read(ref _routing);
-        if (!routing.ByPod.TryLookup(key.Destination, out var peer))
+        if (!routing.ByPod.TryLookup(key.Destination, out var podPeer))
         {
             return Reject(key, Direction.Egress, InCluster(key.Destination) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
@@ -319,13 +349,23 @@ public sealed class OverlayPipeline
         }
         ushort etherType = key.IpVersion == 4 ? (ushort)0x0800 : (ushort)0x86DD;
         VxlanFrame.Write(buffer.Slice(packetOffset - VxlanFrame.Overhead, VxlanFrame.Overhead), packetLength,
-            _options.TunnelAddress, peer.TunnelAddress, _options.VxlanPort, identity, VxlanFrame.SourcePort(key), peer.Mac, _mac, etherType);
-        // The node is known from its pod CIDRs: the engine seals for its peer without routing again.
-        var datagram = buffer[(packetOffset - Headroom)..];
-        var sealedResult = peer.EnginePeer(_engine) is { } enginePeer
-            ? _engine.BeginEncapsulateInPlace(enginePeer, datagram, VxlanFrame.Overhead + packetLength, out ticket)
-            : _engine.BeginEncapsulateInPlace(datagram, VxlanFrame.Overhead + packetLength, out ticket);
-        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(packetOffset - Headroom));
+            _options.TunnelAddress, podPeer.TunnelAddress, _options.VxlanPort, identity, VxlanFrame.SourcePort(key), podPeer.Mac, _mac, etherType);
+        peer = podPeer;
+        return new OverlayResult(OverlayAction.Send, packetOffset - VxlanFrame.Overhead, VxlanFrame.Overhead + packetLength, default, OverlayDrop.None, TunnelEvent.None);
+    }
+
+    /// <summary>Counts an outbound result of another encryption layer (IPsec) as this pipeline counts its own.</summary>
+    public OverlayResult CountOutbound(OverlayResult result) => Count(Direction.Egress, result);
+
+    /// <summary>Counts an inbound result of another encryption layer (IPsec) as this pipeline counts its own.</summary>
+    public OverlayResult CountInbound(OverlayResult result) => Count(Direction.Ingress, result);
+
+    /// <summary>The remote node for node traffic to <paramref name="destination"/>: the node with that
+    /// tunnel address, else the node whose pod CIDRs hold it.</summary>
+    public bool TryRouteNodeTraffic(IpAddress destination, out OverlayPeer peer)
+    {
+        var routing = Volatile.Read(ref _routing);
+        return routing.ByTunnel.TryGetValue(destination, out peer!) || routing.ByPod.TryLookup(destination, out peer!);
     }
 
     /// <summary>
@@ -442,11 +482,31 @@ public sealed class OverlayPipeline
         {
             return Count(Direction.Ingress, OverlayResult.FromTunnel(opened));
         }
-        var packet = buffer.Slice(opened.Offset, opened.Length);
+        var accepted = AcceptInbound(buffer, opened.Offset, opened.Length, opened.Peer?.PublicKey, opened.Reason);
+        if (accepted.Action == OverlayAction.Send)
+        {
+            // An ARP reply for the sending node, sealed back to it.
+            var reply = _engine.EncapsulateInPlace(buffer[(accepted.Offset - Messages.TransportHeaderSize)..], accepted.Length);
+            return OverlayResult.FromTunnel(reply).At(accepted.Offset - Messages.TransportHeaderSize);
+        }
+        return accepted;
+    }
+
+    /// <summary>
+    /// The encryption-independent part of the inbound path (shared by WireGuard and IPsec mode),
+    /// for the IP packet at buffer[<paramref name="offset"/>, +<paramref name="length"/>) that the
+    /// node <paramref name="sender"/> (null: unknown) sealed: VXLAN, the sender's tunnel address,
+    /// the VNI bound to the sender, ingress policy. Deliver and Drop results are counted. A
+    /// <see cref="OverlayAction.Send"/> result is an ARP reply (a VXLAN datagram at [Offset, +Length),
+    /// with 16 bytes free in front) that the caller seals back to the sender.
+    /// </summary>
+    public OverlayResult AcceptInbound(Span<byte> buffer, int offset, int length, PublicKey? sender, TunnelEvent reason)
+    {
+        var packet = buffer.Slice(offset, length);
         if (!VxlanFrame.TryRead(packet, _options.TunnelAddress, _options.VxlanPort, out var outerSource, out uint vni,
                 out int frameOffset, out int frameLength, out bool malformed))
         {
-            return InboundPlain(opened, packet);
+            return InboundPlain(offset, length, reason, packet);
         }
         if (malformed)
         {
@@ -454,7 +514,7 @@ public sealed class OverlayPipeline
         }
         var routing = Volatile.Read(ref _routing);
         // The VXLAN datagram must come from the tunnel address of the peer that sealed it.
-        if (!routing.ByTunnel.TryGetValue(outerSource, out var peer) || opened.Peer is null || peer.PublicKey != opened.Peer.PublicKey)
+        if (!routing.ByTunnel.TryGetValue(outerSource, out var peer) || sender is not { } senderKey || peer.PublicKey != senderKey)
         {
             return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.UnknownSender));
         }
@@ -463,7 +523,7 @@ public sealed class OverlayPipeline
         ushort etherType = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
         if (etherType == 0x0806)
         {
-            return AnswerArp(buffer, opened.Offset, frame, peer);
+            return AnswerArp(buffer, offset, frame, peer);
         }
         if (etherType is not (0x0800 or 0x86DD))
         {
@@ -500,8 +560,8 @@ public sealed class OverlayPipeline
             ServiceNat.RewriteSource(inner, in layout, nat.ServiceAddress, nat.ServicePort);
         }
         // Deliver the IP packet without the link padding a minimum-size frame may carry.
-        int innerOffset = opened.Offset + frameOffset + VxlanFrame.EthernetLength;
-        return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, opened.Reason));
+        int innerOffset = offset + frameOffset + VxlanFrame.EthernetLength;
+        return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, reason));
     }
 
     /// <summary>
@@ -544,7 +604,7 @@ public sealed class OverlayPipeline
         return _policy.Current.IpCache.Lookup(key.Source) == vni ? OverlayDrop.None : OverlayDrop.InvalidIdentity;
     }
 
-    private OverlayResult InboundPlain(in TunnelResult opened, ReadOnlySpan<byte> packet)
+    private OverlayResult InboundPlain(int offset, int length, TunnelEvent reason, ReadOnlySpan<byte> packet)
     {
         // Plain traffic inside the tunnel: fine between nodes; for a local workload it carries no
         // identity, so the workload's ingress policy judges it by the sender's address.
@@ -561,7 +621,7 @@ public sealed class OverlayPipeline
                 return Count(Direction.Ingress, OverlayResult.Dropped(decision.DropReason == DropReason.PolicyDeny ? OverlayDrop.PolicyDeny : OverlayDrop.PolicyDenied));
             }
         }
-        return Count(Direction.Ingress, OverlayResult.FromTunnel(opened));
+        return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, offset, length, default, OverlayDrop.None, reason));
     }
 
     /// <summary>Answers an ARP request for a local workload address with this node's MAC, so that a
@@ -598,8 +658,7 @@ public sealed class OverlayPipeline
         BinaryPrimitives.WriteUInt32BigEndian(arp[24..], requesterIp);
         VxlanFrame.Write(buffer.Slice(datagramOffset, VxlanFrame.Overhead), 28, _options.TunnelAddress, peer.TunnelAddress,
             _options.VxlanPort, ReservedIdentity.Host, _options.VxlanPort, requesterMac, _mac, 0x0806);
-        var reply = _engine.EncapsulateInPlace(buffer[(datagramOffset - Messages.TransportHeaderSize)..], VxlanFrame.Overhead + 28);
-        return OverlayResult.FromTunnel(reply).At(datagramOffset - Messages.TransportHeaderSize);
+        return new OverlayResult(OverlayAction.Send, datagramOffset, VxlanFrame.Overhead + 28, default, OverlayDrop.None, TunnelEvent.None);
     }
 
     // ------------------------------------------------------------------ accounting

@@ -155,12 +155,26 @@ public sealed class OverlayRuntime : IDisposable
     {
         lock (_reloadLock)
         {
-            if (TryLoadPolicy(_settings, _source, Policy, out var services, out string? error))
+            bool loaded;
+            ServiceTable? services;
+            string? error;
+            try
             {
-                if (services is not null)
+                loaded = TryLoadPolicy(_settings, _source, Policy, out services, out error);
+                if (loaded && services is not null)
                 {
                     ApplyServices(services);
                 }
+            }
+            catch (Exception e)
+            {
+                // Runs on a timer thread: an unexpected failure of a loader or compiler must not
+                // take the daemon down; what was in force stays.
+                loaded = false;
+                error = $"{e.GetType().Name}: {e.Message}";
+            }
+            if (loaded)
+            {
                 PolicyLoads++;
                 _log.Info($"policy reloaded: {Policy.Current.Endpoints.All.Count} endpoint(s), version {Policy.Current.Version}");
                 return true;

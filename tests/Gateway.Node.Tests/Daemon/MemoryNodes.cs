@@ -51,6 +51,14 @@ public sealed class MemoryNodes : IAsyncDisposable
 
     private readonly string _dir = Directory.CreateTempSubdirectory("gw-memnodes-").FullName;
     private readonly string? _services;
+    private readonly string? _ipsecKeys;
+
+    /// <summary>IPsec mode's boot ids of node A and B (fixed, so the tests can derive the keys).</summary>
+    public const string BootIdA = "11111111-1111-4111-8111-111111111111", BootIdB = "22222222-2222-4222-8222-222222222222";
+
+    /// <summary>IPsec mode's keys file (both nodes read it; rewrite it and call Poll to rotate).</summary>
+    public string IpsecKeyFile => Path.Combine(_dir, "ipsec-keys");
+    private readonly TextWriter _logA;
 
     /// <summary>The folder holding the nodes' configs and YAML files.</summary>
     public string Folder => _dir;
@@ -76,9 +84,19 @@ public sealed class MemoryNodes : IAsyncDisposable
     /// <param name="offloads">Give both TUN devices a vnet header and TCP/UDP offloads.</param>
     /// <param name="workers">Crypto workers (0 = inline on the I/O threads).</param>
     /// <param name="services">Kubernetes Service YAML for both nodes' `Services =` (overlay only).</param>
-    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null)
+    /// <param name="ipsecKeys">Cilium keys file text: run both overlay nodes in IPsec mode (ESP over
+    /// memory binds at the underlay addresses, port 0).</param>
+    /// <param name="logA">Where node A logs (default: nowhere).</param>
+    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null, string? ipsecKeys = null, TextWriter? logA = null)
     {
         _services = services;
+        _logA = logA ?? TextWriter.Null;
+        _ipsecKeys = ipsecKeys;
+        if (ipsecKeys is not null)
+        {
+            overlay = true;
+            File.WriteAllText(IpsecKeyFile, ipsecKeys);
+        }
         Network.Tap = (from, to, datagram) =>
         {
             lock (_tapLock)
@@ -133,6 +151,7 @@ public sealed class MemoryNodes : IAsyncDisposable
                 Policy = policy.yaml
                 FlowLog = off
                 {(_services is null ? "" : "Services = services.yaml")}
+                {(_ipsecKeys is null ? "" : "Encryption = ipsec\nIPsecKeyFile = ipsec-keys")}
 
                 """;
         }
@@ -147,6 +166,11 @@ public sealed class MemoryNodes : IAsyncDisposable
         {
             text += $"TunnelAddress = {peerTunnel}\nPodCIDRs = {peerPods}\n";
         }
+        bool ipsec = _ipsecKeys is not null;
+        if (ipsec)
+        {
+            text += $"IPsecBootId = {(name == "a" ? BootIdB : BootIdA)}\n";
+        }
         string path = Path.Combine(_dir, $"{name}.conf");
         File.WriteAllText(path, text);
         var config = WgQuickConfig.Parse(text, path);
@@ -156,9 +180,11 @@ public sealed class MemoryNodes : IAsyncDisposable
             InterfaceName = tun.Name,
             Config = config,
             MetricsEndpoint = null,
-            Log = new NodeLog(TextWriter.Null),
+            Log = new NodeLog(name == "a" ? _logA : TextWriter.Null),
             Tun = tun,
-            Bind = Network.Bind(underlay),
+            Bind = Network.Bind(ipsec ? new IpEndpoint(underlay.Address, 0) : underlay),
+            IpsecNodeAddress = ipsec ? underlay.Address : null,
+            IpsecBootId = ipsec ? (name == "a" ? BootIdA : BootIdB) : null,
             Clock = Clock,
             TimerThread = false,
             CryptoWorkers = workers,

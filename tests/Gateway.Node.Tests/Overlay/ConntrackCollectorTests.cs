@@ -16,7 +16,10 @@ public sealed class ConntrackCollectorTests
         public long Nanos { get; private set; } = 5_000_000_000_000;
 
         public override long TimestampFrequency => 1_000_000_000;
-        public override long GetTimestamp() => Nanos;
+        public override long GetTimestamp() => Broken ? throw new InvalidOperationException("the clock is broken") : Nanos;
+
+        /// <summary>While true, reading the time throws (a stage of the collector failing).</summary>
+        public bool Broken { get; set; }
 
         public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period)
         {
@@ -122,6 +125,31 @@ public sealed class ConntrackCollectorTests
         using var collector = new ConntrackCollector(conntrack, clock, TimeSpan.FromSeconds(5));
         clock.Advance(TimeSpan.FromSeconds(5));
         Assert.Equal(0, conntrack.Count);
+    }
+
+    [Fact]
+    public void A_failing_pass_is_logged_once_keeps_the_table_and_the_next_pass_runs()
+    {
+        var clock = new TimerClock();
+        var conntrack = new Conntrack(4096, new ConntrackTimeouts { Udp = TimeSpan.FromSeconds(60) });
+        var log = new StringWriter();
+        using var collector = new ConntrackCollector(conntrack, clock, log: new Gateway.Node.Daemon.NodeLog(log));
+        for (int i = 0; i < 50; i++)
+        {
+            conntrack.Create(Udp(i), clock.Nanos);
+        }
+        clock.Broken = true;
+        clock.Advance(TimeSpan.FromSeconds(120)); // 120 passes, every one fails
+        Assert.Equal(120, collector.Failures);
+        Assert.Equal(50, conntrack.Count);
+        var lines = log.ToString().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Single(lines);
+        Assert.Contains("conntrack garbage collection: tick failed (InvalidOperationException: the clock is broken)", lines[0]);
+
+        clock.Broken = false;
+        clock.Advance(TimeSpan.FromSeconds(1));
+        Assert.Equal(0, conntrack.Count);
+        Assert.Equal(50, collector.Collected);
     }
 
     [Fact]
