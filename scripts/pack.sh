@@ -24,7 +24,9 @@ filter=.build/pack.slnf
   done
   printf '] } }\n'
 } > "$filter"
+# Its own artifacts folder: packing never touches the bin/obj of the everyday build.
 dotnet pack "$filter" -c Release --nologo -v quiet -tl:off "-clp:ErrorsOnly;NoSummary" \
+  --artifacts-path .build/pack-artifacts \
   -p:PackageOutputPath="$out/" -p:Version="$version" -p:ContinuousIntegrationBuild=true
 echo "$version" > "$out/VERSION"
 ls "$out" | grep -F ".$version." | sed "s|^|$out/|"
