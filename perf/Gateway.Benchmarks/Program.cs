@@ -5,9 +5,14 @@ using BenchmarkDotNet.Running;
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --list flat
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --paired-transport [ROUNDS]
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --paired-aead [ROUNDS]
+//   dotnet run -c Release --project perf/Gateway.Benchmarks -- --overlay-stages [ROUNDS]
 if (args.Length > 0 && args[0] == "--paired-transport")
 {
     return Gateway.Benchmarks.PairedTransport.Run(args);
+}
+if (args.Length > 0 && args[0] == "--overlay-stages")
+{
+    return Gateway.Benchmarks.OverlayStageTimes.Run(args);
 }
 if (args.Length > 0 && args[0] == "--paired-aead")
 {

@@ -1,22 +1,24 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using System.Security.Cryptography;
 
 namespace Gateway.Crypto;
 
 /// <summary>
 /// An AES-GCM key as ESP uses it (RFC 4106): an AES key (16, 24 or 32 bytes) plus a 4-byte salt,
-/// imported once per security association into .NET's <see cref="AesGcm"/> (OpenSSL's
-/// EVP context on Linux, AES-NI and PCLMULQDQ when the CPU has them) and used for many packets.
+/// expanded once per security association and used for many packets: on CPUs with AES-NI and
+/// PCLMULQDQ by <see cref="AesGcmHardware"/> (no per-call set-up, a forged packet costs no
+/// exception), elsewhere by .NET's <see cref="AesGcm"/> (OpenSSL's EVP context on Linux).
 /// The 96-bit nonce is <c>salt || IV</c>, the IV being the 8 bytes ESP carries in each packet.
 /// </summary>
 /// <remarks>
 /// <para>Seal and Open work in place (ciphertext starting where plaintext starts) and allocate
-/// nothing on success; checked by the tests. <see cref="AesGcm.Decrypt(ReadOnlySpan{byte}, ReadOnlySpan{byte}, ReadOnlySpan{byte}, Span{byte}, ReadOnlySpan{byte})"/>
-/// reports a bad tag by throwing, so a forged packet costs one caught exception here (and
-/// its allocation); callers see only <c>false</c>, and the plaintext buffer is zeroed by .NET.</para>
+/// nothing; checked by the tests. A tag that does not verify gives <c>false</c> and a cleared
+/// plaintext span (with .NET's <see cref="AesGcm"/>, which reports it by throwing, at the cost of
+/// one caught exception; the hardware path compares in constant time and throws nothing).</para>
 /// <para>The tag (ESP's ICV) is 12 or 16 bytes (RFC 4106 also allows 8; Cilium and the Linux
 /// kernel's rfc4106 offer 96 and 128 bits, and 8-byte tags are too weak for a data path).</para>
-/// <para>Dispose frees the OpenSSL context (which clears the expanded key) and zeroes the salt.</para>
+/// <para>Dispose clears the expanded key (or frees the OpenSSL context, which does) and zeroes the salt.</para>
 /// </remarks>
 [SkipLocalsInit]
 public sealed class AesGcmKey : IDisposable
@@ -24,13 +26,21 @@ public sealed class AesGcmKey : IDisposable
     public const int SaltSize = 4, IvSize = 8, NonceSize = 12;
     public const int ShortTagSize = 12, TagSize = 16;
 
-    private readonly AesGcm _aes;
+    private readonly AesGcm? _aes;
+    private readonly AesGcmHardware? _hardware;
     private readonly byte[] _salt = new byte[SaltSize];
     private bool _disposed;
 
     /// <summary>Imports <paramref name="keyAndSalt"/> (AES key followed by the 4-byte salt, as in
     /// Linux xfrm's rfc4106 and Cilium's keys file: 20, 28 or 36 bytes).</summary>
     public AesGcmKey(ReadOnlySpan<byte> keyAndSalt, int tagSize)
+        : this(keyAndSalt, tagSize, useHardware: AesGcmHardware.IsSupported)
+    {
+    }
+
+    /// <summary>As the public constructor; <paramref name="useHardware"/> false takes .NET's
+    /// <see cref="AesGcm"/> even where <see cref="AesGcmHardware"/> runs (tests, benchmarks).</summary>
+    internal AesGcmKey(ReadOnlySpan<byte> keyAndSalt, int tagSize, bool useHardware)
     {
         int keyLength = keyAndSalt.Length - SaltSize;
         if (keyLength is not (16 or 24 or 32))
@@ -41,7 +51,14 @@ public sealed class AesGcmKey : IDisposable
         {
             throw new ArgumentException($"The AES-GCM tag is {ShortTagSize} or {TagSize} bytes, not {tagSize}.", nameof(tagSize));
         }
-        _aes = new AesGcm(keyAndSalt[..keyLength], tagSize);
+        if (useHardware)
+        {
+            _hardware = new AesGcmHardware(keyAndSalt[..keyLength]);
+        }
+        else
+        {
+            _aes = new AesGcm(keyAndSalt[..keyLength], tagSize);
+        }
         keyAndSalt[keyLength..].CopyTo(_salt);
         KeySize = keyLength;
         TagSizeInBytes = tagSize;
@@ -52,6 +69,9 @@ public sealed class AesGcmKey : IDisposable
 
     /// <summary>The tag (ICV) length in bytes: 12 or 16.</summary>
     public int TagSizeInBytes { get; }
+
+    /// <summary>True when the seal runs on <see cref="AesGcmHardware"/>.</summary>
+    internal bool UsesHardware => _hardware is not null;
 
     /// <summary>
     /// Encrypts <paramref name="plaintext"/> into <paramref name="ciphertext"/> (same length; may
@@ -64,7 +84,16 @@ public sealed class AesGcmKey : IDisposable
         RejectPartialOverlap(plaintext, ciphertext);
         Span<byte> nonce = stackalloc byte[NonceSize];
         WriteNonce(iv, nonce);
-        _aes.Encrypt(nonce, plaintext, ciphertext, tag, associatedData);
+        if (_hardware is { } hardware)
+        {
+            if (!Unsafe.AreSame(ref MemoryMarshal.GetReference(plaintext), ref MemoryMarshal.GetReference(ciphertext)))
+            {
+                plaintext.CopyTo(ciphertext);
+            }
+            hardware.Encrypt(nonce, ciphertext, associatedData, tag);
+            return;
+        }
+        _aes!.Encrypt(nonce, plaintext, ciphertext, tag, associatedData);
     }
 
     /// <summary>
@@ -79,9 +108,22 @@ public sealed class AesGcmKey : IDisposable
         RejectPartialOverlap(ciphertext, plaintext);
         Span<byte> nonce = stackalloc byte[NonceSize];
         WriteNonce(iv, nonce);
+        if (_hardware is { } hardware)
+        {
+            if (!Unsafe.AreSame(ref MemoryMarshal.GetReference(plaintext), ref MemoryMarshal.GetReference(ciphertext)))
+            {
+                ciphertext.CopyTo(plaintext);
+            }
+            if (hardware.Decrypt(nonce, plaintext, tag, associatedData))
+            {
+                return true;
+            }
+            plaintext.Clear();
+            return false;
+        }
         try
         {
-            _aes.Decrypt(nonce, ciphertext, tag, plaintext, associatedData);
+            _aes!.Decrypt(nonce, ciphertext, tag, plaintext, associatedData);
             return true;
         }
         catch (AuthenticationTagMismatchException)
@@ -97,7 +139,8 @@ public sealed class AesGcmKey : IDisposable
         if (!_disposed)
         {
             _disposed = true;
-            _aes.Dispose();
+            _aes?.Dispose();
+            _hardware?.Dispose();
             CryptographicOperations.ZeroMemory(_salt);
         }
     }

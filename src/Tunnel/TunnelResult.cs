@@ -128,7 +128,11 @@ public readonly struct OpenTicket
 
     internal Keypair? Keypair { get; }
     internal ulong Counter { get; }
-    internal long Now { get; }
+
+    /// <summary>The engine clock reading (<see cref="WireGuardEngine.ReadClock"/>) the datagram was
+    /// opened at: the rest of its handling (timers, conntrack) runs at that time, so the clock is read
+    /// once per received batch.</summary>
+    public long Now { get; }
 
     /// <summary>True when <see cref="WireGuardEngine.CompleteDecapsulate"/> must still run.</summary>
     public bool IsPending => Keypair is not null;

@@ -103,6 +103,13 @@ public sealed class WireGuardEngine : IDisposable
 
     internal long Now => _nanosPerTick != 0 ? _clock.GetTimestamp() * _nanosPerTick : _clock.NowNanoseconds();
 
+    /// <summary>
+    /// The engine's clock in monotonic nanoseconds. A data path that handles packets in batches
+    /// reads it once per batch and hands the reading to the batch's calls (the overloads with a
+    /// <c>now</c> parameter), instead of each call reading the clock again.
+    /// </summary>
+    public long ReadClock() => Now;
+
     /// <summary>The random source handshakes draw their ephemeral keys from.</summary>
     internal IRandomSource RandomSource => _random;
 
@@ -318,16 +325,22 @@ public sealed class WireGuardEngine : IDisposable
     /// Zero-copy variant: the IP packet is already at buffer[16 .. 16+packetLength) (headroom for
     /// the transport header) and is sealed in place; the buffer needs room for padding and tag.
     /// </summary>
-    public TunnelResult EncapsulateInPlace(Span<byte> buffer, int packetLength)
+    public TunnelResult EncapsulateInPlace(Span<byte> buffer, int packetLength) => EncapsulateInPlace(buffer, packetLength, Now);
+
+    /// <summary><see cref="EncapsulateInPlace(Span{byte}, int)"/> at the time <paramref name="now"/>
+    /// (<see cref="ReadClock"/>, read once for a batch).</summary>
+    public TunnelResult EncapsulateInPlace(Span<byte> buffer, int packetLength, long now)
     {
         if (packetLength < 0 || Messages.TransportHeaderSize + packetLength > buffer.Length)
             return Drop(TunnelEvent.BufferTooSmall);
-        return EncapsulateCore(buffer, packetLength);
+        return EncapsulateCore(buffer, packetLength, now);
     }
 
-    private TunnelResult EncapsulateCore(Span<byte> buffer, int packetLength)
+    private TunnelResult EncapsulateCore(Span<byte> buffer, int packetLength) => EncapsulateCore(buffer, packetLength, Now);
+
+    private TunnelResult EncapsulateCore(Span<byte> buffer, int packetLength, long now)
     {
-        var result = PrepareSeal(buffer, packetLength, out var ticket);
+        var result = PrepareSeal(buffer, packetLength, now, out var ticket);
         if (!ticket.IsPending) return result;
         // The AEAD runs outside the peer lock: the receive path for this peer is not held up.
         return CompleteSeal(ticket, buffer) ? result : Drop(TunnelEvent.KeypairExpired, result.Peer);
@@ -341,14 +354,19 @@ public sealed class WireGuardEngine : IDisposable
     /// caller must run <see cref="CompleteEncapsulate"/> on the same buffer (any thread) before
     /// sending; otherwise the result is final (dropped, or staged awaiting a handshake).
     /// </summary>
-    public TunnelResult BeginEncapsulateInPlace(Span<byte> buffer, int packetLength, out SealTicket ticket)
+    public TunnelResult BeginEncapsulateInPlace(Span<byte> buffer, int packetLength, out SealTicket ticket) =>
+        BeginEncapsulateInPlace(buffer, packetLength, Now, out ticket);
+
+    /// <summary><see cref="BeginEncapsulateInPlace(Span{byte}, int, out SealTicket)"/> at the time
+    /// <paramref name="now"/> (<see cref="ReadClock"/>, read once for the batch).</summary>
+    public TunnelResult BeginEncapsulateInPlace(Span<byte> buffer, int packetLength, long now, out SealTicket ticket)
     {
         if (packetLength < 0 || Messages.TransportHeaderSize + packetLength > buffer.Length)
         {
             ticket = default;
             return Drop(TunnelEvent.BufferTooSmall);
         }
-        return PrepareSeal(buffer, packetLength, out ticket);
+        return PrepareSeal(buffer, packetLength, now, out ticket);
     }
 
     /// <summary>
@@ -356,7 +374,12 @@ public sealed class WireGuardEngine : IDisposable
     /// already routed the packet (the overlay picks the node by its pod CIDRs): the allowed-IPs
     /// lookup is skipped, so each packet is routed once. A peer removed meanwhile drops it (NoRoute).
     /// </summary>
-    public TunnelResult BeginEncapsulateInPlace(Peer peer, Span<byte> buffer, int packetLength, out SealTicket ticket)
+    public TunnelResult BeginEncapsulateInPlace(Peer peer, Span<byte> buffer, int packetLength, out SealTicket ticket) =>
+        BeginEncapsulateInPlace(peer, buffer, packetLength, Now, out ticket);
+
+    /// <summary><see cref="BeginEncapsulateInPlace(Peer, Span{byte}, int, out SealTicket)"/> at the
+    /// time <paramref name="now"/> (<see cref="ReadClock"/>, read once for the batch).</summary>
+    public TunnelResult BeginEncapsulateInPlace(Peer peer, Span<byte> buffer, int packetLength, long now, out SealTicket ticket)
     {
         ArgumentNullException.ThrowIfNull(peer);
         if (packetLength < 0 || Messages.TransportHeaderSize + packetLength > buffer.Length)
@@ -368,7 +391,7 @@ public sealed class WireGuardEngine : IDisposable
         {
             throw new ArgumentException("The peer belongs to another engine.", nameof(peer));
         }
-        return PrepareSeal(peer, buffer, packetLength, out ticket);
+        return PrepareSeal(peer, buffer, packetLength, now, out ticket);
     }
 
     /// <summary>True when <paramref name="peer"/> is still one of this engine's peers.</summary>
@@ -401,7 +424,7 @@ public sealed class WireGuardEngine : IDisposable
         return true;
     }
 
-    private TunnelResult PrepareSeal(Span<byte> buffer, int packetLength, out SealTicket ticket)
+    private TunnelResult PrepareSeal(Span<byte> buffer, int packetLength, long now, out SealTicket ticket)
     {
         ticket = default;
         var packet = buffer.Slice(Messages.TransportHeaderSize, packetLength);
@@ -409,16 +432,15 @@ public sealed class WireGuardEngine : IDisposable
             return Drop(TunnelEvent.NotIpPacket);
         if (!_allowedIps.TryLookup(destinationAddress, out var peer))
             return Drop(TunnelEvent.NoRoute);
-        return PrepareSeal(peer, buffer, packetLength, out ticket);
+        return PrepareSeal(peer, buffer, packetLength, now, out ticket);
     }
 
-    private TunnelResult PrepareSeal(Peer peer, Span<byte> buffer, int packetLength, out SealTicket ticket)
+    private TunnelResult PrepareSeal(Peer peer, Span<byte> buffer, int packetLength, long now, out SealTicket ticket)
     {
         ticket = default;
         var packet = buffer.Slice(Messages.TransportHeaderSize, packetLength);
         int padded = Messages.PaddedLength(packetLength, _mtu == 0 ? int.MaxValue : _mtu);
         int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
-        long now = Now;
         IpEndpoint endpoint;
         lock (peer.Sync)
         {
@@ -533,6 +555,14 @@ public sealed class WireGuardEngine : IDisposable
         return ticket.IsPending ? CompleteDecapsulate(ticket, source, datagram) : result;
     }
 
+    /// <summary><see cref="Decapsulate(in IpEndpoint, Span{byte})"/> at the time <paramref name="now"/>
+    /// (<see cref="ReadClock"/>, read once for a batch).</summary>
+    public TunnelResult Decapsulate(in IpEndpoint source, Span<byte> datagram, long now)
+    {
+        var result = BeginDecapsulate(source, datagram, now, out var ticket);
+        return ticket.IsPending ? CompleteDecapsulate(ticket, source, datagram) : result;
+    }
+
     /// <summary>
     /// First half of a split receive, for pipelines that decrypt on worker threads (any thread,
     /// any order): transport data is authenticated and decrypted in place, and
@@ -543,7 +573,17 @@ public sealed class WireGuardEngine : IDisposable
     /// </summary>
     public TunnelResult BeginDecapsulate(in IpEndpoint source, Span<byte> datagram, out OpenTicket ticket)
     {
-        if (Messages.Classify(datagram) == MessageType.TransportData) return OpenTransport(datagram, out ticket);
+        if (Messages.Classify(datagram) == MessageType.TransportData) return OpenTransport(datagram, Now, out ticket);
+        ticket = default;
+        return ReceiveControl(source, datagram);
+    }
+
+    /// <summary><see cref="BeginDecapsulate(in IpEndpoint, Span{byte}, out OpenTicket)"/> at the time
+    /// <paramref name="now"/> (<see cref="ReadClock"/>, read once for the batch); the ticket carries it
+    /// to <see cref="CompleteDecapsulate"/>. Handshake messages read the clock themselves.</summary>
+    public TunnelResult BeginDecapsulate(in IpEndpoint source, Span<byte> datagram, long now, out OpenTicket ticket)
+    {
+        if (Messages.Classify(datagram) == MessageType.TransportData) return OpenTransport(datagram, now, out ticket);
         ticket = default;
         return ReceiveControl(source, datagram);
     }
@@ -577,13 +617,12 @@ public sealed class WireGuardEngine : IDisposable
         }
     }
 
-    private TunnelResult OpenTransport(Span<byte> datagram, out OpenTicket ticket)
+    private TunnelResult OpenTransport(Span<byte> datagram, long now, out OpenTicket ticket)
     {
         ticket = default;
         uint receiver = BinaryPrimitives.ReadUInt32LittleEndian(datagram[Messages.TransportReceiver..]);
         if (!_index.TryGetValue(receiver, out var entry) || entry.Keypair is not { } keypair)
             return Drop(TunnelEvent.UnknownIndex);
-        long now = Now;
         if (!keypair.CanReceive(now) || !keypair.TryAcquire()) return Drop(TunnelEvent.KeypairExpired, keypair.Peer);
         ulong counter = BinaryPrimitives.ReadUInt64LittleEndian(datagram[Messages.TransportCounter..]);
         bool authentic;
@@ -604,8 +643,19 @@ public sealed class WireGuardEngine : IDisposable
 
     /// <summary>Second half of a split receive (see <see cref="BeginDecapsulate"/>), on the same
     /// datagram span, in the order the peer's datagrams arrived.</summary>
-    public TunnelResult CompleteDecapsulate(in OpenTicket ticket, in IpEndpoint source, Span<byte> datagram)
+    public TunnelResult CompleteDecapsulate(in OpenTicket ticket, in IpEndpoint source, Span<byte> datagram) =>
+        CompleteDecapsulate(ticket, source, datagram, out _);
+
+    /// <summary>
+    /// <see cref="CompleteDecapsulate(in OpenTicket, in IpEndpoint, Span{byte})"/> that also gives the
+    /// delivered packet's source address: the engine parsed the packet's IP header (version, length,
+    /// source) and checked the source against the peer's allowed IPs, so a caller that reads the
+    /// packet further (the overlay's VXLAN header) goes on from there instead of parsing it again.
+    /// Only meaningful when the result is <see cref="TunnelAction.DeliverToTun"/>.
+    /// </summary>
+    public TunnelResult CompleteDecapsulate(in OpenTicket ticket, in IpEndpoint source, Span<byte> datagram, out IpAddress innerSource)
     {
+        innerSource = default;
         var keypair = ticket.Keypair ?? throw new ArgumentException("The ticket has no open pending.", nameof(ticket));
         var peer = keypair.Peer;
         long now = ticket.Now;
@@ -631,7 +681,8 @@ public sealed class WireGuardEngine : IDisposable
             TimerDataReceived(peer, now);
         }
         // The source check reads only the immutable allowed-IPs trie: no lock needed.
-        if (!InnerPacket.TryGetSource(plaintext, out var innerSource, out int innerLength))
+        if (!InnerPacket.TryGetSource(plaintext, out var sourceBytes, out int innerLength) ||
+            !IpAddress.TryFromBytes(sourceBytes, out innerSource))
             return Drop(TunnelEvent.InnerPacketInvalid, peer);
         if (!_allowedIps.TryLookup(innerSource, out var owner) || owner != peer)
             return Drop(TunnelEvent.InnerSourceNotAllowed, peer);

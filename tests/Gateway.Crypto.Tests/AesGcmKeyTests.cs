@@ -155,3 +155,74 @@ public class AesGcmKeyTests
         Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
     }
 }
+
+/// <summary>The AES-NI/PCLMULQDQ implementation against .NET's AesGcm (OpenSSL) on random inputs:
+/// every key size, both tag sizes, lengths across the 8-block and 4-block paths and partial blocks.</summary>
+public class AesGcmHardwareTests
+{
+    [SkippableFact]
+    public void HardwareAndDotNetAgreeOnRandomInputs()
+    {
+        Skip.IfNot(AesGcmHardware.IsSupported, "the CPU has no AES-NI/PCLMULQDQ");
+        var random = new Random(4106);
+        for (int round = 0; round < 600; round++)
+        {
+            int keyLength = (round % 3) switch { 0 => 16, 1 => 24, _ => 32 };
+            int tag = round % 2 == 0 ? 16 : 12;
+            int length = round < 300 ? round : random.Next(0, 2000);
+            var keyAndSalt = new byte[keyLength + 4];
+            var iv = new byte[8];
+            var aad = new byte[random.Next(0, 40)];
+            var plaintext = new byte[length];
+            random.NextBytes(keyAndSalt);
+            random.NextBytes(iv);
+            random.NextBytes(aad);
+            random.NextBytes(plaintext);
+            using var hardware = new AesGcmKey(keyAndSalt, tag, useHardware: true);
+            using var dotnet = new AesGcmKey(keyAndSalt, tag, useHardware: false);
+            Assert.True(hardware.UsesHardware);
+            Assert.False(dotnet.UsesHardware);
+            var a = (byte[])plaintext.Clone();
+            var b = (byte[])plaintext.Clone();
+            var tagA = new byte[tag];
+            var tagB = new byte[tag];
+            hardware.Seal(iv, a, aad, a, tagA);
+            dotnet.Seal(iv, b, aad, b, tagB);
+            Assert.Equal(b, a);
+            Assert.Equal(tagB, tagA);
+            // Each opens what the other sealed; a flipped bit anywhere fails and clears.
+            Assert.True(dotnet.Open(iv, a, tagA, aad, a));
+            Assert.Equal(plaintext, a);
+            Assert.True(hardware.Open(iv, b, tagB, aad, b));
+            Assert.Equal(plaintext, b);
+            if (length > 0)
+            {
+                hardware.Seal(iv, b, aad, b, tagB);
+                b[random.Next(length)] ^= (byte)(1 << random.Next(8));
+                Assert.False(hardware.Open(iv, b, tagB, aad, b));
+                Assert.All(b, x => Assert.Equal(0, x));
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void HardwareSealAndForgedOpenAllocateNothing()
+    {
+        Skip.IfNot(AesGcmHardware.IsSupported, "the CPU has no AES-NI/PCLMULQDQ");
+        using var key = new AesGcmKey(new byte[20], 16);
+        var buffer = new byte[1420];
+        var tag = new byte[16];
+        var iv = new byte[8];
+        var aad = new byte[12];
+        key.Seal(iv, buffer, aad, buffer, tag);
+        key.Open(iv, buffer, tag, aad, buffer);
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 1000; i++)
+        {
+            key.Seal(iv, buffer, aad, buffer, tag);
+            tag[0] ^= 1;
+            key.Open(iv, buffer, tag, aad, buffer); // forged: no exception, no allocation
+        }
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+    }
+}

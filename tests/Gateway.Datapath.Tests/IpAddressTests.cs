@@ -107,4 +107,23 @@ public class IpPrefixTests
         Assert.False(IpPrefix.Parse("10.1.0.0/16").Contains(p));
         Assert.True(IpPrefix.Parse("0.0.0.0/0").Contains(IpAddress.Parse("8.8.8.8")));
     }
+    [Fact]
+    public void HalvesAgreeWithTheWholeValueAndOrderIsNumericWithinAFamily()
+    {
+        var rng = new System.Random(5);
+        for (int i = 0; i < 1000; i++)
+        {
+            ulong upper = (ulong)rng.NextInt64() ^ ((ulong)rng.Next(2) << 63), lower = (ulong)rng.NextInt64() ^ ((ulong)rng.Next(2) << 63);
+            var v6 = IpAddress.FromV6(upper, lower);
+            Assert.Equal(IpAddress.FromV6(((UInt128)upper << 64) | lower), v6);
+            Assert.Equal(((UInt128)upper << 64) | lower, v6.V6);
+            Assert.Equal((upper, lower), (v6.High, v6.Low));
+            var other = IpAddress.FromV6((ulong)rng.NextInt64(), (ulong)rng.NextInt64());
+            Assert.Equal(Math.Sign(v6.V6.CompareTo(other.V6)), Math.Sign(v6.CompareTo(other)));
+            uint a = (uint)rng.NextInt64(), b = (uint)rng.NextInt64();
+            Assert.Equal(Math.Sign(a.CompareTo(b)), Math.Sign(IpAddress.FromV4(a).CompareTo(IpAddress.FromV4(b))));
+            Assert.Equal((0UL, (ulong)a), (IpAddress.FromV4(a).High, IpAddress.FromV4(a).Low));
+            Assert.True(IpAddress.FromV4(a).CompareTo(v6) < 0); // IPv4 sorts first
+        }
+    }
 }

@@ -23,11 +23,17 @@ public sealed class LpmTable<T>
 
     private sealed class Node(UInt128 key, int bits)
     {
-        public readonly UInt128 Key = key;   // left-aligned, bits past Bits are zero
+        // The left-aligned key (bits past Bits are zero) as 64-bit halves: the lookup compares
+        // these, since UInt128's operators are calls on the per-packet path and these are single
+        // instructions.
+        public readonly ulong KeyHigh = (ulong)(key >> 64);
+        public readonly ulong KeyLow = (ulong)key;
         public readonly int Bits = bits;
         public Node? Zero;
         public Node? One;
         public Entry? Entry;
+
+        public UInt128 Key => new(KeyHigh, KeyLow);
     }
 
     private Node? _v4;
@@ -50,6 +56,9 @@ public sealed class LpmTable<T>
     }
 
     /// <summary>Inserts the prefix or replaces its value.</summary>
+    /// <remarks>Compiled optimized from the first call: tables are filled in bulk (a cluster's
+    /// ipcache, every peer's allowed IPs) while the method would still run unoptimized.</remarks>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     public void Set(IpPrefix prefix, T value)
     {
         var entry = new Entry(prefix, value);
@@ -196,17 +205,27 @@ public sealed class LpmTable<T>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private Entry? Find(IpAddress address)
     {
-        UInt128 key = address.LeftAligned;
+        ulong high = address.LeftHigh, low = address.LeftLow;
         Node? node = Volatile.Read(ref address.IsV6 ? ref _v6 : ref _v4);
         Entry? best = null;
-        while (node is not null && ((key ^ node.Key) & IpPrefix.Mask(node.Bits)) == UInt128.Zero)
+        while (node is not null)
         {
-            best = Volatile.Read(ref node.Entry) ?? best;
-            if (node.Bits == 128)
+            int bits = node.Bits;
+            // The node's prefix must match: its first `bits` bits of the two halves.
+            ulong maskHigh = bits >= 64 ? ulong.MaxValue : bits == 0 ? 0 : ulong.MaxValue << (64 - bits);
+            ulong maskLow = bits <= 64 ? 0 : ulong.MaxValue << (128 - bits);
+            if ((((high ^ node.KeyHigh) & maskHigh) | ((low ^ node.KeyLow) & maskLow)) != 0)
             {
                 break;
             }
-            node = Volatile.Read(ref Child(node, BitAt(key, node.Bits)));
+            best = Volatile.Read(ref node.Entry) ?? best;
+            if (bits == 128)
+            {
+                break;
+            }
+            // Bit `bits` of the left-aligned address (as BitAt, on the halves).
+            int bit = bits < 64 ? (int)(high >> (63 - bits)) & 1 : (int)(low >> (127 - bits)) & 1;
+            node = Volatile.Read(ref Child(node, bit));
         }
         return best;
     }

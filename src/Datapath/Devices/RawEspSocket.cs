@@ -300,38 +300,40 @@ public sealed unsafe class RawEspSocket : IUdpBind
         }
     }
 
-    /// <summary>Sends one ESP packet with MSG_DONTWAIT from the caller's stack, without the batch
-    /// send's lock (IPsec has no handshakes; this serves the bind contract for other callers).</summary>
+    /// <summary>
+    /// One attempt that never waits (the bind contract's send for the engine's own messages): a
+    /// batch send holding the socket, or no socket space, answers WouldBlock.
+    /// </summary>
     public SendAttempt TrySend(ReadOnlySpan<byte> datagram, in IpEndpoint destination)
     {
-        if (!destination.Address.IsV4 || !Enter())
+        if (!Enter())
         {
             return SendAttempt.Refused;
         }
         try
         {
-            byte* name = stackalloc byte[NameSize];
-            new Span<byte>(name, NameSize).Clear();
-            *(ushort*)name = LibC.AF_INET;
-            destination.Address.WriteBytes(new Span<byte>(name + 4, 4));
-            fixed (byte* p = datagram)
+            if (!_sendLock.TryEnter())
             {
-                var iov = new IoVec { Base = p, Length = (nuint)datagram.Length };
-                var message = new MMsgHdr { Header = new MsgHdr { Name = name, NameLength = NameSize, Iov = &iov, IovLength = 1 } };
-                while (true)
+                return SendAttempt.WouldBlock;
+            }
+            try
+            {
+                fixed (byte* p = datagram)
                 {
-                    if (LibC.SendMmsg(_fd, &message, 1, LibC.MSG_DONTWAIT) == 1)
+                    if (!Prepare(0, p, datagram.Length, destination))
+                    {
+                        return SendAttempt.Refused;
+                    }
+                    if (LibC.SendMmsg(_fd, _sendHeaders, 1, LibC.MSG_DONTWAIT) == 1)
                     {
                         return SendAttempt.Sent;
                     }
-                    int errno = Marshal.GetLastPInvokeError();
-                    if (errno == LibC.EINTR)
-                    {
-                        continue;
-                    }
-                    const int ENOBUFS = 105;
-                    return errno is LibC.EAGAIN or ENOBUFS ? SendAttempt.WouldBlock : SendAttempt.Refused;
+                    return Marshal.GetLastPInvokeError() == LibC.EAGAIN ? SendAttempt.WouldBlock : SendAttempt.Refused;
                 }
+            }
+            finally
+            {
+                _sendLock.Exit();
             }
         }
         finally

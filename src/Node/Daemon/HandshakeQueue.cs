@@ -15,7 +15,7 @@ namespace Gateway.Node.Daemon;
 /// space for the engine's own messages (<see cref="HandshakeTimers.FlushDeferred"/>), after the
 /// engine call returned and with no lock held.
 /// </summary>
-internal sealed class HandshakeQueue : IDisposable
+internal sealed class HandshakeQueue
 {
     /// <summary>wireguard-go's QueueHandshakeSize.</summary>
     public const int DefaultCapacity = 1024;
@@ -28,7 +28,8 @@ internal sealed class HandshakeQueue : IDisposable
     private readonly int[] _lengths;
     private readonly IpEndpoint[] _sources;
     private readonly Lock _gate = new();
-    private readonly ManualResetEventSlim _work = new(false);
+    private readonly object _signal = new();
+    private bool _wake;
     private int _head;
     private int _count;
 
@@ -46,7 +47,7 @@ internal sealed class HandshakeQueue : IDisposable
         _slots = GC.AllocateUninitializedArray<byte>(capacity * SlotSize, pinned: true);
         _lengths = new int[capacity];
         _sources = new IpEndpoint[capacity];
-        timers.DeferredWaiting = _work.Set;
+        timers.DeferredWaiting = Wake;
     }
 
     public int Capacity => _lengths.Length;
@@ -78,7 +79,7 @@ internal sealed class HandshakeQueue : IDisposable
             _sources[slot] = source;
             Volatile.Write(ref _count, _count + 1);
         }
-        _work.Set();
+        Wake();
         return true;
     }
 
@@ -122,23 +123,35 @@ internal sealed class HandshakeQueue : IDisposable
         return processed;
     }
 
-    /// <summary>The worker thread's loop; returns when <paramref name="stop"/> is cancelled.</summary>
+    /// <summary>The worker thread's loop; returns when <paramref name="stop"/> is cancelled. Nothing
+    /// here needs disposing, so the node may stop it in any order.</summary>
     public void Run(CancellationToken stop)
     {
+        using var registration = stop.Register(Wake);
         while (!stop.IsCancellationRequested)
         {
-            try
+            lock (_signal)
             {
-                _work.Wait(stop);
+                while (!_wake)
+                {
+                    Monitor.Wait(_signal);
+                }
+                _wake = false;
             }
-            catch (OperationCanceledException)
+            if (stop.IsCancellationRequested)
             {
                 return;
             }
-            _work.Reset();
             ProcessPending();
         }
     }
 
-    public void Dispose() => _work.Dispose();
+    private void Wake()
+    {
+        lock (_signal)
+        {
+            _wake = true;
+            Monitor.Pulse(_signal);
+        }
+    }
 }

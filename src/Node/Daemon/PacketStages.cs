@@ -41,6 +41,11 @@ public interface IEgressStage
     /// free behind it. The result names the datagram to send (when <see cref="StageAction.Send"/>).</summary>
     StageResult Begin(Span<byte> slot, int length, out SealTicket ticket);
 
+    /// <summary><see cref="Begin(Span{byte}, int, out SealTicket)"/> at the time <paramref name="now"/>:
+    /// the engine's clock (<see cref="WireGuardEngine.ReadClock"/>), read once per batch by the send
+    /// path. A stage without its own override reads the clock itself.</summary>
+    StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket) => Begin(slot, length, out ticket);
+
     /// <summary>A batch has left (flow events can be flushed now).</summary>
     void EndBatch();
 }
@@ -54,6 +59,11 @@ public interface IIngressStage
 {
     /// <summary>The datagram is slot[0, <paramref name="length"/>); the slot has room behind it.</summary>
     StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, out OpenTicket ticket);
+
+    /// <summary><see cref="Begin(in IpEndpoint, Span{byte}, int, out OpenTicket)"/> at the time
+    /// <paramref name="now"/> (the engine's clock, read once per batch by the receive path); the
+    /// ticket carries it to <see cref="Complete"/>. A stage without its own override reads the clock itself.</summary>
+    StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, long now, out OpenTicket ticket) => Begin(source, slot, length, out ticket);
 
     StageResult Complete(in OpenTicket ticket, in IpEndpoint source, Span<byte> slot, int length);
 
@@ -69,6 +79,9 @@ public sealed class PlainEgress(WireGuardEngine engine) : IEgressStage
     public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket) =>
         StageResult.FromTunnel(engine.BeginEncapsulateInPlace(slot, length, out ticket));
 
+    public StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket) =>
+        StageResult.FromTunnel(engine.BeginEncapsulateInPlace(slot, length, now, out ticket));
+
     public void EndBatch()
     {
     }
@@ -79,6 +92,9 @@ public sealed class PlainIngress(WireGuardEngine engine) : IIngressStage
 {
     public StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, out OpenTicket ticket) =>
         StageResult.FromTunnel(engine.BeginDecapsulate(source, slot[..length], out ticket));
+
+    public StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, long now, out OpenTicket ticket) =>
+        StageResult.FromTunnel(engine.BeginDecapsulate(source, slot[..length], now, out ticket));
 
     public StageResult Complete(in OpenTicket ticket, in IpEndpoint source, Span<byte> slot, int length) =>
         StageResult.FromTunnel(engine.CompleteDecapsulate(ticket, source, slot[..length]));

@@ -46,6 +46,7 @@ internal sealed class ReceivePath
     private readonly IBatchTunDevice _tun;
     private readonly IUdpBind _bind;
     private readonly IIngressStage _ingress;
+    private readonly WireGuardEngine _engine;
     private readonly NodeMetrics _metrics;
     private readonly int _batchSize;
     private OrderedStage<InboundBatch>? _stage;
@@ -59,8 +60,9 @@ internal sealed class ReceivePath
     /// <summary>Bytes the reader thread has allocated so far (read per batch, for the 0 B/packet tests).</summary>
     public long AllocatedBytes => Volatile.Read(ref _allocated);
 
-    public ReceivePath(IBatchTunDevice tun, IUdpBind bind, IIngressStage ingress, NodeMetrics metrics, int batchSize)
+    public ReceivePath(IBatchTunDevice tun, IUdpBind bind, WireGuardEngine engine, IIngressStage ingress, NodeMetrics metrics, int batchSize)
     {
+        _engine = engine;
         _tun = tun;
         _bind = bind;
         _ingress = ingress;
@@ -120,6 +122,7 @@ internal sealed class ReceivePath
     {
         var ingress = _ingress;
         var handshakes = Handshakes;
+        long now = _engine.ReadClock(); // once per batch: the tickets carry it to the in-order half
         for (int i = 0; i < batch.Count; i++)
         {
             var buffer = batch.Buffers[i];
@@ -129,7 +132,7 @@ internal sealed class ReceivePath
                 batch.Tickets[i] = default;
                 continue;
             }
-            batch.Results[i] = ingress.Begin(batch.Sources[i], buffer.Region[buffer.Headroom..], buffer.Length, out batch.Tickets[i]);
+            batch.Results[i] = ingress.Begin(batch.Sources[i], buffer.Region[buffer.Headroom..], buffer.Length, now, out batch.Tickets[i]);
         }
     }
 

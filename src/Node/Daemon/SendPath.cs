@@ -105,9 +105,10 @@ internal sealed class SendPath
             {
                 return;
             }
+            long now = _engine.ReadClock(); // once per batch: conntrack and the engine's timers share it
             for (int i = 0; i < n; i++)
             {
-                Begin(batch, i);
+                Begin(batch, i, now);
             }
             batch.Count = n;
             stage.Publish(batch);
@@ -117,7 +118,7 @@ internal sealed class SendPath
 
     /// <summary>The in-order half for packet <paramref name="index"/>: the egress stage, which
     /// leaves the datagram to send (still to be sealed when the ticket is pending) as the buffer's data.</summary>
-    private void Begin(OutboundBatch batch, int index)
+    private void Begin(OutboundBatch batch, int index, long now)
     {
         var buffer = batch.Buffers[index];
         batch.Sends[index] = false;
@@ -129,7 +130,7 @@ internal sealed class SendPath
             return;
         }
         int slotStart = buffer.Headroom - _egress.Headroom;
-        var result = _egress.Begin(buffer.Region[slotStart..], buffer.Length, out batch.Tickets[index]);
+        var result = _egress.Begin(buffer.Region[slotStart..], buffer.Length, now, out batch.Tickets[index]);
         if (result.Action == StageAction.Send)
         {
             buffer.SetData(slotStart + result.Offset, result.Length);

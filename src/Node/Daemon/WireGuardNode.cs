@@ -246,10 +246,9 @@ public sealed class WireGuardNode : IAsyncDisposable
         IIngressStage ingress = _overlay is null ? new PlainIngress(_engine) : _ipsec is not null ? new EspIngress(_overlay, _ipsec) : new OverlayIngress(_overlay);
         var send = new SendPath(tun, bind, _engine, egress, metrics, _options.BatchSize, Mtu);
         var handshakes = new HandshakeQueue(_engine, timers);
-        _undo.Add(handshakes.Dispose);
         metrics.Handshakes = handshakes;
         metrics.Timers = timers;
-        var receive = new ReceivePath(tun, bind, ingress, metrics, _options.BatchSize) { Handshakes = handshakes };
+        var receive = new ReceivePath(tun, bind, _engine, ingress, metrics, _options.BatchSize) { Handshakes = handshakes };
         _send = send;
         _receive = receive;
         int workers = _options.CryptoWorkers ?? Environment.ProcessorCount;

@@ -123,7 +123,9 @@ public sealed class OverlayPipeline
     private sealed class Routing
     {
         public readonly LpmTable<OverlayPeer> ByPod = new();
-        public readonly Dictionary<IpAddress, OverlayPeer> ByTunnel = [];
+        // By the IPv4 tunnel address's value: the outer source of a VXLAN datagram is IPv4, and a
+        // uint key hashes and compares in one instruction each.
+        public readonly Dictionary<uint, OverlayPeer> ByTunnel = [];
         public readonly Dictionary<PublicKey, OverlayPeer> ByKey = [];
     }
 
@@ -176,7 +178,10 @@ public sealed class OverlayPipeline
             // Keep what was learned about a node that stays.
             var kept = previous.ByKey.TryGetValue(peer.PublicKey, out var old) && old.TunnelAddress == peer.TunnelAddress &&
                        old.PodCidrs.SequenceEqual(peer.PodCidrs) ? old : peer;
-            next.ByTunnel[kept.TunnelAddress] = kept;
+            if (kept.TunnelAddress.IsV4)
+            {
+                next.ByTunnel[kept.TunnelAddress.V4] = kept;
+            }
             next.ByKey[kept.PublicKey] = kept;
             foreach (var prefix in kept.PodCidrs)
             {
@@ -235,9 +240,15 @@ public sealed class OverlayPipeline
     /// Handles one packet read from TUN, located at buffer[<paramref name="packetOffset"/>, +length)
     /// with at least <see cref="Headroom"/> bytes in front and 32 behind.
     /// </summary>
-    public OverlayResult Outbound(Span<byte> buffer, int packetOffset, int packetLength)
+    public OverlayResult Outbound(Span<byte> buffer, int packetOffset, int packetLength) =>
+        Outbound(buffer, packetOffset, packetLength, NowNs);
+
+    /// <summary><see cref="Outbound(Span{byte}, int, int)"/> at the time <paramref name="nowNs"/>: the
+    /// engine's clock (<see cref="WireGuardEngine.ReadClock"/>, which the node's pipeline shares),
+    /// read once for a batch of packets.</summary>
+    public OverlayResult Outbound(Span<byte> buffer, int packetOffset, int packetLength, long nowNs)
     {
-        var result = BeginOutbound(buffer, packetOffset, packetLength, out var ticket);
+        var result = BeginOutbound(buffer, packetOffset, packetLength, nowNs, out var ticket);
         if (ticket.IsPending && !_engine.CompleteEncapsulate(ticket, buffer[result.Offset..]))
         {
             // The session's keys went between the halves (the engine counted it): not sent. Not
@@ -254,10 +265,16 @@ public sealed class OverlayPipeline
     /// the caller runs <see cref="WireGuardEngine.CompleteEncapsulate"/> on buffer[result.Offset..]
     /// (any thread) before sending it.
     /// </summary>
-    public OverlayResult BeginOutbound(Span<byte> buffer, int packetOffset, int packetLength, out SealTicket ticket)
+    public OverlayResult BeginOutbound(Span<byte> buffer, int packetOffset, int packetLength, out SealTicket ticket) =>
+        BeginOutbound(buffer, packetOffset, packetLength, NowNs, out ticket);
+
+    /// <summary><see cref="BeginOutbound(Span{byte}, int, int, out SealTicket)"/> at the time
+    /// <paramref name="nowNs"/> (the engine's clock, read once for the batch): conntrack and the
+    /// engine's timers share that one reading.</summary>
+    public OverlayResult BeginOutbound(Span<byte> buffer, int packetOffset, int packetLength, long nowNs, out SealTicket ticket)
     {
         ticket = default;
-        var framed = FrameOutbound(buffer, packetOffset, packetLength, out var peer);
+        var framed = FrameOutbound(buffer, packetOffset, packetLength, nowNs, out var peer);
         if (framed.Action != OverlayAction.Send)
         {
             return framed;
@@ -265,15 +282,15 @@ public sealed class OverlayPipeline
         if (peer is null)
         {
             // Not from a workload: node traffic (e.g. to a peer's tunnel address), plain WireGuard.
-            var plain = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength, out ticket);
-            return Count(Direction.Egress, OverlayResult.FromTunnel(plain).At(packetOffset - Messages.TransportHeaderSize));
+            var plain = _engine.BeginEncapsulateInPlace(buffer[(packetOffset - Messages.TransportHeaderSize)..], packetLength, nowNs, out ticket);
+            return Sent(plain, packetOffset - Messages.TransportHeaderSize);
         }
         // The node is known from its pod CIDRs: the engine seals for its peer without routing again.
         var datagram = buffer[(framed.Offset - Messages.TransportHeaderSize)..];
         var sealedResult = peer.EnginePeer(_engine) is { } enginePeer
-            ? _engine.BeginEncapsulateInPlace(enginePeer, datagram, framed.Length, out ticket)
-            : _engine.BeginEncapsulateInPlace(datagram, framed.Length, out ticket);
-        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(framed.Offset - Messages.TransportHeaderSize));
+            ? _engine.BeginEncapsulateInPlace(enginePeer, datagram, framed.Length, nowNs, out ticket)
+            : _engine.BeginEncapsulateInPlace(datagram, framed.Length, nowNs, out ticket);
+        return Sent(sealedResult, framed.Offset - Messages.TransportHeaderSize);
     }
 
     /// <summary>
@@ -285,7 +302,12 @@ public sealed class OverlayPipeline
     /// yet: the caller counts them once sealed (<see cref="CountOutbound"/>). Drops are counted;
     /// a Deliver (ICMP for a service without backends) goes back to TUN.
     /// </summary>
-    public OverlayResult FrameOutbound(Span<byte> buffer, int packetOffset, int packetLength, out OverlayPeer? peer)
+    public OverlayResult FrameOutbound(Span<byte> buffer, int packetOffset, int packetLength, out OverlayPeer? peer) =>
+        FrameOutbound(buffer, packetOffset, packetLength, NowNs, out peer);
+
+    /// <summary><see cref="FrameOutbound(Span{byte}, int, int, out OverlayPeer?)"/> at the time
+    /// <paramref name="nowNs"/> (one clock reading per batch).</summary>
+    public OverlayResult FrameOutbound(Span<byte> buffer, int packetOffset, int packetLength, long nowNs, out OverlayPeer? peer)
     {
         peer = null;
         if (packetOffset < Headroom || packetLength <= 0 || packetOffset + packetLength > buffer.Length)
@@ -315,7 +337,7 @@ public sealed class OverlayPipeline
         {
             vip = key.Destination;
             vipPort = key.DestinationPort;
-            switch (TranslateOutbound(services, packet, in layout, ref key))
+            switch (TranslateOutbound(services, packet, in layout, ref key, nowNs))
             {
                 case ServiceLookup.NotService:
                     vipPort = 0;
@@ -330,8 +352,7 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Egress, InCluster(key.Destination) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
-        long now = NowNs;
-        var decision = Decide(key, packet, layout, PolicyChecks.Egress);
+        var decision = Decide(key, packet, layout, PolicyChecks.Egress, nowNs);
         CountVerdict(Direction.Egress, decision);
         if (!decision.Allowed)
         {
@@ -340,7 +361,7 @@ public sealed class OverlayPipeline
         if (vipPort != 0 && decision.Conntrack == CtResult.New)
         {
             // Record the reverse NAT on the flow entry policy just created: replies come from the VIP.
-            _policy.Conntrack.Create(key, now, vip, vipPort);
+            _policy.Conntrack.Create(key, nowNs, vip, vipPort);
         }
         uint identity = decision.SourceIdentity;
         if (identity is 0 or > ReservedIdentity.MaxAllocated)
@@ -365,7 +386,7 @@ public sealed class OverlayPipeline
     public bool TryRouteNodeTraffic(IpAddress destination, out OverlayPeer peer)
     {
         var routing = Volatile.Read(ref _routing);
-        return routing.ByTunnel.TryGetValue(destination, out peer!) || routing.ByPod.TryLookup(destination, out peer!);
+        return (destination.IsV4 && routing.ByTunnel.TryGetValue(destination.V4, out peer!)) || routing.ByPod.TryLookup(destination, out peer!);
     }
 
     /// <summary>
@@ -373,9 +394,8 @@ public sealed class OverlayPipeline
     /// (conntrack, by the original tuple), else a new choice recorded in conntrack; the packet
     /// and <paramref name="key"/> are rewritten to the backend in place.
     /// </summary>
-    private ServiceLookup TranslateOutbound(ServiceLoadBalancer services, Span<byte> packet, in PacketLayout layout, ref FlowKey key)
+    private ServiceLookup TranslateOutbound(ServiceLoadBalancer services, Span<byte> packet, in PacketLayout layout, ref FlowKey key, long now)
     {
-        long now = NowNs;
         var ct = _policy.Conntrack;
         IpAddress backend;
         ushort backendPort;
@@ -464,6 +484,14 @@ public sealed class OverlayPipeline
         return ticket.IsPending ? CompleteInbound(ticket, source, buffer, length) : result;
     }
 
+    /// <summary><see cref="Inbound(in IpEndpoint, Span{byte}, int)"/> at the time <paramref name="nowNs"/>
+    /// (the engine's clock, read once for a batch of datagrams).</summary>
+    public OverlayResult Inbound(in IpEndpoint source, Span<byte> buffer, int length, long nowNs)
+    {
+        var result = BeginInbound(source, buffer, length, nowNs, out var ticket);
+        return ticket.IsPending ? CompleteInbound(ticket, source, buffer, length) : result;
+    }
+
     /// <summary><see cref="Inbound"/> split for pipelines that decrypt on worker threads: the
     /// engine's first half (any thread). When <paramref name="ticket"/> is pending, the caller runs
     /// <see cref="CompleteInbound"/> in arrival order; otherwise the result is final.</summary>
@@ -473,16 +501,27 @@ public sealed class OverlayPipeline
         return ticket.IsPending ? default : Count(Direction.Ingress, OverlayResult.FromTunnel(result));
     }
 
+    /// <summary><see cref="BeginInbound(in IpEndpoint, Span{byte}, int, out OpenTicket)"/> at the time
+    /// <paramref name="nowNs"/> (the engine's clock, read once for the batch); the ticket carries the
+    /// reading to <see cref="CompleteInbound"/>, whose conntrack and timers run at that time too.</summary>
+    public OverlayResult BeginInbound(in IpEndpoint source, Span<byte> buffer, int length, long nowNs, out OpenTicket ticket)
+    {
+        var result = _engine.BeginDecapsulate(source, buffer[..length], nowNs, out ticket);
+        return ticket.IsPending ? default : Count(Direction.Ingress, OverlayResult.FromTunnel(result));
+    }
+
     /// <summary>The in-order second half of <see cref="Inbound"/>: replay window and timers,
     /// then VXLAN, sender and policy checks.</summary>
     public OverlayResult CompleteInbound(in OpenTicket ticket, in IpEndpoint source, Span<byte> buffer, int length)
     {
-        var opened = _engine.CompleteDecapsulate(ticket, source, buffer[..length]);
+        // The engine parsed the opened packet's IP header (source, length) for its allowed-IPs
+        // check; the VXLAN read goes on from there instead of parsing that header again.
+        var opened = _engine.CompleteDecapsulate(ticket, source, buffer[..length], out var outerSource);
         if (opened.Action != TunnelAction.DeliverToTun)
         {
             return Count(Direction.Ingress, OverlayResult.FromTunnel(opened));
         }
-        var accepted = AcceptInbound(buffer, opened.Offset, opened.Length, opened.Peer?.PublicKey, opened.Reason);
+        var accepted = AcceptInbound(buffer, opened.Offset, opened.Length, opened.Peer?.PublicKey, opened.Reason, ticket.Now, outerSource);
         if (accepted.Action == OverlayAction.Send)
         {
             // An ARP reply for the sending node, sealed back to it.
@@ -500,13 +539,28 @@ public sealed class OverlayPipeline
     /// <see cref="OverlayAction.Send"/> result is an ARP reply (a VXLAN datagram at [Offset, +Length),
     /// with 16 bytes free in front) that the caller seals back to the sender.
     /// </summary>
-    public OverlayResult AcceptInbound(Span<byte> buffer, int offset, int length, PublicKey? sender, TunnelEvent reason)
+    public OverlayResult AcceptInbound(Span<byte> buffer, int offset, int length, PublicKey? sender, TunnelEvent reason) =>
+        AcceptInbound(buffer, offset, length, sender, reason, NowNs, parsedSource: null);
+
+    /// <summary>
+    /// <see cref="AcceptInbound(Span{byte}, int, int, PublicKey?, TunnelEvent)"/> at the time
+    /// <paramref name="now"/>; <paramref name="parsedSource"/>, when set, is the packet's source as
+    /// the engine parsed it (with the total length equal to <paramref name="length"/>), so its IP
+    /// header is not parsed a second time.
+    /// </summary>
+    private OverlayResult AcceptInbound(Span<byte> buffer, int offset, int length, PublicKey? sender, TunnelEvent reason, long now, IpAddress? parsedSource)
     {
         var packet = buffer.Slice(offset, length);
-        if (!VxlanFrame.TryRead(packet, _options.TunnelAddress, _options.VxlanPort, out var outerSource, out uint vni,
-                out int frameOffset, out int frameLength, out bool malformed))
+        IpAddress outerSource = default;
+        uint vni;
+        int frameOffset, frameLength;
+        bool malformed;
+        bool vxlan = parsedSource is { } known
+            ? VxlanFrame.TryReadOpened(packet, outerSource = known, _options.TunnelAddress, _options.VxlanPort, out vni, out frameOffset, out frameLength, out malformed)
+            : VxlanFrame.TryRead(packet, _options.TunnelAddress, _options.VxlanPort, out outerSource, out vni, out frameOffset, out frameLength, out malformed);
+        if (!vxlan)
         {
-            return InboundPlain(offset, length, reason, packet);
+            return InboundPlain(offset, length, reason, packet, now);
         }
         if (malformed)
         {
@@ -514,7 +568,7 @@ public sealed class OverlayPipeline
         }
         var routing = Volatile.Read(ref _routing);
         // The VXLAN datagram must come from the tunnel address of the peer that sealed it.
-        if (!routing.ByTunnel.TryGetValue(outerSource, out var peer) || sender is not { } senderKey || peer.PublicKey != senderKey)
+        if (!routing.ByTunnel.TryGetValue(outerSource.V4, out var peer) || sender is not { } senderKey || peer.PublicKey != senderKey)
         {
             return Count(Direction.Ingress, OverlayResult.Dropped(OverlayDrop.UnknownSender));
         }
@@ -546,8 +600,7 @@ public sealed class OverlayPipeline
         {
             return Reject(key, Direction.Ingress, OverlayDrop.UnknownL3TargetAddress, vni);
         }
-        long now = NowNs;
-        var decision = Decide(key, inner, layout, PolicyChecks.Ingress, vni);
+        var decision = Decide(key, inner, layout, PolicyChecks.Ingress, now, vni);
         CountVerdict(Direction.Ingress, decision);
         if (!decision.Allowed)
         {
@@ -561,7 +614,8 @@ public sealed class OverlayPipeline
         }
         // Deliver the IP packet without the link padding a minimum-size frame may carry.
         int innerOffset = offset + frameOffset + VxlanFrame.EthernetLength;
-        return Count(Direction.Ingress, new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, reason));
+        Interlocked.Increment(ref _forwards[(int)Direction.Ingress]);
+        return new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, reason);
     }
 
     /// <summary>
@@ -570,15 +624,15 @@ public sealed class OverlayPipeline
     /// is RELATED and passes without a rule of its own, as in Cilium; everything else goes through
     /// conntrack and policy. Allocation-free.
     /// </summary>
-    private FlowDecision Decide(in FlowKey key, ReadOnlySpan<byte> packet, in PacketLayout layout, PolicyChecks checks, uint sourceIdentity = 0)
+    private FlowDecision Decide(in FlowKey key, ReadOnlySpan<byte> packet, in PacketLayout layout, PolicyChecks checks, long now, uint sourceIdentity = 0)
     {
         if (key.Protocol is IpProtocol.Icmp or IpProtocol.Icmpv6 && layout.TransportOffset >= 0 &&
             IcmpErrorQuote.IsError(key.Protocol, key.IcmpType) &&
             IcmpErrorQuote.TryParse(packet[layout.TransportOffset..], key.Protocol, out var quoted))
         {
-            return _policy.ProcessIcmpError(key, quoted, NowNs, checks, sourceIdentity);
+            return _policy.ProcessIcmpError(key, quoted, now, checks, sourceIdentity);
         }
-        return _policy.Process(key, NowNs, checks, sourceIdentity);
+        return _policy.Process(key, now, checks, sourceIdentity);
     }
 
     /// <summary>
@@ -604,7 +658,7 @@ public sealed class OverlayPipeline
         return _policy.Current.IpCache.Lookup(key.Source) == vni ? OverlayDrop.None : OverlayDrop.InvalidIdentity;
     }
 
-    private OverlayResult InboundPlain(int offset, int length, TunnelEvent reason, ReadOnlySpan<byte> packet)
+    private OverlayResult InboundPlain(int offset, int length, TunnelEvent reason, ReadOnlySpan<byte> packet, long now)
     {
         // Plain traffic inside the tunnel: fine between nodes; for a local workload it carries no
         // identity, so the workload's ingress policy judges it by the sender's address.
@@ -614,7 +668,7 @@ public sealed class OverlayPipeline
         }
         if (_local.TryLookup(key.Destination, out _))
         {
-            var decision = Decide(key, packet, layout, PolicyChecks.Ingress);
+            var decision = Decide(key, packet, layout, PolicyChecks.Ingress, now);
             CountVerdict(Direction.Ingress, decision);
             if (!decision.Allowed)
             {
@@ -683,7 +737,21 @@ public sealed class OverlayPipeline
         return Count(direction, OverlayResult.Dropped(reason));
     }
 
-    private OverlayResult Count(Direction direction, OverlayResult result)
+    /// <summary>The egress result of an engine call made on buffer[start..], counted. The common
+    /// outcome (a datagram to send) is built in one step: the general path copies the result
+    /// through three conversions, which shows per packet.</summary>
+    private OverlayResult Sent(in TunnelResult sealedResult, int start)
+    {
+        if (sealedResult.Action == TunnelAction.SendToNetwork)
+        {
+            Interlocked.Increment(ref _forwards[(int)Direction.Egress]);
+            return new OverlayResult(OverlayAction.Send, sealedResult.Offset + start, sealedResult.Length, sealedResult.Endpoint, OverlayDrop.None,
+                sealedResult.Reason);
+        }
+        return Count(Direction.Egress, OverlayResult.FromTunnel(sealedResult).At(start));
+    }
+
+    private OverlayResult Count(Direction direction, in OverlayResult result)
     {
         if (result.Action == OverlayAction.Drop)
         {

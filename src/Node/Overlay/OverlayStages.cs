@@ -15,6 +15,9 @@ public sealed class OverlayEgress(OverlayRuntime runtime) : IEgressStage
     public StageResult Begin(Span<byte> slot, int length, out SealTicket ticket) =>
         ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, out ticket));
 
+    public StageResult Begin(Span<byte> slot, int length, long now, out SealTicket ticket) =>
+        ToStage(_pipeline.BeginOutbound(slot, OverlayPipeline.Headroom, length, now, out ticket));
+
     public void EndBatch() => runtime.FlowLog?.Notify();
 
     internal static StageResult ToStage(in OverlayResult r) => r.Action switch
@@ -33,6 +36,9 @@ public sealed class OverlayIngress(OverlayRuntime runtime) : IIngressStage
 
     public StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, out OpenTicket ticket) =>
         OverlayEgress.ToStage(_pipeline.BeginInbound(source, slot, length, out ticket));
+
+    public StageResult Begin(in IpEndpoint source, Span<byte> slot, int length, long now, out OpenTicket ticket) =>
+        OverlayEgress.ToStage(_pipeline.BeginInbound(source, slot, length, now, out ticket));
 
     public StageResult Complete(in OpenTicket ticket, in IpEndpoint source, Span<byte> slot, int length) =>
         OverlayEgress.ToStage(_pipeline.CompleteInbound(ticket, source, slot, length));

@@ -92,6 +92,10 @@ public static class ReplayRunner
 {
     private const int Slack = 32 + 128; // behind the packet: padding + tag, and room for an ARP reply
 
+    /// <summary>Packets per clock reading: the daemon reads the clock once per batch of its default
+    /// size (a TUN read or a bind receive of up to 64 packets), and so does the replay.</summary>
+    public const int ClockBatch = 64;
+
     public static ReplayReport Run(ReplayCapture capture, ReplayOptions options, Action<long, long>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(capture);
@@ -204,7 +208,7 @@ public static class ReplayRunner
         private readonly Dictionary<string, (long Ticks, long Count)> _stages = [];
         private long _outTicks, _inTicks, _sampled;
         private byte[] _work = [], _bare = [];
-        private long _parse, _vxlan, _seal, _open, _breakdownCount;
+        private long _parse, _vxlan, _seal, _open, _timestamp, _breakdownCount;
         private ulong _bareCounter;
 
         public long Progress;
@@ -216,7 +220,7 @@ public static class ReplayRunner
         public IEnumerable<string> StageNames => options.Encryption == ReplayEncryption.Ipsec
             ? ["outbound_total", "inbound_total"]
             : options.Mode == ReplayMode.Overlay
-            ? ["outbound_total", "inbound_total", "parse_policy", "vxlan", "seal", "open_decap_ingress"]
+            ? ["outbound_total", "inbound_total", "parse_policy", "vxlan", "seal", "open_decap_ingress", "timestamp"]
             : ["outbound_total", "inbound_total", "seal", "open_decap"];
 
         public long StageTicks(string name) => _stages.GetValueOrDefault(name).Ticks;
@@ -284,6 +288,7 @@ public static class ReplayRunner
                 _stages["vxlan"] = (_vxlan, _breakdownCount);
                 _stages["seal"] = (_seal, _breakdownCount);
                 _stages["open_decap_ingress"] = (_open, _breakdownCount);
+                _stages["timestamp"] = (_timestamp, _breakdownCount);
             }
         }
 
@@ -428,18 +433,23 @@ public static class ReplayRunner
             int mask = sample ? options.SampleEvery - 1 : -1;
             var data = capture.Data;
             long bytes = 0;
+            long now = 0;
             for (int k = 0; k < indices.Length; k++)
             {
                 int i = indices[k];
                 var original = new ReadOnlySpan<byte>(data, capture.Offsets[i], capture.Lengths[i]);
                 bytes += original.Length;
+                if (k % ClockBatch == 0)
+                {
+                    now = pair.EngineA.ReadClock(); // both engines (and pipelines) run on one clock
+                }
                 if (options.Mode == ReplayMode.Overlay)
                 {
-                    Overlay(pair, original, capture.FromA[i], sample && (k & mask) == 0);
+                    Overlay(pair, original, capture.FromA[i], sample && (k & mask) == 0, now);
                 }
                 else
                 {
-                    Plain(pair, original, capture.FromA[i], sample && (k & mask) == 0);
+                    Plain(pair, original, capture.FromA[i], sample && (k & mask) == 0, now);
                 }
                 if (pair.HasPending) pair.Pump();
                 if ((k & 1023) == 1023) Volatile.Write(ref Progress, Progress + 1024);
@@ -453,13 +463,13 @@ public static class ReplayRunner
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Overlay(ReplayPair pair, ReadOnlySpan<byte> original, bool fromA, bool timed)
+        private void Overlay(ReplayPair pair, ReadOnlySpan<byte> original, bool fromA, bool timed, long now)
         {
             var work = _work;
             const int at = OverlayPipeline.Headroom;
             original.CopyTo(work.AsSpan(at));
             long t0 = timed ? Stopwatch.GetTimestamp() : 0;
-            var sent = (fromA ? pair.PipelineA! : pair.PipelineB!).Outbound(work, at, original.Length);
+            var sent = (fromA ? pair.PipelineA! : pair.PipelineB!).Outbound(work, at, original.Length, now);
             long t1 = timed ? Stopwatch.GetTimestamp() : 0;
             if (sent.Action != OverlayAction.Send)
             {
@@ -468,7 +478,7 @@ public static class ReplayRunner
             }
             var datagram = work.AsSpan(sent.Offset);
             pair.Sink?.Datagram(fromA, datagram[..sent.Length]);
-            var received = (fromA ? pair.PipelineB! : pair.PipelineA!).Inbound(fromA ? ReplayPair.UnderlayA : ReplayPair.UnderlayB, datagram, sent.Length);
+            var received = (fromA ? pair.PipelineB! : pair.PipelineA!).Inbound(fromA ? ReplayPair.UnderlayA : ReplayPair.UnderlayB, datagram, sent.Length, now);
             if (timed)
             {
                 long t2 = Stopwatch.GetTimestamp();
@@ -488,13 +498,13 @@ public static class ReplayRunner
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Plain(ReplayPair pair, ReadOnlySpan<byte> original, bool fromA, bool timed)
+        private void Plain(ReplayPair pair, ReadOnlySpan<byte> original, bool fromA, bool timed, long now)
         {
             var work = _work;
             const int at = Messages.TransportHeaderSize;
             original.CopyTo(work.AsSpan(at));
             long t0 = timed ? Stopwatch.GetTimestamp() : 0;
-            var sent = (fromA ? pair.EngineA : pair.EngineB).EncapsulateInPlace(work, original.Length);
+            var sent = (fromA ? pair.EngineA : pair.EngineB).EncapsulateInPlace(work, original.Length, now);
             long t1 = timed ? Stopwatch.GetTimestamp() : 0;
             if (sent.Action != TunnelAction.SendToNetwork)
             {
@@ -503,7 +513,7 @@ public static class ReplayRunner
             }
             var datagram = work.AsSpan(sent.Offset, sent.Length);
             pair.Sink?.Datagram(fromA, datagram);
-            var received = (fromA ? pair.EngineB : pair.EngineA).Decapsulate(fromA ? ReplayPair.UnderlayA : ReplayPair.UnderlayB, datagram);
+            var received = (fromA ? pair.EngineB : pair.EngineA).Decapsulate(fromA ? ReplayPair.UnderlayA : ReplayPair.UnderlayB, datagram, now);
             if (timed)
             {
                 long t2 = Stopwatch.GetTimestamp();
@@ -553,6 +563,10 @@ public static class ReplayRunner
             Span<byte> macA = stackalloc byte[6], macB = stackalloc byte[6];
             VxlanFrame.NodeMac(pair.PipelineA!.Options.TunnelAddress, macA);
             VxlanFrame.NodeMac(pair.PipelineB!.Options.TunnelAddress, macB);
+            var peerOfA = pair.PipelineA!.Peers.First();
+            var peerOfB = pair.PipelineB!.Peers.First();
+            // One clock reading for the pass, as the pipeline gets one per batch.
+            long now = pair.EngineA.ReadClock();
             for (int k = 0; k < indices.Length; k += options.SampleEvery)
             {
                 int i = indices[k];
@@ -560,33 +574,38 @@ public static class ReplayRunner
                 var sender = fromA ? pair.PipelineA! : pair.PipelineB!;
                 var receiver = fromA ? pair.PipelineB! : pair.PipelineA!;
                 var engine = fromA ? pair.EngineA : pair.EngineB;
-                var peer = sender.Peers.First();
+                var enginePeer = fromA ? pair.PeerBOnA : pair.PeerAOnB;
+                var peer = fromA ? peerOfA : peerOfB;
                 var original = capture.Packet(i);
                 original.CopyTo(work.AsSpan(at));
                 long t0 = Stopwatch.GetTimestamp();
                 if (FlowParser.ParseIp(work.AsSpan(at, original.Length), out var key) != ParseStatus.Ok) continue;
-                var decision = sender.Policy.Process(key, NowNs(options.Clock), PolicyChecks.Egress);
+                var decision = sender.Policy.Process(key, now, PolicyChecks.Egress);
                 long t1 = Stopwatch.GetTimestamp();
                 if (!decision.Allowed) continue;
                 VxlanFrame.Write(work.AsSpan(at - VxlanFrame.Overhead, VxlanFrame.Overhead), original.Length, sender.Options.TunnelAddress,
                     peer.TunnelAddress, sender.Options.VxlanPort, decision.SourceIdentity, VxlanFrame.SourcePort(key), peer.Mac, fromA ? macA : macB,
                     key.IpVersion == 4 ? (ushort)0x0800 : (ushort)0x86DD);
                 long t2 = Stopwatch.GetTimestamp();
-                var sent = engine.EncapsulateInPlace(work, VxlanFrame.Overhead + original.Length);
+                // As the pipeline seals: for the peer it routed to, at the batch's clock reading.
+                var sent = engine.BeginEncapsulateInPlace(enginePeer, work, VxlanFrame.Overhead + original.Length, now, out var ticket);
+                bool sealedOk = ticket.IsPending && engine.CompleteEncapsulate(ticket, work);
                 long t3 = Stopwatch.GetTimestamp();
-                if (sent.Action != TunnelAction.SendToNetwork) continue;
-                receiver.Inbound(fromA ? ReplayPair.UnderlayA : ReplayPair.UnderlayB, work.AsSpan(sent.Offset), sent.Length);
+                if (sent.Action != TunnelAction.SendToNetwork || !sealedOk) continue;
+                receiver.Inbound(fromA ? ReplayPair.UnderlayA : ReplayPair.UnderlayB, work.AsSpan(sent.Offset), sent.Length, now);
                 long t4 = Stopwatch.GetTimestamp();
+                // What an empty stage measures: the cost of reading the timestamp itself, which every
+                // stage figure above includes once.
+                long t5 = Stopwatch.GetTimestamp();
                 _parse += t1 - t0;
                 _vxlan += t2 - t1;
                 _seal += t3 - t2;
                 _open += t4 - t3;
+                _timestamp += t5 - t4;
                 _breakdownCount++;
                 if (pair.HasPending) pair.Pump();
             }
         }
-
-        private static long NowNs(TimeProvider clock) => (long)(clock.GetTimestamp() * (1_000_000_000.0 / clock.TimestampFrequency));
 
         /// <summary>
         /// The yardstick: ChaCha20-Poly1305 alone over exactly the plaintext lengths the pipeline seals

@@ -50,6 +50,7 @@ public sealed class Conntrack
     private const int GcChunk = 64;
 
     private readonly Shard[] _shards;
+    private readonly CtKey.Seed _seed = CtKey.Seed.Random();
     private readonly int _shardMask;
     private readonly int _slotMask;
     private readonly long _tcpEstablished, _tcpSyn, _tcpClose, _udp, _icmp, _other;
@@ -119,10 +120,10 @@ public sealed class Conntrack
     {
         nat = default;
         var ck = CtKey.From(key, out bool forward);
-        int hash = ck.Hash();
+        int hash = ck.Hash(in _seed);
         var shard = _shards[hash & _shardMask];
         int baseSlot = (hash >>> 6) & _slotMask;
-        lock (shard)
+        using (shard.Enter())
         {
             int slot = Find(shard, in ck, baseSlot, nowNs);
             if (slot < 0)
@@ -150,9 +151,9 @@ public sealed class Conntrack
     {
         nat = default;
         var ck = CtKey.Service(original, out _);
-        int hash = ck.Hash();
+        int hash = ck.Hash(in _seed);
         var shard = _shards[hash & _shardMask];
-        lock (shard)
+        using (shard.Enter())
         {
             int slot = Find(shard, in ck, (hash >>> 6) & _slotMask, nowNs);
             if (slot < 0)
@@ -196,9 +197,9 @@ public sealed class Conntrack
     public CtResult LookupRelated(in FlowKey quoted, long nowNs)
     {
         var ck = CtKey.From(quoted, out _);
-        int hash = ck.Hash();
+        int hash = ck.Hash(in _seed);
         var shard = _shards[hash & _shardMask];
-        lock (shard)
+        using (shard.Enter())
         {
             return Find(shard, in ck, (hash >>> 6) & _slotMask, nowNs) >= 0 ? CtResult.Related : CtResult.New;
         }
@@ -216,10 +217,10 @@ public sealed class Conntrack
 
     private bool CreateCore(CtKey ck, bool forward, in FlowKey key, long nowNs, bool translated, IpAddress natAddress, ushort natPort)
     {
-        int hash = ck.Hash();
+        int hash = ck.Hash(in _seed);
         var shard = _shards[hash & _shardMask];
         int baseSlot = (hash >>> 6) & _slotMask;
-        lock (shard)
+        using (shard.Enter())
         {
             int existing = Find(shard, in ck, baseSlot, nowNs);
             if (existing >= 0)
@@ -290,9 +291,9 @@ public sealed class Conntrack
     public bool Remove(in FlowKey key)
     {
         var ck = CtKey.From(key, out _);
-        int hash = ck.Hash();
+        int hash = ck.Hash(in _seed);
         var shard = _shards[hash & _shardMask];
-        lock (shard)
+        using (shard.Enter())
         {
             int slot = Find(shard, in ck, (hash >>> 6) & _slotMask, long.MinValue);
             if (slot < 0)
@@ -320,7 +321,7 @@ public sealed class Conntrack
             {
                 var shard = _shards[_gcShard];
                 int n = Math.Min(Math.Min(GcChunk, maxSlots), shard.Entries.Length - _gcSlot);
-                lock (shard)
+                using (shard.Enter())
                 {
                     for (int i = _gcSlot; i < _gcSlot + n; i++)
                     {
@@ -443,7 +444,7 @@ public sealed class Conntrack
         var reported = new HashSet<CtNat>();
         foreach (var shard in _shards)
         {
-            lock (shard)
+            using (shard.Enter())
             {
                 for (int i = 0; i < shard.Entries.Length; i++)
                 {
@@ -474,9 +475,9 @@ public sealed class Conntrack
     public (bool Found, TcpState State, long ExpiresNs, bool SeenReply) Inspect(in FlowKey key)
     {
         var ck = CtKey.From(key, out _);
-        int hash = ck.Hash();
+        int hash = ck.Hash(in _seed);
         var shard = _shards[hash & _shardMask];
-        lock (shard)
+        using (shard.Enter())
         {
             int slot = Find(shard, in ck, (hash >>> 6) & _slotMask, long.MinValue);
             if (slot < 0)
@@ -488,10 +489,45 @@ public sealed class Conntrack
         }
     }
 
+    /// <summary>
+    /// One slice of the table and its lock. The lock is a test-and-set spin lock rather than a
+    /// Monitor or <see cref="Lock"/>: it is held for a probe of at most eight slots (tens of
+    /// nanoseconds, nothing inside can block or throw), and taking it is one compare-exchange,
+    /// where those locks also fetch the current thread's id from thread-local storage on every
+    /// packet. A waiter spins, then yields (SpinWait), so a preempted holder is not starved.
+    /// </summary>
     private sealed class Shard(int size)
     {
         public readonly Entry[] Entries = new Entry[size];
         public int Count;
+        private int _held;
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public Scope Enter()
+        {
+            if (Interlocked.CompareExchange(ref _held, 1, 0) != 0)
+            {
+                EnterContended();
+            }
+            return new Scope(this);
+        }
+
+        [MethodImpl(MethodImplOptions.NoInlining)]
+        private void EnterContended()
+        {
+            var spin = new SpinWait();
+            do
+            {
+                spin.SpinOnce();
+            }
+            while (Volatile.Read(ref _held) != 0 || Interlocked.CompareExchange(ref _held, 1, 0) != 0);
+        }
+
+        /// <summary>Held until disposed: <c>using (shard.Enter()) { ... }</c>.</summary>
+        public readonly ref struct Scope(Shard shard)
+        {
+            public void Dispose() => Volatile.Write(ref shard._held, 0);
+        }
     }
 
     private struct Entry
@@ -561,11 +597,52 @@ public sealed class Conntrack
                 : new CtKey(key.Destination, key.Source, dp, sp, key.Protocol, scope);
         }
 
-        public int Hash()
+        /// <summary>
+        /// A keyed hash of the canonical tuple (wyhash's multiply-fold over the address halves,
+        /// ports, protocol and scope, each mixed with a per-table secret): a few multiplications
+        /// instead of HashCode's per-field rounds, and still not predictable from outside, so
+        /// crafted flows cannot be aimed at one shard's probe window.
+        /// </summary>
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public int Hash(in Seed seed)
         {
-            int h = HashCode.Combine(_a, _b, _portA, _portB, _protocol, _scope);
-            // Spread: the low bits pick the shard, higher bits the slot.
-            return (int)((uint)h * 0x9E3779B1u);
+            ulong rest = ((ulong)_portA << 48) | ((ulong)_portB << 32) | ((ulong)_protocol << 24) | ((ulong)_scope << 16) |
+                         (_a.IsV6 ? 1UL : 0UL);
+            ulong h = Fold(_a.Low ^ seed.K0, _b.Low ^ seed.K1) ^ Fold(_a.High ^ seed.K2, _b.High ^ seed.K3);
+            h = Fold(h ^ seed.K4, rest ^ seed.K5);
+            // The low bits pick the shard, higher bits the slot.
+            return (int)h;
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static ulong Fold(ulong x, ulong y)
+        {
+            ulong high = Math.BigMul(x, y, out ulong low);
+            return high ^ low;
+        }
+
+        /// <summary>The per-table hash secret.</summary>
+        public readonly struct Seed
+        {
+            public readonly ulong K0, K1, K2, K3, K4, K5;
+
+            private Seed(ReadOnlySpan<ulong> k)
+            {
+                // Odd keys: a zero or even multiplier would throw information away.
+                K0 = k[0] | 1;
+                K1 = k[1] | 1;
+                K2 = k[2] | 1;
+                K3 = k[3] | 1;
+                K4 = k[4] | 1;
+                K5 = k[5] | 1;
+            }
+
+            public static Seed Random()
+            {
+                Span<ulong> k = stackalloc ulong[6];
+                System.Security.Cryptography.RandomNumberGenerator.Fill(System.Runtime.InteropServices.MemoryMarshal.AsBytes(k));
+                return new Seed(k);
+            }
         }
 
         public bool Equals(in CtKey o) =>

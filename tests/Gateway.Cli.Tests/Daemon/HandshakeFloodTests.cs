@@ -20,6 +20,7 @@ public class HandshakeFloodTests(ITestOutputHelper output)
     private const int FloodRate = 6_000;           // initiations per second
     private static readonly TimeSpan FloodTime = TimeSpan.FromSeconds(9.5);
     private const int IperfSeconds = 5;
+    private const int Attempts = 5;
 
     private sealed record FloodResult(long Sent, long CookieReplies, TimeSpan Elapsed, long PeakRssBytes);
 
@@ -46,10 +47,12 @@ public class HandshakeFloodTests(ITestOutputHelper output)
 
             var forged = ForgedInitiations.Make(t.B.PublicKey.Bytes, 4096);
             int responderPid = t.B.Process!.Id;
-            // The machine is shared: a pair of runs can land on a busy moment. A pair passes when
-            // the flooded run keeps 80% of the unflooded run measured right before it.
+            // The machine is shared: a pair of runs can land on a busy moment (load 50 moves iperf3
+            // by more than 20% between two runs without any flood). A pair passes when the flooded
+            // run keeps 80% of the unflooded run measured right before it; every attempt is listed
+            // when none does.
             var figures = new List<string>();
-            for (int attempt = 1; attempt <= 3; attempt++)
+            for (int attempt = 1; attempt <= Attempts; attempt++)
             {
                 double quiet = Throughput(t);
                 long rssBefore = Rss(responderPid);
@@ -63,7 +66,7 @@ public class HandshakeFloodTests(ITestOutputHelper output)
                 output.WriteLine(line);
                 figures.Add(line);
 
-                Assert.True(result.Sent >= 50_000, line);
+                Assert.True(result.Sent >= 50_000, $"the flood itself fell short: {line}");
                 Assert.True(result.Elapsed <= TimeSpan.FromSeconds(10), line);
                 Assert.True(result.CookieReplies > 0, $"no cookie reply reached the attacker: {line}\n{t.B.Log}");
                 Assert.True(result.PeakRssBytes - rssBefore < 64L << 20, $"the responder's memory grew: {line}");
@@ -117,10 +120,11 @@ public class HandshakeFloodTests(ITestOutputHelper output)
             EndPoint from = new IPEndPoint(IPAddress.Any, 0);
             long sent = 0, replies = 0, peak = 0;
             var watch = Stopwatch.StartNew();
-            int perTick = FloodRate / 100;
             for (int tick = 0; watch.Elapsed < FloodTime; tick++)
             {
-                for (int i = 0; i < perTick; i++)
+                // Paced by the wall clock, catching up after a tick the loaded machine delayed.
+                long due = (long)(FloodRate * Math.Min(watch.Elapsed.TotalSeconds + 0.01, FloodTime.TotalSeconds));
+                for (long i = sent; i < due; i++)
                 {
                     try
                     {
@@ -144,7 +148,6 @@ public class HandshakeFloodTests(ITestOutputHelper output)
                 {
                     peak = Math.Max(peak, Rss(responderPid));
                 }
-                // Paced by the wall clock: 1% of the rate every 10 ms.
                 var next = TimeSpan.FromMilliseconds(10 * (tick + 1));
                 if (next > watch.Elapsed)
                 {

@@ -132,6 +132,26 @@ public sealed class UdpBatchSocketTests : IDisposable
     }
 
     [Fact]
+    public unsafe void TrySendSendsAtOnceOrSaysWhyNot()
+    {
+        using var receiver = new UdpBatchSocket(0, IpAddress.Parse("127.0.0.1"));
+        var sender = new UdpBatchSocket(0, IpAddress.Parse("127.0.0.1"));
+        var payload = new byte[148];
+        Random.Shared.NextBytes(payload);
+        Assert.Equal(SendAttempt.Sent, sender.TrySend(payload, new IpEndpoint(IpAddress.Parse("127.0.0.1"), receiver.LocalPort)));
+        var buffers = Buffers();
+        var lengths = new int[Slots];
+        var sources = new IpEndpoint[Slots];
+        Assert.Equal(1, receiver.ReceiveBatch(buffers, Capacity, lengths, sources));
+        Assert.Equal(payload, new ReadOnlySpan<byte>((void*)buffers[0], lengths[0]).ToArray());
+
+        // An IPv6 destination on an IPv4 socket, and a closed socket: refused, never thrown.
+        Assert.Equal(SendAttempt.Refused, sender.TrySend(payload, new IpEndpoint(IpAddress.Parse("::1"), receiver.LocalPort)));
+        sender.Dispose();
+        Assert.Equal(SendAttempt.Refused, sender.TrySend(payload, new IpEndpoint(IpAddress.Parse("127.0.0.1"), receiver.LocalPort)));
+    }
+
+    [Fact]
     public void BindingATakenPortIsAClearError()
     {
         using var first = new UdpBatchSocket(0, IpAddress.Parse("127.0.0.1"));

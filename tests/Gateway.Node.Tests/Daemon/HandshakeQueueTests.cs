@@ -55,7 +55,7 @@ public sealed class HandshakeQueueTests : IDisposable
     [Fact]
     public void The_queue_holds_at_most_its_capacity_and_counts_what_it_drops()
     {
-        using var queue = new HandshakeQueue(_engine, _timers);
+        var queue = new HandshakeQueue(_engine, _timers);
         var flood = ForgedInitiations.Make(_public.Bytes, HandshakeQueue.DefaultCapacity + 100);
         foreach (var message in flood)
         {
@@ -79,7 +79,7 @@ public sealed class HandshakeQueueTests : IDisposable
     [Fact]
     public void A_backlog_of_128_switches_to_cookie_replies_and_a_short_one_does_not()
     {
-        using var queue = new HandshakeQueue(_engine, _timers);
+        var queue = new HandshakeQueue(_engine, _timers);
         foreach (var message in ForgedInitiations.Make(_public.Bytes, 10))
         {
             queue.TryDivert(Attacker, message);
@@ -116,7 +116,7 @@ public sealed class HandshakeQueueTests : IDisposable
     [Fact]
     public void Under_load_a_source_with_a_valid_cookie_is_rate_limited_per_address()
     {
-        using var queue = new HandshakeQueue(_engine, _timers);
+        var queue = new HandshakeQueue(_engine, _timers);
         // A real initiator the responder does not know (it still has to pay a DH to find out).
         var initiatorClock = new StepClock();
         var initiatorOut = new RecordingOutput();
@@ -164,7 +164,7 @@ public sealed class HandshakeQueueTests : IDisposable
     [Fact]
     public void A_full_send_buffer_defers_the_engines_messages_to_the_worker_in_order_and_bounded()
     {
-        using var queue = new HandshakeQueue(_engine, _timers);
+        var queue = new HandshakeQueue(_engine, _timers);
         _bind.SendBufferFull = true;
         _engine.ReportHandshakeBacklog(500);
         var flood = ForgedInitiations.Make(_public.Bytes, 300);
