@@ -48,7 +48,7 @@ internal sealed class ClusterState
 
     /// <summary>Starts applying a full list page by page (<see cref="ApplyListed"/>); keys the list
     /// does not hold are deleted by <see cref="EndList"/>. A list abandoned half way (an error)
-    /// leaves the state dirty, so the next <see cref="Build"/> still reports the change.</summary>
+    /// leaves the state dirty, so the next <see cref="Build(long, out bool)"/> still reports the change.</summary>
     public void BeginList() => _listed = new HashSet<string>(StringComparer.Ordinal);
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]

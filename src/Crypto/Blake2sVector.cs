@@ -12,7 +12,7 @@ namespace Gateway.Crypto;
 /// (RFC 7693 section 3.2 evaluates the same eight G calls, four columns then four diagonals).
 /// <code>
 ///   columns:  G(a0,b0,c0,d0) .. G(a3,b3,c3,d3)
-///   diagonal: b <<= 1 lane, c <<= 2 lanes, d <<= 3 lanes, then columns again, then rotate back
+///   diagonal: b &lt;&lt;= 1 lane, c &lt;&lt;= 2 lanes, d &lt;&lt;= 3 lanes, then columns again, then rotate back
 /// </code>
 /// The message words for each round are gathered by SIGMA (resolved at build time).
 /// </summary>

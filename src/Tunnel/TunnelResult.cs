@@ -94,7 +94,7 @@ public interface ITunnelOutput
     void SendDatagram(in IpEndpoint destination, ReadOnlySpan<byte> datagram);
 }
 
-/// <summary>A seal begun by <see cref="WireGuardEngine.BeginEncapsulateInPlace"/> and not yet
+/// <summary>A seal begun by <see cref="WireGuardEngine.BeginEncapsulateInPlace(Span{byte}, int, out SealTicket)"/> and not yet
 /// completed: the session and the counter the packet was given. A value type: no allocation.</summary>
 public readonly struct SealTicket
 {

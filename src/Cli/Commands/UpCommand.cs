@@ -10,6 +10,7 @@ using Gateway.Node.Link;
 using Gateway.Node.Metrics;
 using Gateway.Node.Uapi;
 using Gateway.Tunnel.Uapi;
+using Microsoft.Extensions.Hosting.Systemd;
 
 namespace Gateway.Cli.Commands;
 
@@ -195,7 +196,17 @@ internal static class UpCommand
             }
         }
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop.Token, node.Failed);
+        // Under systemd (Type=notify, NOTIFY_SOCKET set): ready once the node is up, stopping on the way out.
+        var systemd = new SystemdNotifier();
+        if (systemd.IsEnabled)
+        {
+            systemd.Notify(ServiceState.Ready);
+        }
         linked.Token.WaitHandle.WaitOne();
+        if (systemd.IsEnabled)
+        {
+            systemd.Notify(ServiceState.Stopping);
+        }
         bool failed = !stop.IsCancellationRequested;
         // Deregister first: the other nodes drop this one at once instead of at lease end.
         agent?.DisposeAsync().AsTask().GetAwaiter().GetResult();

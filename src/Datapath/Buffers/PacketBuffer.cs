@@ -6,7 +6,7 @@ namespace Gateway.Datapath;
 /// One packet in a pinned slab: a fixed region split into headroom, data and tailroom.
 /// <code>
 ///   region start        Start              End                 region end
-///   |<--- headroom ---->|<------ data ------>|<--- tailroom --->|
+///   |&lt;--- headroom ----&gt;|&lt;------ data ------&gt;|&lt;--- tailroom ---&gt;|
 /// </code>
 /// Headers are prepended into the headroom and trailers (e.g. a WireGuard tag) appended into the
 /// tailroom, so encapsulation never copies the payload. Instances are owned by a

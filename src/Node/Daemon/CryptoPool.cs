@@ -71,7 +71,7 @@ internal sealed class CryptoPool : IDisposable
         return false;
     }
 
-    /// <summary>Creates an ordered stage with room for <paramref name="capacity"/> batches in flight.</summary>
+    /// <summary>Creates an ordered stage with room for <c>batches.Length</c> batches in flight.</summary>
     public OrderedStage<TBatch> AddStage<TBatch>(TBatch[] batches, Action<TBatch> process, Action<TBatch> finish)
         where TBatch : class
     {

@@ -33,8 +33,8 @@ public sealed record ConntrackTimeouts
 
 /// <summary>
 /// A bounded connection-tracking table. Entries are created only for packets policy allowed
-/// (<see cref="Create"/>); later packets of the flow and its replies find them with
-/// <see cref="Lookup"/> and skip policy. Both directions of a flow share one entry: the key is
+/// (<see cref="Create(in FlowKey, long)"/>); later packets of the flow and its replies find them with
+/// <see cref="Lookup(in FlowKey, long)"/> and skip policy. Both directions of a flow share one entry: the key is
 /// stored in canonical order (lower address:port first) with a flag saying which side opened it.
 ///
 /// The table is split into shards, each an open-addressed array guarded by its own short lock;
