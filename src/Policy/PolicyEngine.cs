@@ -83,17 +83,11 @@ public sealed class PolicyEngine
 
     /// <summary>
     /// Decides one packet. <paramref name="sourceIdentity"/> overrides the ipcache for the source
-    /// (e.g. the identity carried in the VXLAN VNI); 0 means look it up. Allocation-free.
+    /// (e.g. the identity carried in the VXLAN VNI); 0 means look it up. For a packet a service
+    /// translated, <paramref name="destinationService"/> ("namespace/name") goes into the flow
+    /// event, as Hubble's destination_service. Allocation-free (the name is the service table's string).
     /// </summary>
-    public FlowDecision Process(in FlowKey key, long nowNs, PolicyChecks checks = PolicyChecks.Both, uint sourceIdentity = 0) =>
-        Process(key, nowNs, checks, sourceIdentity, null);
-
-    /// <summary>
-    /// <see cref="Process(in FlowKey, long, PolicyChecks, uint)"/> for a packet a service translated:
-    /// <paramref name="destinationService"/> ("namespace/name") goes into the flow event, as
-    /// Hubble's destination_service. Allocation-free (the name is the service table's string).
-    /// </summary>
-    public FlowDecision Process(in FlowKey key, long nowNs, PolicyChecks checks, uint sourceIdentity, string? destinationService)
+    public FlowDecision Process(in FlowKey key, long nowNs, PolicyChecks checks = PolicyChecks.Both, uint sourceIdentity = 0, string? destinationService = null)
     {
         var snapshot = Current;
         var ct = Conntrack.Lookup(key, nowNs);
