@@ -23,6 +23,9 @@ public sealed class PackedPackages : IDisposable
         }
         Root = dir?.FullName ?? throw new InvalidOperationException("Gateway.sln not found above the test binaries");
         Folder = Directory.CreateTempSubdirectory("gateway-packages-").FullName;
+        // samples/nuget.config names scripts/pack.sh's default folder; restore refuses a local
+        // source that does not exist (NU1301), as on a fresh clone where nobody packed yet.
+        Directory.CreateDirectory(Path.Combine(Root, ".build", "packages"));
         Version = $"0.1.0-test.{DateTime.UtcNow:yyyyMMddHHmmss}.{Environment.ProcessId}";
         var (code, output) = Run("bash", ["scripts/pack.sh", Folder, Version], Root, TimeSpan.FromMinutes(9));
         Assert.True(code == 0, $"scripts/pack.sh failed ({code}):\n{output}");
