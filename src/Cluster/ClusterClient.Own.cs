@@ -523,14 +523,8 @@ public sealed partial class ClusterClient
                 return; // deregistered or already replaced
             }
             long lease = await GrantLeaseAsync(ct).ConfigureAwait(false);
-            var ops = new List<RequestOp>();
-            if (_self is not null)
-            {
-                ops.Add(PutOp(_keys.Node(_self.Name), RecordCodec.EncodeNode(_self), lease));
-            }
-            ops.AddRange(_ownIp.Select(kv => PutOp(kv.Key, kv.Value, lease)));
-            await RunOpsAsync(ops, ct).ConfigureAwait(false);
-            Interlocked.Exchange(ref _leaseId, lease);
+            // Identities first: a peer that sees this node's ipcache entries again must find
+            // the identities they name (and this node's references to them) already in place.
             if (_self is not null)
             {
                 foreach (var (labels, own) in _ownIds)
@@ -543,6 +537,14 @@ public sealed partial class ClusterClient
                     }
                 }
             }
+            var ops = new List<RequestOp>();
+            if (_self is not null)
+            {
+                ops.Add(PutOp(_keys.Node(_self.Name), RecordCodec.EncodeNode(_self), lease));
+            }
+            ops.AddRange(_ownIp.Select(kv => PutOp(kv.Key, kv.Value, lease)));
+            await RunOpsAsync(ops, ct).ConfigureAwait(false);
+            Interlocked.Exchange(ref _leaseId, lease);
         }
         finally
         {
