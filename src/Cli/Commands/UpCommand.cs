@@ -7,7 +7,7 @@ using Gateway.Node.Cluster;
 using Gateway.Node.Configuration;
 using Gateway.Node.Daemon;
 using Gateway.Node.Link;
-using Gateway.Node.Metrics;
+using Gateway.Hosting;
 using Gateway.Node.Uapi;
 using Gateway.Tunnel.Uapi;
 using Microsoft.Extensions.Hosting.Systemd;
@@ -156,7 +156,7 @@ internal static class UpCommand
                 InterfaceName = name,
                 Config = config,
                 UapiDirectory = uapiDir,
-                MetricsEndpoint = metricsEndpoint,
+                MetricsExporter = metricsEndpoint is null ? null : meters => PrometheusEndpoint.Start(metricsEndpoint, meters),
                 CryptoWorkers = cryptoWorkers,
                 TunOffloads = tunOffloads,
                 Log = log,

@@ -179,7 +179,6 @@ public sealed class MemoryNodes : IAsyncDisposable
         {
             InterfaceName = tun.Name,
             Config = config,
-            MetricsEndpoint = null,
             Log = new NodeLog(name == "a" ? _logA : TextWriter.Null),
             Tun = tun,
             Bind = Network.Bind(ipsec ? new IpEndpoint(underlay.Address, 0) : underlay),
