@@ -120,6 +120,7 @@ public sealed class IpsecOverlay : IDisposable
         {
             var byKey = new Dictionary<PublicKey, IpAddress>();
             var byNode = new Dictionary<IpAddress, PublicKey>();
+            var bootIds = new Dictionary<IpAddress, string>();
             foreach (var section in config.Peers)
             {
                 var key = new PublicKey(section.PublicKey.Bytes);
@@ -130,15 +131,10 @@ public sealed class IpsecOverlay : IDisposable
                 }
                 byKey[key] = endpoint.Address;
                 byNode[endpoint.Address] = key;
-                Tunnel.SetPeer(endpoint.Address, peerBootId);
+                bootIds[endpoint.Address] = peerBootId;
             }
-            foreach (var node in _peers.KeyByNode.Keys)
-            {
-                if (!byNode.ContainsKey(node))
-                {
-                    Tunnel.RemovePeer(node);
-                }
-            }
+            // One rebuild for all peers (a cluster applies hundreds at once); unchanged ones keep their SAs.
+            Tunnel.ReplacePeers(bootIds);
             Volatile.Write(ref _peers, new Peers(byKey, byNode));
         }
     }
