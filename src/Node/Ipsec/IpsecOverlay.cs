@@ -203,6 +203,10 @@ public sealed class IpsecOverlay : IDisposable
             () => [meters.Sample((double)Tunnel.KeyCount)]);
         meters.Gauge(area, "gateway_ipsec_key_id", "The IPsec key id (SPI) packets are sent with.",
             () => [meters.Sample((double)Tunnel.CurrentSpi)]);
+        // The boot id in a machine-readable place: in file mode each peer needs it in its
+        // [Peer] IPsecBootId after every start of this node.
+        meters.Gauge(area, "gateway_ipsec_boot_id_info", "1, labelled with this run's IPsec boot id (peers derive the node-pair keys from it; file mode: their [Peer] IPsecBootId).",
+            () => [meters.Sample(1.0, ("boot_id", BootId))]);
         meters.Counter(area, "gateway_ipsec_packets_total", "ESP packets sealed (tx) and opened (rx).",
             () =>
             [
