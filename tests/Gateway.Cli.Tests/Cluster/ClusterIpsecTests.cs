@@ -23,13 +23,7 @@ public class ClusterIpsecTests
 
     private static string NewId() => $"gi{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_counter)}";
 
-    private static string NodeLog(DemoCluster.Node node)
-    {
-        lock (node.Log)
-        {
-            return node.Log.ToString();
-        }
-    }
+    private static string NodeLog(DemoCluster.Node node) => ClusterNodeTests.NodeLog(node);
 
     /// <summary>Every node's published BootID, by node name, read from etcd.</summary>
     private static Dictionary<string, string> PublishedBootIds(KvCluster cluster)
