@@ -139,10 +139,12 @@ internal sealed class ClusterState
         {
             string ip = key[_keys.IpPrefix.Length..];
             var entry = RecordCodec.DecodeEntry(value.Span, out var prefix);
-            string expected = RecordCodec.IpKeyOf(prefix);
-            if (expected != ip)
+            // The key names the address alone for a host entry ("10.0.1.5"), else the prefix: the
+            // decoded entry's text ("10.0.1.5/32") without its length, compared in place.
+            bool host = prefix.Length == prefix.Address.BitLength;
+            if (!(host ? entry.Prefix.AsSpan(0, entry.Prefix.LastIndexOf('/')) : entry.Prefix.AsSpan()).SequenceEqual(ip))
             {
-                throw new FormatException($"entry is for {entry.Prefix}, whose key is {_keys.Ip(expected)}");
+                throw new FormatException($"entry is for {entry.Prefix}, whose key is {_keys.Ip(RecordCodec.IpKeyOf(prefix))}");
             }
             return Set(_ip, entry.Prefix, entry);
         }

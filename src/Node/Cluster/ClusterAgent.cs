@@ -446,8 +446,10 @@ public sealed class ClusterAgent : IAsyncDisposable
 
     private static PublicKey KeyOf(ClusterPeer peer)
     {
-        using var key = ParseKey(peer.PublicKey);
-        return new PublicKey(key.Bytes);
+        Span<byte> bytes = stackalloc byte[WireGuardKey.Size];
+        return WireGuardKey.TryDecodeBase64(peer.PublicKey, bytes)
+            ? new PublicKey(bytes)
+            : throw new InvalidDataException($"not a WireGuard key: {peer.PublicKey}");
     }
 
     /// <summary>Joins, leaves and changes logged one line each up to this many per batch; a bigger

@@ -95,12 +95,12 @@ public sealed class ClusterPeerSelector
     private string? Check(NodeClaim record, HashSet<string> keys, HashSet<IpAddress> tunnels, PodCidrClaims claimed, out ClusterPeer? peer)
     {
         peer = null;
-        if (record.PublicKey is null || !WireGuardKey.TryParseBase64(record.PublicKey, out var key) || key is null)
+        // A key that decodes is in wg's one canonical text form, so the text itself is comparable.
+        if (!WireGuardKey.TryDecodeBase64(record.PublicKey, stackalloc byte[WireGuardKey.Size]))
         {
             return "its WireGuard public key is not a base64 key";
         }
-        string publicKey = key.ToBase64();
-        key.Dispose();
+        string publicKey = record.PublicKey!;
         if (keys.Contains(publicKey))
         {
             return "its public key is already used by this node, a [Peer] of the file or another node";
