@@ -10,10 +10,14 @@ namespace Gateway.Node.Tests.Metrics;
 /// Issue 14 item 5 for the metrics endpoint: whatever a client sends (a huge request line, a flood
 /// of headers, more connections than allowed, a request trickled byte by byte), the endpoint answers
 /// with an HTTP error or closes the connection, holds no more than a few kilobytes for it, and keeps
-/// serving scrapes. Kestrel enforces the bounds (<see cref="PrometheusEndpointLimits"/>).
+/// serving scrapes. Kestrel enforces the bounds (<see cref="PrometheusEndpointLimits"/>). Not run in
+/// parallel with other tests: one of them measures the process's managed memory.
 /// </summary>
+[Collection(Name)]
 public sealed class PrometheusEndpointBoundsTests : IDisposable
 {
+    public const string Name = "metrics endpoint bounds";
+
     private static readonly TimeSpan Deadline = TimeSpan.FromSeconds(30);
 
     private readonly GatewayMeters _meters = new(() => "wg9");
@@ -208,3 +212,6 @@ public sealed class PrometheusEndpointBoundsTests : IDisposable
         Assert.Contains("gateway_handshake_queue_length", await Scrape(endpoint.Url));
     }
 }
+
+[CollectionDefinition(PrometheusEndpointBoundsTests.Name, DisableParallelization = true)]
+public sealed class PrometheusEndpointBoundsCollection;
