@@ -1064,6 +1064,9 @@ public sealed class WireGuardEngine : IDisposable
             return;
         }
         peer.HandshakeAttempts++;
+        // As the Linux driver and wireguard-go: forget the source address the endpoint sticks to, in
+        // case it is why no response came (the address moved); the kernel picks one by route.
+        peer.EndpointValue = peer.EndpointValue.WithoutLocal();
         SendHandshakeInitiationLocked(peer, now, isRetry: true);
     }
 
