@@ -260,6 +260,16 @@ public sealed unsafe partial class UdpBatchSocket
         }
     }
 
+    /// <summary>The bind's repair for <see cref="BatchSend"/>: message k goes to destinations[first[k]].</summary>
+    private readonly ref struct SourceRetry(UdpBatchSocket socket, ReadOnlySpan<int> first, ReadOnlySpan<IpEndpoint> destinations) : ISendRetry
+    {
+        private readonly ReadOnlySpan<int> _first = first;
+        private readonly ReadOnlySpan<IpEndpoint> _destinations = destinations;
+
+        public bool Retry(MMsgHdr* headers, int at, int count, int errno) =>
+            socket.ClearSource(headers, at, count, _first, _destinations, errno);
+    }
+
     /// <summary>True when two sends may share one message: same peer and same source.</summary>
     private static bool SameRoute(in IpEndpoint a, in IpEndpoint b) => a == b && a.SameLocal(b);
 }
