@@ -74,7 +74,9 @@ public sealed partial class OverlayPipeline
         CountVerdict(Direction.Egress, decision);
         if (!decision.Allowed)
         {
-            return Count(Direction.Egress, OverlayResult.Dropped(decision.DropReason == DropReason.PolicyDeny ? OverlayDrop.PolicyDeny : OverlayDrop.PolicyDenied));
+            // Counted on the side that refused it, as the flow event says.
+            var side = decision.Egress.IsAllowed ? Direction.Ingress : Direction.Egress;
+            return Count(side, OverlayResult.Dropped(decision.DropReason == DropReason.PolicyDeny ? OverlayDrop.PolicyDeny : OverlayDrop.PolicyDenied));
         }
         if (vipPort != 0)
         {

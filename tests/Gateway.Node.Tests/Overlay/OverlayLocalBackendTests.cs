@@ -238,6 +238,7 @@ public sealed class OverlayLocalBackendTests : IDisposable
         Assert.Null(Send(Packet(intruder, 40000, A(vipText), 80), out var result));
         Assert.Equal(OverlayAction.Drop, result.Action);
         Assert.Equal(OverlayDrop.PolicyDeny, result.Drop);
+        Assert.Equal(1, _node.Drops(Direction.Ingress, OverlayDrop.PolicyDeny));   // refused by the backend's ingress policy
         var drop = Assert.Single(Events(), e => e.Verdict == FlowVerdict.Dropped);
         Assert.Equal(_policy.Current.IpCache.Lookup(intruder), drop.SourceIdentity);   // intruder's identity, not a made-up one
         Assert.Equal(DropReason.PolicyDeny, drop.DropReason);
