@@ -235,10 +235,10 @@ public sealed partial class OverlayRuntime : IDisposable
     /// <summary>
     /// True while the node must route traffic between its own pods through the tunnel device
     /// (<see cref="Gateway.Node.Link.LocalPodRules"/>): it has services, so a backend may be on the
-    /// client's own node and its replies must be reverse-translated here. Not with IPsec, whose
-    /// egress stage does not hand local deliveries to the kernel.
+    /// client's own node and its replies must be reverse-translated here (WireGuard and IPsec mode
+    /// alike: both egress stages hand local deliveries to the kernel).
     /// </summary>
-    internal bool LocalPodRoutingWanted => Pipeline.Services is not null && _settings.Encryption == OverlayEncryption.WireGuard;
+    internal bool LocalPodRoutingWanted => Pipeline.Services is not null;
 
     /// <summary>This node's pod CIDRs (what <see cref="Gateway.Node.Link.LocalPodRules"/> routes through the tunnel).</summary>
     internal IReadOnlyList<Gateway.Datapath.IpPrefix> PodCidrs => Pipeline.Options.PodCidrs;

@@ -552,6 +552,10 @@ public class ServiceNetnsTests
         Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
         using var s = BuildLocal();
         var local = s.Backends[0];
+        // With services, node-a routes its pods' traffic to each other through the tunnel device.
+        string rules = DemoCluster.Exec(s.Cluster.A.Ns, "ip -4 rule show");
+        Assert.Contains("from 10.11.1.0/24 to 10.11.1.0/24 lookup 4242", rules);
+        Assert.Contains($"10.11.1.0/24 dev {s.Cluster.A.Interface}", DemoCluster.Exec(s.Cluster.A.Ns, "ip -4 route show table 4242"));
         var oracle = MaglevOracle(s, Vip);
         var open = new List<(Socket Socket, string Backend)>();
         try
