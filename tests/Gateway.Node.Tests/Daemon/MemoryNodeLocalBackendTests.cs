@@ -19,6 +19,11 @@ public class MemoryNodeLocalBackendTests
         kind: Service
         metadata: {name: local}
         spec: {clusterIP: 10.96.0.30, selector: {app: frontend}, ports: [{port: 80}]}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: empty}
+        spec: {clusterIP: 10.96.0.99, selector: {app: nobody}, ports: [{port: 80}]}
         """;
 
     private static readonly IpAddress Vip = IpAddress.Parse("10.96.0.30");
@@ -132,5 +137,22 @@ public class MemoryNodeLocalBackendTests
         Assert.Equal(TcpFlag.Rst, (byte)(rst.TcpFlags & TcpFlag.Rst));
         Assert.Empty(injector.Packets);
         Assert.Equal(1, nodes.A.Overlay.ServiceFlowsEnded);
+    }
+
+    [Fact]
+    public async Task In_ipsec_mode_local_backends_and_the_unreachable_of_an_empty_vip_reach_the_kernel_too()
+    {
+        var injector = new RecordingInjector();
+        await using var nodes = new MemoryNodes(services: Services, ipsecKeys: "3+ rfc4106(gcm(aes)) 0x0102030405060708090a0b0c0d0e0f1011121314 128\n", injector: injector);
+        nodes.TunA.InjectPacket(MemoryNodes.Tcp4("10.11.1.20", "10.96.0.30", 40000, 80, 1, 0, TcpFlag.Syn));
+        var atBackend = injector.Take();
+        Assert.Equal(IpAddress.Parse("10.11.1.20"), atBackend.Source);
+        Assert.Equal(Choice(nodes, "10.11.1.20", 40000), atBackend.Destination);
+        nodes.TunA.InjectPacket(MemoryNodes.Tcp4(atBackend.Destination.ToString(), "10.11.1.20", 80, 40000, 1, 0, TcpFlag.Syn | TcpFlag.Ack));
+        Assert.Equal(Vip, injector.Take().Source);
+
+        nodes.TunA.InjectPacket(MemoryNodes.Tcp4("10.11.1.20", "10.96.0.99", 40001, 80, 1, 0, TcpFlag.Syn));
+        var unreachable = injector.Take();
+        Assert.Equal((IpAddress.Parse("10.96.0.99"), IpProtocol.Icmp, (byte)3, (byte)3), (unreachable.Source, unreachable.Protocol, unreachable.IcmpType, unreachable.IcmpCode));
     }
 }
