@@ -226,9 +226,16 @@ public sealed partial class OverlayRuntime : IDisposable
         }
         if (LocalPodRoutingWanted)
         {
-            // Replies of pods that reached themselves through their service (hairpin) come back here.
-            yield return new Gateway.Datapath.IpPrefix(OverlayPipeline.ServiceLoopbackV4, 32);
-            yield return new Gateway.Datapath.IpPrefix(OverlayPipeline.ServiceLoopbackV6, 128);
+            // Replies of pods that reached themselves through their service (hairpin) come back here
+            // (per family the node has pods in: a host without IPv6 takes no IPv6 route).
+            if (PodCidrs.Any(p => p.Address.IsV4))
+            {
+                yield return new Gateway.Datapath.IpPrefix(OverlayPipeline.ServiceLoopbackV4, 32);
+            }
+            if (PodCidrs.Any(p => p.Address.IsV6))
+            {
+                yield return new Gateway.Datapath.IpPrefix(OverlayPipeline.ServiceLoopbackV6, 128);
+            }
         }
     }
 
