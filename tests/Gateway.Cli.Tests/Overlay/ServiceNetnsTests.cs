@@ -95,21 +95,25 @@ public class ServiceNetnsTests
         }
     }
 
-    private static Setup Build()
+    private static Setup Build() => Build("sv", Services, cluster =>
+    [
+        cluster.AddPod(cluster.B, "web-1", "10.11.2.11", ("app", "web")),
+        cluster.AddPod(cluster.B, "web-2", "10.11.2.12", ("app", "web")),
+        cluster.AddPod(cluster.B, "web-3", "10.11.2.13", ("app", "web")),
+    ]);
+
+    /// <summary>Two nodes, frontend and intruder on node-a, the backends <paramref name="addBackends"/>
+    /// makes (each serving TCP 8080 and UDP 5353), <see cref="Policy"/> and <paramref name="services"/>; both nodes up.</summary>
+    private static Setup Build(string prefix, string services, Func<DemoCluster, DemoCluster.Pod[]> addBackends)
     {
-        var cluster = new DemoCluster($"sv{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}");
+        var cluster = new DemoCluster($"{prefix}{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}");
         try
         {
             cluster.BuildNodes();
             var client = cluster.AddPod(cluster.A, "frontend", "10.11.1.10", ("app", "frontend"));
             var intruder = cluster.AddPod(cluster.A, "intruder", "10.11.1.20", ("app", "intruder"));
-            var backends = new[]
-            {
-                cluster.AddPod(cluster.B, "web-1", "10.11.2.11", ("app", "web")),
-                cluster.AddPod(cluster.B, "web-2", "10.11.2.12", ("app", "web")),
-                cluster.AddPod(cluster.B, "web-3", "10.11.2.13", ("app", "web")),
-            };
-            cluster.WriteConfiguration(Policy, Services);
+            var backends = addBackends(cluster);
+            cluster.WriteConfiguration(Policy, services);
             var setup = new Setup { Cluster = cluster, Client = client, Intruder = intruder, Backends = backends };
             foreach (var b in backends)
             {
@@ -158,40 +162,12 @@ public class ServiceNetnsTests
         """;
 
     /// <summary>Client and intruder on node-a with backend web-a; web-b1 and web-b2 on node-b.</summary>
-    private static Setup BuildLocal()
-    {
-        var cluster = new DemoCluster($"sl{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}");
-        try
-        {
-            cluster.BuildNodes();
-            var client = cluster.AddPod(cluster.A, "frontend", "10.11.1.10", ("app", "frontend"));
-            var intruder = cluster.AddPod(cluster.A, "intruder", "10.11.1.20", ("app", "intruder"));
-            var backends = new[]
-            {
-                cluster.AddPod(cluster.A, "web-a", "10.11.1.31", ("app", "web"), ("node", "a")),
-                cluster.AddPod(cluster.B, "web-b1", "10.11.2.11", ("app", "web"), ("node", "b")),
-                cluster.AddPod(cluster.B, "web-b2", "10.11.2.12", ("app", "web"), ("node", "b")),
-            };
-            cluster.WriteConfiguration(Policy, LocalServices);
-            var setup = new Setup { Cluster = cluster, Client = client, Intruder = intruder, Backends = backends };
-            foreach (var b in backends)
-            {
-                setup.Servers.Add(ServeTcp(b, 8080));
-                setup.Servers.Add(ServeUdp(b, 5353));
-            }
-            cluster.StartNodes();
-            foreach (var node in new[] { cluster.A, cluster.B })
-            {
-                CliHarness.WaitFor(() => node.Log.ToString().Contains(" up: listening", StringComparison.Ordinal), $"{node.Name} to come up");
-            }
-            return setup;
-        }
-        catch
-        {
-            cluster.Dispose();
-            throw;
-        }
-    }
+    private static Setup BuildLocal() => Build("sl", LocalServices, cluster =>
+    [
+        cluster.AddPod(cluster.A, "web-a", "10.11.1.31", ("app", "web"), ("node", "a")),
+        cluster.AddPod(cluster.B, "web-b1", "10.11.2.11", ("app", "web"), ("node", "b")),
+        cluster.AddPod(cluster.B, "web-b2", "10.11.2.12", ("app", "web"), ("node", "b")),
+    ]);
 
     /// <summary>The backend (pod name) Maglev picks for a client's TCP flow to VIP:80, computed here
     /// from the same files the nodes load: the oracle the nodes' choices must match.</summary>
