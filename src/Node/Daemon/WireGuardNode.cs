@@ -228,6 +228,8 @@ public sealed class WireGuardNode : IAsyncDisposable
             IpCommand.SetMtu(tun.Name, Mtu);
             IpCommand.SetUp(tun.Name);
             _configurator.InterfaceName = tun.Name;
+            var configurator = _configurator;
+            _undo.Add(() => configurator.ClearLocalPodRules());
             _configurator.SyncRoutes();
         }
 
