@@ -142,6 +142,7 @@ internal sealed class ClusterOverlaySource(ClusterAgent agent) : IOverlaySource
         var peers = agent.PeerPods;
         var verdicts = new Dictionary<uint, (SecurityIdentity? Identity, string? Problem)>();
         int ignored = 0;
+        table.EnsureCapacity(table.All.Count + snapshot.IpCache.Count);
         foreach (var (_, entry) in snapshot.IpCache.OrderBy(e => e.Key, StringComparer.Ordinal))
         {
             if (entry.NodeName == agent.NodeName)

@@ -164,6 +164,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         var tun = _tun;
         _undo.Add(tun.Dispose);
         bool link = tun.IsKernelDevice;
+        Task? routes = null;
 
         bool overlay = config.Overlay is not null;
         // In overlay mode the TUN carries workload packets; each gains 50 bytes of VXLAN
@@ -230,7 +231,11 @@ public sealed class WireGuardNode : IAsyncDisposable
             _configurator.InterfaceName = tun.Name;
             var configurator = _configurator;
             _undo.Add(() => configurator.ClearLocalPodRules());
-            _configurator.SyncRoutes();
+            // The routes (one per peer prefix: 10,000 for a 5,000-node cluster) are installed by
+            // `ip -batch` while the rest of the node starts; the node is up only once they are in.
+            routes = Task.Run(configurator.SyncRoutes);
+            var installing = routes;
+            _undo.Add(() => ((Task)installing).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing).GetAwaiter().GetResult());
         }
 
         if (_options.UapiHandler is { } handler)
@@ -299,6 +304,7 @@ public sealed class WireGuardNode : IAsyncDisposable
         {
             StartThread("timers", () => HandshakeTimers.Run(engine, _log, _stop.Token));
         }
+        routes?.GetAwaiter().GetResult(); // a route that failed fails the start, as before
         NodeConfigurator.RunHooks(iface.PostUp, "PostUp", _options.InterfaceName, _log);
         _log.Info($"{tun.Name} up: listening on " + (_ipsec is null ? $"UDP {bind.LocalPort}" : $"ESP (IPsec, node {_ipsec.LocalAddress}, boot id {_ipsec.BootId})") + $", MTU {Mtu}, {_engine.PeerCount} peer(s), " +
                   (crypto.Inline ? "crypto on the I/O threads" : $"{crypto.Workers} crypto worker(s)") +

@@ -24,6 +24,15 @@ public sealed class EndpointTable
 
     public IReadOnlyList<Endpoint> All => _all;
 
+    /// <summary>Makes room for <paramref name="endpoints"/> endpoints in all (one address each), so
+    /// that adding a cluster's tens of thousands of remote pods does not grow the tables step by step.</summary>
+    public void EnsureCapacity(int endpoints)
+    {
+        _byName.EnsureCapacity(endpoints);
+        _byIp.EnsureCapacity(endpoints);
+        _all.EnsureCapacity(endpoints);
+    }
+
     /// <summary>Problems that did not stop the file from loading (a malformed bandwidth annotation
     /// is reported with file, line and reason and ignored), for the caller to log.</summary>
     public List<string> Warnings { get; } = [];
