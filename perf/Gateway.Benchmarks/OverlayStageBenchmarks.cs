@@ -83,15 +83,15 @@ public class OverlayStageBenchmarks
     }
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "parse + conntrack hit (egress policy)")]
-    public int ParsePolicy()
+    public int ParsePolicy() => ParseAndDecide(_work.AsSpan(OverlayPipeline.Headroom, _packet.Length), _sender.Policy, PolicyChecks.Egress, 0);
+
+    private int ParseAndDecide(ReadOnlySpan<byte> packet, PolicyEngine policy, PolicyChecks checks, uint sourceIdentity)
     {
         int allowed = 0;
-        var packet = _work.AsSpan(OverlayPipeline.Headroom, _packet.Length);
-        var policy = _sender.Policy;
         for (int i = 0; i < Batch; i++)
         {
             FlowParser.ParseIp(packet, out var key, out _);
-            allowed += policy.Process(key, _now, PolicyChecks.Egress).Allowed ? 1 : 0;
+            allowed += policy.Process(key, _now, checks, sourceIdentity).Allowed ? 1 : 0;
         }
         return allowed;
     }
@@ -123,18 +123,7 @@ public class OverlayStageBenchmarks
     }
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "inner parse + conntrack hit (ingress policy)")]
-    public int InboundParsePolicy()
-    {
-        int allowed = 0;
-        var packet = _frame.AsSpan(VxlanFrame.Overhead, _packet.Length);
-        var policy = _receiver.Policy;
-        for (int i = 0; i < Batch; i++)
-        {
-            FlowParser.ParseIp(packet, out var key, out _);
-            allowed += policy.Process(key, _now, PolicyChecks.Ingress, 256).Allowed ? 1 : 0;
-        }
-        return allowed;
-    }
+    public int InboundParsePolicy() => ParseAndDecide(_frame.AsSpan(VxlanFrame.Overhead, _packet.Length), _receiver.Policy, PolicyChecks.Ingress, 256);
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "BeginOutbound, all but the AEAD")]
     public int BeginOutbound()
