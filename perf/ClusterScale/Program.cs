@@ -160,13 +160,17 @@ switch (args[0])
     {
         // Where the snapshot time goes: the list alone, then decoding the listed values.
         var sw = Stopwatch.StartNew();
+        var cpu0 = Process.GetCurrentProcess().TotalProcessorTime;
         var all = await etcd.ListAllAsync(keys.Prefixes);
         double list = sw.Elapsed.TotalSeconds;
+        var cpu1 = Process.GetCurrentProcess().TotalProcessorTime;
         sw.Restart();
         var state = new ClusterState(new KvKeys(options.ClusterName), _ => { });
         state.Replace(all);
         var built = state.Build(1);
         double decode = sw.Elapsed.TotalSeconds;
+        var cpu2 = Process.GetCurrentProcess().TotalProcessorTime;
+        double listCpu = (cpu1 - cpu0).TotalSeconds, decodeCpu = (cpu2 - cpu1).TotalSeconds;
         var ipValues = all.Where(kv => kv.Key.Contains("/ip/")).Select(kv => kv.Value).ToList();
         var nodeValues = all.Where(kv => kv.Key.Contains("/nodes/")).Select(kv => kv.Value).ToList();
         sw.Restart();
@@ -182,7 +186,7 @@ switch (args[0])
         var b = System.Collections.Immutable.ImmutableDictionary.CreateBuilder<string, ByteString>(StringComparer.Ordinal);
         foreach (var (k, v) in all) b[k] = v;
         double imm = sw.Elapsed.TotalSeconds;
-        Console.WriteLine(JsonSerializer.Serialize(new { step = "profile", keys = all.Count, listSeconds = list, decodeSeconds = decode, ipDecode, nodeDecode, rawJson, imm, built.Nodes.Count }));
+        Console.WriteLine(JsonSerializer.Serialize(new { step = "profile", keys = all.Count, listSeconds = list, listCpu, decodeSeconds = decode, decodeCpu, ipDecode, nodeDecode, rawJson, imm, built.Nodes.Count }));
         return 0;
     }
     default:

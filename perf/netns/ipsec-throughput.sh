@@ -15,59 +15,22 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-5}
 rounds=${2:-3}
-[[ $(id -u) -eq 0 ]] || { echo "ipsec-throughput.sh: needs root (network namespaces, TUN, raw ESP socket)" >&2; exit 2; }
 # The nodes inherit this shell's signal dispositions; an ignored SIGHUP (nohup) would stay ignored
 # in them and the boot-id reload below would never happen.
 if (( 0x$(awk '/^SigIgn/ {print $2}' /proc/$$/status) & 1 )); then
   echo "ipsec-throughput.sh: SIGHUP is ignored (nohup?); run it without nohup (e.g. setsid)" >&2; exit 2
 fi
-for tool in wg iperf3 ip ping; do
-  command -v $tool >/dev/null || { echo "ipsec-throughput.sh: needs $tool (scripts/setup.sh installs it)" >&2; exit 2; }
-done
-
-out=.build/cli
-./gateway --help >/dev/null   # builds the CLI when needed
-id=$$
-nsa=gwia$id nsb=gwib$id
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del $nsa 2>/dev/null || true
-  ip netns del $nsb 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-ip netns add $nsa; ip netns add $nsb
-ip -n $nsa link set lo up; ip -n $nsb link set lo up
-ip link add via$id netns $nsa type veth peer name vib$id netns $nsb
-ip -n $nsa addr add 192.168.243.1/24 dev via$id; ip -n $nsa link set via$id up
-ip -n $nsb addr add 192.168.243.2/24 dev vib$id; ip -n $nsb link set vib$id up
+script=ipsec-throughput.sh
+source perf/netns/lib.sh
+needs_root_and wg iperf3 ip ping
+netns_pair i 192.168.243
 ip -n $nsa addr add 10.11.1.10/32 dev lo; ip -n $nsb addr add 10.11.2.10/32 dev lo
 
 ka=$(wg genkey); kb=$(wg genkey)
 pa=$(echo "$ka" | wg pubkey); pb=$(echo "$kb" | wg pubkey)
 (umask 077; echo "3+ rfc4106(gcm(aes)) $(head -c 20 /dev/urandom | od -An -tx1 | tr -d ' \n') 128" > "$tmp/ipsec-keys")
 
-cat > "$tmp/endpoints.yaml" <<Y
-endpoints:
-  - {name: client, namespace: default, ips: [10.11.1.10], labels: {app: client}}
-  - {name: server, namespace: default, ips: [10.11.2.10], labels: {app: server}}
-Y
-cat > "$tmp/policy.yaml" <<Y
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: server-ingress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: server}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "5201", protocol: TCP}]}]
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{type: 8, family: IPv4}]}]
-Y
+write_pods
 
 conf() { # encryption private peerpub tunnel peertunnel peerunderlay pods peerpods
   printf '[Interface]\nPrivateKey = %s\nListenPort = 51820\n' "$2"
@@ -110,27 +73,13 @@ stop_all() {
   ip -n $nsb link del tib$id 2>/dev/null || true
 }
 
-measure() { # prints bits per second
-  ip netns exec $nsb iperf3 -s -1 -B 10.11.2.10 >/dev/null 2>&1 & local server=$!
-  local json=""
-  for _ in $(seq 50); do
-    json=$(ip netns exec $nsa iperf3 -c 10.11.2.10 -B 10.11.1.10 -t "$seconds" -J 2>/dev/null || true)
-    grep -q '"sum_received"' <<<"$json" && break
-    sleep 0.1
-  done
-  wait $server 2>/dev/null || true
-  tr -d '\n\t ' <<<"$json" | grep -o '"sum_received":{[^}]*}' | grep -o '"bits_per_second":[0-9.e+]*' | cut -d: -f2 | awk '{ printf "%.0f\n", $1 }'
-}
-
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 wg_runs=() ipsec_runs=()
 for r in $(seq "$rounds"); do
   if (( r % 2 )); then order="wireguard ipsec"; else order="ipsec wireguard"; fi
   for enc in $order; do
     start "$enc"
-    bps=$(measure)
+    bps=$(measure_bps 10.11.1.10 10.11.2.10)
     stop_all
     bps=${bps:-0}
     if [[ $enc == ipsec ]]; then ipsec_runs+=("$bps"); else wg_runs+=("$bps"); fi

@@ -23,53 +23,14 @@ seconds=${1:-5}
 rounds=${2:-3}
 modes=${MODES:-plain overlay}
 wgo=${WGO:-/opt/wireguard-go-20231211/usr/bin/wireguard-go}
-[[ $(id -u) -eq 0 ]] || { echo "throughput.sh: needs root (network namespaces, TUN)" >&2; exit 2; }
+script=throughput.sh
+source perf/netns/lib.sh
+needs_root_and wg iperf3 ip
 [[ -x $wgo ]] || { echo "throughput.sh: no wireguard-go at $wgo (scripts/setup.sh installs 0.0.20231211 there)" >&2; exit 2; }
-for tool in wg iperf3 ip; do
-  command -v $tool >/dev/null || { echo "throughput.sh: needs $tool (scripts/setup.sh installs it)" >&2; exit 2; }
-done
-
-out=.build/cli
-./gateway --help >/dev/null   # builds the CLI when needed
-id=$$
-nsa=gwpa$id nsb=gwpb$id
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  ip netns del $nsa 2>/dev/null || true
-  ip netns del $nsb 2>/dev/null || true
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-ip netns add $nsa; ip netns add $nsb
-ip -n $nsa link set lo up; ip -n $nsb link set lo up
-ip link add vpa$id netns $nsa type veth peer name vpb$id netns $nsb
-ip -n $nsa addr add 192.168.242.1/24 dev vpa$id; ip -n $nsa link set vpa$id up
-ip -n $nsb addr add 192.168.242.2/24 dev vpb$id; ip -n $nsb link set vpb$id up
-
+netns_pair p 192.168.242
 ka=$(wg genkey); kb=$(wg genkey)
 pa=$(echo "$ka" | wg pubkey); pb=$(echo "$kb" | wg pubkey)
-
-cat > "$tmp/endpoints.yaml" <<Y
-endpoints:
-  - {name: client, namespace: default, ips: [10.11.1.10], labels: {app: client}}
-  - {name: server, namespace: default, ips: [10.11.2.10], labels: {app: server}}
-Y
-cat > "$tmp/policy.yaml" <<Y
-apiVersion: cilium.io/v2
-kind: CiliumNetworkPolicy
-metadata: {name: server-ingress, namespace: default}
-spec:
-  endpointSelector: {matchLabels: {app: server}}
-  ingress:
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    toPorts: [{ports: [{port: "5201", protocol: TCP}]}]
-  - fromEndpoints: [{matchLabels: {app: client}}]
-    icmps: [{fields: [{type: 8, family: IPv4}]}]
-Y
+write_pods
 
 conf() { # mode private peerpub address peeraddr peerunderlay pods peerpods
   echo "[Interface]"
@@ -128,22 +89,8 @@ stop_all() {
 }
 
 measure() { # mode; prints bits per second
-  local src=10.242.0.1 dst=10.242.0.2
-  if [[ $1 == overlay ]]; then src=10.11.1.10 dst=10.11.2.10; fi
-  ip netns exec $nsa ping -c 2 -i 0.2 -W 3 -I $src $dst >/dev/null || true
-  ip netns exec $nsb iperf3 -s -1 -B $dst >/dev/null 2>&1 & local server=$!
-  local json=""
-  for _ in $(seq 50); do
-    json=$(ip netns exec $nsa iperf3 -c $dst -B $src -t "$seconds" -J 2>/dev/null || true)
-    grep -q '"sum_received"' <<<"$json" && break
-    sleep 0.1
-  done
-  wait $server 2>/dev/null || true
-  # The receiver's total: "sum_received": { ... "bits_per_second": N ... }
-  tr -d '\n\t ' <<<"$json" | grep -o '"sum_received":{[^}]*}' | grep -o '"bits_per_second":[0-9.e+]*' | cut -d: -f2 | awk '{ printf "%.0f\n", $1 }'
+  if [[ $1 == overlay ]]; then measure_bps 10.11.1.10 10.11.2.10; else measure_bps 10.242.0.1 10.242.0.2; fi
 }
-
-median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 version=$("$wgo" --version 2>/dev/null | head -1 | awk '{print $2}')
 [[ $wgo == /opt/wireguard-go-20231211/* ]] && version="0.0.20231211"

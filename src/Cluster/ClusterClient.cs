@@ -245,10 +245,7 @@ public sealed partial class ClusterClient : IAsyncDisposable
                         long started = System.Diagnostics.Stopwatch.GetTimestamp();
                         lock (_stateLock)
                         {
-                            foreach (var kv in page.Kvs)
-                            {
-                                _state.ApplyListed(kv.Key.ToStringUtf8(), kv.Value);
-                            }
+                            _state.ApplyListedPage(page.Kvs);
                         }
                         decoding += System.Diagnostics.Stopwatch.GetElapsedTime(started);
                     }, ct).ConfigureAwait(false);

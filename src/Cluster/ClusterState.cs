@@ -46,17 +46,53 @@ internal sealed class ClusterState
         return changed;
     }
 
-    /// <summary>Starts applying a full list page by page (<see cref="ApplyListed"/>); keys the list
+    /// <summary>Starts applying a full list page by page (<see cref="ApplyListedPage"/>); keys the list
     /// does not hold are deleted by <see cref="EndList"/>. A list abandoned half way (an error)
     /// leaves the state dirty, so the next <see cref="Build(long, out bool)"/> still reports the change.</summary>
     public void BeginList() => _listed = new HashSet<string>(StringComparer.Ordinal);
 
+    /// <summary>Applies one page of a full list. The values are decoded on every core first
+    /// (decoding reads nothing the page changes), then applied in list order, so the result is
+    /// the same as applying the keys one by one.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    public void ApplyListed(string key, ByteString value)
+    public void ApplyListedPage(IReadOnlyList<Mvccpb.KeyValue> page)
     {
-        (_listed ?? throw new InvalidOperationException("BeginList first")).Add(key);
-        Apply(key, value);
+        var listed = _listed ?? throw new InvalidOperationException("BeginList first");
+        int n = page.Count;
+        var keys = new string[n];
+        var decoded = new Decoded[n];
+        Parallel.For(0, n, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
+        {
+            var kv = page[i];
+            string key = kv.Key.ToStringUtf8();
+            keys[i] = key;
+            if (_raw.TryGetValue(key, out var old) && old.Span.SequenceEqual(kv.Value.Span))
+            {
+                return; // unchanged: nothing to decode or apply
+            }
+            try
+            {
+                decoded[i] = new Decoded(Parse(key, kv.Value), null);
+            }
+            catch (FormatException e)
+            {
+                decoded[i] = new Decoded(default, e.Message);
+            }
+        });
+        for (int i = 0; i < n; i++)
+        {
+            listed.Add(keys[i]);
+            var d = decoded[i];
+            if (d.Parsed.Kind == RecordKind.None && d.Error is null)
+            {
+                continue;
+            }
+            _raw[keys[i]] = page[i].Value;
+            _dirty |= d.Error is null ? Store(d.Parsed) : Rejected(keys[i], d.Error);
+        }
     }
+
+    private readonly record struct Decoded(Parsed Parsed, string? Error);
 
     public void EndList()
     {
@@ -80,25 +116,29 @@ internal sealed class ClusterState
             return false;
         }
         _raw[key] = value;
+        Parsed parsed;
         try
         {
-            return Put(key, value);
+            parsed = Parse(key, value);
         }
         catch (FormatException e)
         {
-            _log($"kvstore: ignoring {key}: {e.Message}");
-            return Remove(key);
+            return Rejected(key, e.Message);
         }
+        return Store(parsed);
+    }
+
+    private bool Rejected(string key, string reason)
+    {
+        _log($"kvstore: ignoring {key}: {reason}");
+        return Remove(key);
     }
 
     /// <summary>Makes the state equal to a full list; true if the decoded view changed.</summary>
     public bool Replace(IReadOnlyDictionary<string, ByteString> all)
     {
         BeginList();
-        foreach (var (key, value) in all)
-        {
-            ApplyListed(key, value);
-        }
+        ApplyListedPage(all.Select(kv => new Mvccpb.KeyValue { Key = ByteString.CopyFromUtf8(kv.Key), Value = kv.Value }).ToList());
         EndList();
         return _dirty;
     }
@@ -114,8 +154,9 @@ internal sealed class ClusterState
 
     public ClusterSnapshot Build(long revision) => Build(revision, out _);
 
+    /// <summary>Decodes one key's value without touching the state (safe on several threads at once).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
-    private bool Put(string key, ByteString value)
+    private Parsed Parse(string key, ByteString value)
     {
         if (key.StartsWith(_keys.NodePrefix, StringComparison.Ordinal))
         {
@@ -133,24 +174,26 @@ internal sealed class ClusterState
             {
                 throw new FormatException($"record names cluster '{node.Cluster}', not '{_keys.Cluster}'");
             }
-            return Set(_nodes, name, node);
+            return new Parsed(RecordKind.Node, name, 0, node);
         }
         if (key.StartsWith(_keys.IpPrefix, StringComparison.Ordinal))
         {
             string ip = key[_keys.IpPrefix.Length..];
             var entry = RecordCodec.DecodeEntry(value.Span, out var prefix);
-            string expected = RecordCodec.IpKeyOf(prefix);
-            if (expected != ip)
+            // The key names the address alone for a host entry ("10.0.1.5"), else the prefix: the
+            // decoded entry's text ("10.0.1.5/32") without its length, compared in place.
+            bool host = prefix.Length == prefix.Address.BitLength;
+            if (!(host ? entry.Prefix.AsSpan(0, entry.Prefix.LastIndexOf('/')) : entry.Prefix.AsSpan()).SequenceEqual(ip))
             {
-                throw new FormatException($"entry is for {entry.Prefix}, whose key is {_keys.Ip(expected)}");
+                throw new FormatException($"entry is for {entry.Prefix}, whose key is {_keys.Ip(RecordCodec.IpKeyOf(prefix))}");
             }
-            return Set(_ip, entry.Prefix, entry);
+            return new Parsed(RecordKind.Ip, entry.Prefix, 0, entry);
         }
         if (key.StartsWith(KvKeys.IdentityIdPrefix, StringComparison.Ordinal))
         {
             uint id = RecordCodec.DecodeIdentityNumber(key[KvKeys.IdentityIdPrefix.Length..]);
             string labels = IdentityAllocation.CheckStored(value.ToStringUtf8());
-            return Set(_ids, id, labels);
+            return new Parsed(RecordKind.Identity, null, id, labels);
         }
         if (key.StartsWith(_keys.PolicyPrefix, StringComparison.Ordinal))
         {
@@ -160,10 +203,32 @@ internal sealed class ClusterState
             {
                 throw new FormatException($"record is policy '{policy.Name}', not the key's '{name}'");
             }
-            return Set(_policies, name, policy);
+            return new Parsed(RecordKind.Policy, name, 0, policy);
         }
         throw new FormatException("key outside the watched prefixes");
     }
+
+    private enum RecordKind : byte
+    {
+        None,
+        Node,
+        Ip,
+        Identity,
+        Policy,
+    }
+
+    /// <summary>A decoded value and where it goes: <see cref="Name"/> keys nodes, ipcache entries
+    /// and policies, <see cref="Id"/> identities.</summary>
+    private readonly record struct Parsed(RecordKind Kind, string? Name, uint Id, object? Value);
+
+    private bool Store(in Parsed p) => p.Kind switch
+    {
+        RecordKind.Node => Set(_nodes, p.Name!, (NodeRecord)p.Value!),
+        RecordKind.Ip => Set(_ip, p.Name!, (IpCacheEntry)p.Value!),
+        RecordKind.Identity => Set(_ids, p.Id, (string)p.Value!),
+        RecordKind.Policy => Set(_policies, p.Name!, (PolicyRecord)p.Value!),
+        _ => throw new InvalidOperationException("nothing decoded"),
+    };
 
     private static bool Set<TKey, TValue>(ImmutableDictionary<TKey, TValue>.Builder map, TKey key, TValue value) where TKey : notnull
     {

@@ -165,12 +165,14 @@ internal static class RecordCodec
         return node;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static bool IsIgnoredCiliumNodeField(ref Utf8JsonReader r) =>
         r.ValueTextEquals("IPv4HealthIP"u8) || r.ValueTextEquals("IPv6HealthIP"u8) || r.ValueTextEquals("IPv4IngressIP"u8) ||
         r.ValueTextEquals("IPv6IngressIP"u8) || r.ValueTextEquals("ClusterID"u8) || r.ValueTextEquals("Source"u8) ||
         r.ValueTextEquals("EncryptionKey"u8) || r.ValueTextEquals("Labels"u8) || r.ValueTextEquals("Annotations"u8) ||
         r.ValueTextEquals("NodeIdentity"u8);
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static string ReadCidr(ref Utf8JsonReader r)
     {
         Expect(ref r, JsonTokenType.StartObject, "CIDR");
@@ -189,6 +191,7 @@ internal static class RecordCodec
     private static Utf8JsonReader Reader(ReadOnlySpan<byte> utf8) =>
         new(utf8, new JsonReaderOptions { MaxDepth = 16, CommentHandling = JsonCommentHandling.Disallow });
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static bool Read(ref Utf8JsonReader r)
     {
         try
@@ -205,12 +208,14 @@ internal static class RecordCodec
         }
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void ExpectStartObject(ref Utf8JsonReader r)
     {
         Read(ref r);
         Expect(ref r, JsonTokenType.StartObject, "value");
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void Expect(ref Utf8JsonReader r, JsonTokenType type, string what)
     {
         if (r.TokenType != type)
@@ -220,6 +225,7 @@ internal static class RecordCodec
     }
 
     /// <summary>Advances to the next property name of the current object; false at its end.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static bool NextProperty(ref Utf8JsonReader r)
     {
         Read(ref r);
@@ -248,6 +254,7 @@ internal static class RecordCodec
 
     private static FormatException Unknown(ref Utf8JsonReader r, string path) => new($"unknown field '{path}{r.GetString()}'");
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static string? ReadString(ref Utf8JsonReader r, string what)
     {
         Read(ref r);
@@ -259,6 +266,7 @@ internal static class RecordCodec
         };
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static int? ReadInt(ref Utf8JsonReader r, string what)
     {
         Read(ref r);
@@ -273,6 +281,7 @@ internal static class RecordCodec
         return v;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static long? ReadLong(ref Utf8JsonReader r, string what)
     {
         Read(ref r);
@@ -287,6 +296,7 @@ internal static class RecordCodec
         return v;
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void CheckNode(NodeRecord node)
     {
         if (node.Name is null || !KvKeys.IsValidName(node.Name))
@@ -349,6 +359,7 @@ internal static class RecordCodec
 
     private static CidrJson ToCidrJson(IpPrefix p) => new() { IP = p.Address.ToString(), Mask = Convert.ToBase64String(MaskBytes(p.Length, p.Address.IsV6)) };
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static IpPrefix FromCidrJson(CidrJson c)
     {
         if (c.IP is null || !IpAddress.TryParse(c.IP, out var ip))
@@ -375,6 +386,7 @@ internal static class RecordCodec
     }
 
     /// <summary>Go's net.IPMask JSON (base64) to a prefix length; null for a JSON null mask.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static int? MaskLength(string? base64, bool v6)
     {
         if (base64 is null)
@@ -457,6 +469,7 @@ internal static class RecordCodec
     }
 
     /// <summary>The checks of an entry other than its prefix (which a decoder has just built).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveOptimization)]
     private static void CheckEntryFields(IpCacheEntry e)
     {
         if (e.HostIp is null || !IpAddress.TryParse(e.HostIp, out _))

@@ -102,12 +102,33 @@ public sealed class WireGuardKey : IDisposable, IEquatable<WireGuardKey>
     public static bool TryParseBase64(string? text, out WireGuardKey? key)
     {
         key = null;
+        Span<byte> bytes = stackalloc byte[Size];
+        bool ok = TryDecodeBase64(text, bytes);
+        if (ok)
+        {
+            key = new WireGuardKey(bytes);
+        }
+        CryptographicOperations.ZeroMemory(bytes);
+        return ok;
+    }
+
+    /// <summary>
+    /// Decodes <paramref name="text"/> in exactly the form <see cref="TryParseBase64(string?, out WireGuardKey?)"/>
+    /// accepts (so valid text is already canonical) into <paramref name="destination"/>
+    /// (<see cref="Size"/> bytes), without creating a key: for checking and comparing the
+    /// thousands of public keys a cluster lists. The caller clears the bytes if they are secret.
+    /// </summary>
+    public static bool TryDecodeBase64(string? text, Span<byte> destination)
+    {
+        if (destination.Length != Size)
+        {
+            throw new ArgumentException($"A WireGuard key is {Size} bytes, not {destination.Length}.", nameof(destination));
+        }
         if (text is null || text.Length != Base64Length || text[Base64Length - 1] != '=')
         {
             return false;
         }
 
-        Span<byte> bytes = stackalloc byte[Size];
         int bad = 0; // sign bit set if any character was invalid, or non-zero padding bits
         ReadOnlySpan<char> chars = text;
         for (int group = 0; group < 10; group++)
@@ -115,23 +136,16 @@ public sealed class WireGuardKey : IDisposable, IEquatable<WireGuardKey>
             int value = DecodeBase64Quad(chars[(group * 4)..], 4);
             bad |= value;
             int o = group * 3;
-            bytes[o] = (byte)(value >> 16);
-            bytes[o + 1] = (byte)(value >> 8);
-            bytes[o + 2] = (byte)value;
+            destination[o] = (byte)(value >> 16);
+            destination[o + 1] = (byte)(value >> 8);
+            destination[o + 2] = (byte)value;
         }
         // Final quad: three data characters + '=' carrying 16 bits; the remaining 2 bits must be 0.
         int last = DecodeBase64Quad(chars[40..], 3);
         bad |= last | -(last & 0xff); // negative if invalid, or if the unused low bits are not zero
-        bytes[30] = (byte)(last >> 16);
-        bytes[31] = (byte)(last >> 8);
-
-        bool ok = bad >= 0;
-        if (ok)
-        {
-            key = new WireGuardKey(bytes);
-        }
-        CryptographicOperations.ZeroMemory(bytes);
-        return ok;
+        destination[30] = (byte)(last >> 16);
+        destination[31] = (byte)(last >> 8);
+        return bad >= 0;
     }
 
     /// <summary>

@@ -72,31 +72,6 @@ public sealed class IpsecReplayCommandTests : IDisposable
         });
     }
 
-    [Fact]
-    public void Up_with_ipsec_in_cluster_mode_says_it_is_not_built_yet()
-    {
-        using var key = Gateway.Crypto.WireGuardKey.GeneratePrivate();
-        File.WriteAllText(Path.Combine(_tmp, "keys"), "3+ rfc4106(gcm(aes)) " + new string('a', 40) + " 128\n");
-        File.WriteAllText(Path.Combine(_tmp, "endpoints.yaml"), "[]\n");
-        string conf = Path.Combine(_tmp, "gw0.conf");
-        File.WriteAllText(conf, $"""
-            [Interface]
-            PrivateKey = {key.ToBase64()}
-
-            [Overlay]
-            TunnelAddress = 10.200.0.1
-            PodCIDRs = 10.1.0.0/24
-            Endpoints = endpoints.yaml
-            Encryption = ipsec
-            IPsecKeyFile = keys
-            KVStore = http://127.0.0.1:2379
-            """);
-        var (code, _, error) = Run("up", conf);
-        Assert.Equal(1, code);
-        Assert.Contains("KVStore (cluster mode) works with Encryption = wireguard only", error);
-        Assert.DoesNotContain("   at ", error);
-    }
-
     [Theory]
     [InlineData("--encryption", "aes")]
     [InlineData("--encryption", "ipsec", "--keylog", "{tmp}/k.log")]

@@ -78,6 +78,21 @@ public class WireGuardKeyTests
     {
         Assert.False(WireGuardKey.TryParseBase64(text, out var key));
         Assert.Null(key);
+        Assert.False(WireGuardKey.TryDecodeBase64(text, stackalloc byte[WireGuardKey.Size]));
+    }
+
+    [Fact]
+    public void DecodingWithoutAKeyGivesTheKeysBytes()
+    {
+        Span<byte> bytes = stackalloc byte[WireGuardKey.Size];
+        for (int i = 0; i < 64; i++)
+        {
+            using var key = WireGuardKey.GeneratePrivate();
+            string text = key.ToBase64();
+            Assert.True(WireGuardKey.TryDecodeBase64(text, bytes));
+            Assert.True(bytes.SequenceEqual(key.Bytes));
+        }
+        Assert.Throws<ArgumentException>(() => WireGuardKey.TryDecodeBase64(WgPrivate, new byte[31]));
     }
 
     [Theory]

@@ -1,3 +1,4 @@
+using FsCheck.Xunit;
 using System.Net;
 using Gateway.Datapath;
 
@@ -40,6 +41,26 @@ public class IpAddressTests
     [InlineData("10.0.0.0/8")]
     [InlineData("hello")]
     public void RejectsMalformed(string text) => Assert.False(IpAddress.TryParse(text, out _));
+
+    // The IPv4 fast path (no IPAddress object) must accept and read exactly what the rule it
+    // replaced did: four parts of one to three digits, each at most 255 in decimal, read by
+    // IPAddress (which gives a leading zero its own meaning); and print as IPAddress prints.
+    [Property(MaxTest = 2000)]
+    public void DottedQuadsParseAndPrintAsIPAddressDoes(byte[] parts, bool[] zeros, bool extraDot)
+    {
+        var texts = parts.Take(5).Select((p, i) => (i < zeros.Length && zeros[i] ? "0" : "") + (p * 4 % 1000).ToString(System.Globalization.CultureInfo.InvariantCulture));
+        string text = string.Join('.', texts) + (extraDot ? "." : "");
+        var split = text.Split('.');
+        bool expected = split.Length == 4 && split.All(s => s.Length is >= 1 and <= 3 && s.All(char.IsAsciiDigit) && int.Parse(s, System.Globalization.CultureInfo.InvariantCulture) <= 255) &&
+            IPAddress.TryParse(text, out _);
+        Assert.Equal(expected, IpAddress.TryParse(text, out var a));
+        if (expected)
+        {
+            var oracle = IPAddress.Parse(text);
+            Assert.Equal(oracle, a.ToIPAddress());
+            Assert.Equal(oracle.ToString(), a.ToString());
+        }
+    }
 
     [Fact]
     public void FamiliesAreDistinct()

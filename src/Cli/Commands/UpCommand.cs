@@ -163,6 +163,10 @@ internal static class UpCommand
                 // The socket hands over the request without its terminating empty line.
                 UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",
                 OverlaySource = agent?.Source,
+                // Cluster mode in IPsec mode: the keys are derived from the address and boot id
+                // this node publishes in its record (no [Peer] to find the address from).
+                IpsecNodeAddress = agent?.NodeAddress,
+                IpsecBootId = agent?.BootId,
             });
         }
         catch (Exception e) when (e is DeviceException or LinkException or IOException or ConfigException)

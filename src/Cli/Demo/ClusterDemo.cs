@@ -203,14 +203,15 @@ internal static class ClusterDemo
         return ok;
     }
 
-    /// <summary>Starts tcpdump on a device inside a namespace (UDP only), once it is armed; null without tcpdump.</summary>
-    internal static Process? StartCapture(string ns, string device, string pcap)
+    /// <summary>Starts tcpdump on a device inside a namespace (UDP only unless <paramref name="filter"/>
+    /// says otherwise, e.g. "udp or esp" for IPsec mode), once it is armed; null without tcpdump.</summary>
+    internal static Process? StartCapture(string ns, string device, string pcap, string filter = "udp")
     {
         if (!File.Exists("/usr/bin/tcpdump") && !File.Exists("/usr/sbin/tcpdump"))
         {
             return null;
         }
-        var psi = new ProcessStartInfo("ip", $"netns exec {ns} tcpdump --immediate-mode -i {device} -U -s 0 -w {pcap} udp")
+        var psi = new ProcessStartInfo("ip", $"netns exec {ns} tcpdump --immediate-mode -i {device} -U -s 0 -w {pcap} {filter}")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

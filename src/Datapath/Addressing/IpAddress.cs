@@ -154,10 +154,18 @@ public readonly struct IpAddress : IEquatable<IpAddress>, IComparable<IpAddress>
             return false;
         }
         bool colon = text.Contains(':');
-        if (!colon && !IsDottedQuad(text))
+        if (!colon)
         {
-            address = default;
-            return false;
+            switch (TryParseDottedQuad(text, out uint value))
+            {
+                case DottedQuad.Decimal:
+                    address = FromV4(value);
+                    return true;
+                case DottedQuad.Invalid:
+                    address = default;
+                    return false;
+            }
+            // Leading zeros: let IPAddress decide what they mean, as it always has.
         }
         if (!IPAddress.TryParse(text, out var parsed) ||
             (parsed.AddressFamily == AddressFamily.InterNetworkV6) != colon)
@@ -175,30 +183,42 @@ public readonly struct IpAddress : IEquatable<IpAddress>, IComparable<IpAddress>
         return TryParse(text, out var address) ? address : throw new FormatException($"'{text}' is not an IP address.");
     }
 
-    private static bool IsDottedQuad(ReadOnlySpan<char> text)
+    private enum DottedQuad
     {
-        int parts = 0;
-        foreach (var range in text.Split('.'))
+        Invalid,
+        Decimal,
+        LeadingZero,
+    }
+
+    /// <summary>Four dot-separated parts of one to three digits, each at most 255. Plain decimal
+    /// parts are converted here (the common case: no IPAddress object, no allocation); a part
+    /// with a leading zero is reported so the caller keeps IPAddress's reading of it.</summary>
+    private static DottedQuad TryParseDottedQuad(ReadOnlySpan<char> text, out uint value)
+    {
+        value = 0;
+        int parts = 0, digits = 0, part = 0;
+        bool leadingZero = false;
+        for (int i = 0; i <= text.Length; i++)
         {
-            var part = text[range];
-            if (part.IsEmpty || part.Length > 3)
+            char c = i < text.Length ? text[i] : '.';
+            if (c == '.')
             {
-                return false;
-            }
-            foreach (char c in part)
-            {
-                if (c is < '0' or > '9')
+                if (digits == 0 || part > 255 || ++parts > 4)
                 {
-                    return false;
+                    return DottedQuad.Invalid;
                 }
+                value = (value << 8) | (uint)part;
+                digits = part = 0;
+                continue;
             }
-            if (int.Parse(part) > 255)
+            if (c is < '0' or > '9' || ++digits > 3)
             {
-                return false;
+                return DottedQuad.Invalid;
             }
-            parts++;
+            leadingZero |= digits == 2 && part == 0;
+            part = part * 10 + (c - '0');
         }
-        return parts == 4;
+        return parts != 4 ? DottedQuad.Invalid : leadingZero ? DottedQuad.LeadingZero : DottedQuad.Decimal;
     }
 
     public bool Equals(IpAddress other) => _lo == other._lo && _hi == other._hi && _isV6 == other._isV6;
@@ -218,7 +238,16 @@ public readonly struct IpAddress : IEquatable<IpAddress>, IComparable<IpAddress>
 
     public static bool operator !=(IpAddress left, IpAddress right) => !left.Equals(right);
 
-    public override string ToString() => ToIPAddress().ToString();
+    public override string ToString()
+    {
+        if (!_isV6)
+        {
+            Span<char> text = stackalloc char[15];
+            TryFormat(text, out int written, default, null);
+            return new string(text[..written]);
+        }
+        return ToIPAddress().ToString();
+    }
 
     public string ToString(string? format, IFormatProvider? formatProvider) => ToString();
 

@@ -35,9 +35,7 @@ public sealed unsafe class RawEspSocket : IUdpBind
     private readonly IoVec* _sendIov;
     private readonly byte* _sendNames;
     private readonly Lock _sendLock = new();
-    private int _disposed;
-    private int _users;
-    private int _freed;
+    private readonly InUseGuard _guard;
     private uint _mark;
     private long _oversized;
     private long _malformed;
@@ -47,6 +45,7 @@ public sealed unsafe class RawEspSocket : IUdpBind
     public RawEspSocket(IpAddress? bindAddress = null, int batchSize = 64, int bufferBytes = UdpBatchSocket.DefaultBufferBytes)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        _guard = new InUseGuard(FreeNative);
         if (bindAddress is { IsV4: false })
         {
             throw new ArgumentException("The raw ESP socket is IPv4 only.", nameof(bindAddress));
@@ -97,7 +96,7 @@ public sealed unsafe class RawEspSocket : IUdpBind
 
     public void SetMark(uint mark)
     {
-        ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+        ObjectDisposedException.ThrowIf(_guard.IsClosed, this);
         if (LibC.SetSockOpt(_fd, LibC.SOL_SOCKET, SO_MARK, &mark, sizeof(uint)) != 0)
         {
             throw DeviceException.FromErrno("setsockopt(SO_MARK)", Marshal.GetLastPInvokeError());
@@ -206,7 +205,7 @@ public sealed unsafe class RawEspSocket : IUdpBind
     {
         while (true)
         {
-            if (Volatile.Read(ref _disposed) != 0)
+            if (_guard.IsClosed)
             {
                 return -1;
             }
@@ -218,7 +217,7 @@ public sealed unsafe class RawEspSocket : IUdpBind
             int errno = Marshal.GetLastPInvokeError();
             if (n < 0 && errno == LibC.EAGAIN)
             {
-                if (!_waker.WaitFor(_fd, LibC.POLLIN, ReceivePollMilliseconds) && Volatile.Read(ref _disposed) != 0)
+                if (!_waker.WaitFor(_fd, LibC.POLLIN, ReceivePollMilliseconds) && _guard.IsClosed)
                 {
                     return -1;
                 }
@@ -228,7 +227,7 @@ public sealed unsafe class RawEspSocket : IUdpBind
             {
                 continue;
             }
-            if (Volatile.Read(ref _disposed) != 0)
+            if (_guard.IsClosed)
             {
                 return -1;
             }
@@ -360,65 +359,14 @@ public sealed unsafe class RawEspSocket : IUdpBind
         return true;
     }
 
-    private int SendPrepared(int prepared)
-    {
-        int done = 0, sent = 0;
-        while (done < prepared)
-        {
-            if (Volatile.Read(ref _disposed) != 0)
-            {
-                return sent;
-            }
-            int n = LibC.SendMmsg(_fd, _sendHeaders + done, (uint)(prepared - done), LibC.MSG_DONTWAIT);
-            if (n > 0)
-            {
-                done += n;
-                sent += n;
-                continue;
-            }
-            int errno = Marshal.GetLastPInvokeError();
-            if (errno == LibC.EAGAIN)
-            {
-                if (!_waker.WaitFor(_fd, LibC.POLLOUT))
-                {
-                    return sent;
-                }
-                continue;
-            }
-            if (errno == LibC.EINTR)
-            {
-                continue;
-            }
-            done++; // this packet failed on its own (unreachable, too big): skip it
-        }
-        return sent;
-    }
+    private int SendPrepared(int prepared) => BatchSend.SendAll(_fd, _sendHeaders, prepared, _waker, _guard);
 
-    private bool Enter()
-    {
-        Interlocked.Increment(ref _users);
-        if (Volatile.Read(ref _disposed) != 0)
-        {
-            Exit();
-            return false;
-        }
-        return true;
-    }
+    private bool Enter() => _guard.Enter();
 
-    private void Exit()
-    {
-        if (Interlocked.Decrement(ref _users) == 0 && Volatile.Read(ref _disposed) != 0)
-        {
-            FreeNative();
-        }
-    }
+    private void Exit() => _guard.Exit();
 
     private void FreeNative()
     {
-        if (Interlocked.Exchange(ref _freed, 1) != 0)
-        {
-            return;
-        }
         NativeMemory.Free(_recvHeaders);
         NativeMemory.Free(_recvIov);
         NativeMemory.Free(_recvNames);
@@ -432,14 +380,11 @@ public sealed unsafe class RawEspSocket : IUdpBind
     /// <summary>Closes the socket and wakes threads blocked in receive or send.</summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        if (!_guard.Close())
         {
             return;
         }
         _waker.Wake();
-        if (Volatile.Read(ref _users) == 0)
-        {
-            FreeNative();
-        }
+        _guard.FreeIfIdle();
     }
 }

@@ -26,7 +26,7 @@ public sealed unsafe partial class UdpBatchSocket
     {
         lock (_rebindLock)
         {
-            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            ObjectDisposedException.ThrowIf(_guard.IsClosed, this);
             ApplyMark(_fd, mark);
             Volatile.Write(ref _mark, mark);
         }
@@ -37,7 +37,7 @@ public sealed unsafe partial class UdpBatchSocket
     {
         lock (_rebindLock)
         {
-            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            ObjectDisposedException.ThrowIf(_guard.IsClosed, this);
             uint mark = 0, length = sizeof(uint);
             if (LibC.GetSockOpt(_fd, LibC.SOL_SOCKET, SO_MARK, &mark, &length) != 0)
             {
@@ -69,7 +69,7 @@ public sealed unsafe partial class UdpBatchSocket
     {
         lock (_rebindLock)
         {
-            ObjectDisposedException.ThrowIf(Volatile.Read(ref _disposed) != 0, this);
+            ObjectDisposedException.ThrowIf(_guard.IsClosed, this);
             if (port != 0 && _localPort == port)
             {
                 return port;

@@ -389,7 +389,7 @@ public sealed unsafe partial class UdpBatchSocket
         int sent = 0;
         while (done < messages)
         {
-            if (Volatile.Read(ref _disposed) != 0)
+            if (_guard.IsClosed)
             {
                 return sent;
             }

@@ -35,9 +35,7 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
     private readonly IoVec* _sendIov;
     private readonly byte* _sendNames;
     private const int NameSize = 28; // sizeof(struct sockaddr_in6)
-    private int _disposed;
-    private int _users;   // calls in flight; the native scratch is freed when the last one leaves
-    private int _freed;
+    private readonly InUseGuard _guard; // the native scratch is freed when the last call leaves a closed socket
     private readonly Lock _sendLock = new();
 
     /// <summary>Binds to <paramref name="port"/> (0 = any) on <paramref name="bindAddress"/>
@@ -46,6 +44,7 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
     public UdpBatchSocket(ushort port, IpAddress? bindAddress = null, int batchSize = 64, int bufferBytes = DefaultBufferBytes, bool offloads = true)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(batchSize, 1);
+        _guard = new InUseGuard(FreeNative);
         _batch = batchSize;
         _v6 = bindAddress is null || bindAddress.Value.IsV6;
         _socket = new Socket(_v6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
@@ -149,7 +148,7 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
     {
         while (true)
         {
-            if (Volatile.Read(ref _disposed) != 0)
+            if (_guard.IsClosed)
             {
                 return -1;
             }
@@ -172,7 +171,7 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
             {
                 continue;
             }
-            if (Volatile.Read(ref _disposed) != 0)
+            if (_guard.IsClosed)
             {
                 return -1;
             }
@@ -234,37 +233,7 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
                 };
                 prepared++;
             }
-            int done = 0;
-            while (done < prepared)
-            {
-                if (Volatile.Read(ref _disposed) != 0)
-                {
-                    return sent;
-                }
-                int n = LibC.SendMmsg(_fd, _sendHeaders + done, (uint)(prepared - done), LibC.MSG_DONTWAIT);
-                if (n > 0)
-                {
-                    done += n;
-                    sent += n;
-                    continue;
-                }
-                int errno = Marshal.GetLastPInvokeError();
-                if (errno == LibC.EAGAIN)
-                {
-                    if (!_waker.WaitFor(_fd, LibC.POLLOUT))
-                    {
-                        return sent;
-                    }
-                    continue;
-                }
-                if (errno == LibC.EINTR)
-                {
-                    continue;
-                }
-                // The first datagram of the rest failed on its own (unreachable, bad address):
-                // skip it and keep the batch going.
-                done++;
-            }
+            sent += BatchSend.SendAll(_fd, _sendHeaders, prepared, _waker, _guard);
             start += count;
         }
         return sent;
@@ -336,31 +305,12 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
         return NameSize;
     }
 
-    private bool Enter()
-    {
-        Interlocked.Increment(ref _users);
-        if (Volatile.Read(ref _disposed) != 0)
-        {
-            Exit();
-            return false;
-        }
-        return true;
-    }
+    private bool Enter() => _guard.Enter();
 
-    private void Exit()
-    {
-        if (Interlocked.Decrement(ref _users) == 0 && Volatile.Read(ref _disposed) != 0)
-        {
-            FreeNative();
-        }
-    }
+    private void Exit() => _guard.Exit();
 
     private void FreeNative()
     {
-        if (Interlocked.Exchange(ref _freed, 1) != 0)
-        {
-            return;
-        }
         NativeMemory.Free(_recvHeaders);
         NativeMemory.Free(_recvIov);
         NativeMemory.Free(_recvNames);
@@ -374,7 +324,7 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
     /// scratch memory is freed once no call is in flight.</summary>
     public void Dispose()
     {
-        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        if (!_guard.Close())
         {
             return;
         }
@@ -383,9 +333,6 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
         {
             _socket.Dispose(); // never while Rebind is moving the descriptor
         }
-        if (Volatile.Read(ref _users) == 0)
-        {
-            FreeNative();
-        }
+        _guard.FreeIfIdle();
     }
 }

@@ -35,6 +35,7 @@ public sealed class ClusterAgent : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Dictionary<string, string> _refused = new(StringComparer.Ordinal);
     private readonly List<string> _toRelease = [];
+    private readonly bool _ipsec;
     private string _baseText;
     private ReservedClaims _fileClaims;
     private IReadOnlyDictionary<string, NodeRecord>? _appliedNodes;
@@ -58,7 +59,8 @@ public sealed class ClusterAgent : IAsyncDisposable
         NodeName = nodeName;
         NodeAddress = nodeAddress;
         _fileClaims = Reserved(config);
-        _selector = new ClusterPeerSelector(nodeName, _settings.PodCidrs, _settings.TunnelAddress, _settings.ClusterCidrs);
+        _ipsec = _settings.Encryption == OverlayEncryption.Ipsec;
+        _selector = new ClusterPeerSelector(nodeName, _settings.PodCidrs, _settings.TunnelAddress, _settings.ClusterCidrs) { RequireBootId = _ipsec };
         _source = new ClusterOverlaySource(this);
     }
 
@@ -66,6 +68,15 @@ public sealed class ClusterAgent : IAsyncDisposable
     internal NodeLog Log { get; }
     public string NodeName { get; }
     public IpAddress NodeAddress { get; }
+
+    /// <summary>
+    /// This run's boot id, published in the node record: a fresh random UUID per start of the
+    /// daemon (not the kernel's boot id, which every namespace of a host shares and a daemon
+    /// restart keeps). In IPsec mode it is also the local input of the per node-pair key
+    /// derivation (pass it as <see cref="WireGuardNodeOptions.IpsecBootId"/>), so a restarted node,
+    /// whose ESP sequence counters start again, gets new keys on both sides of every pair.
+    /// </summary>
+    public string BootId { get; } = Guid.NewGuid().ToString();
 
     /// <summary>Endpoints and policies for <see cref="WireGuardNodeOptions.OverlaySource"/>.</summary>
     public IOverlaySource Source => _source;
@@ -153,6 +164,10 @@ public sealed class ClusterAgent : IAsyncDisposable
         section.AllowedIps.Add(new IpPrefix(peer.TunnelAddress, peer.TunnelAddress.BitLength));
         section.Overlay.TunnelAddress = peer.TunnelAddress;
         section.Overlay.PodCidrs.AddRange(peer.PodCidrs);
+        if (peer.BootId.Length > 0)
+        {
+            section.Overlay.IpsecBootId = peer.BootId; // used in IPsec mode only
+        }
         return section;
     }
 
@@ -171,7 +186,8 @@ public sealed class ClusterAgent : IAsyncDisposable
         _node = node;
         AddInstruments(node.Meters);
         Client.Changed += _ => _wake.Writer.TryWrite(true);
-        if (_self is null || _self.Port != node.ListenPort)
+        // IPsec mode has no UDP socket (ESP has no port): the record keeps the configured port.
+        if (_self is null || (node.Ipsec is null && _self.Port != node.ListenPort))
         {
             await RegisterAsync(node.ListenPort, ct).ConfigureAwait(false);
         }
@@ -179,7 +195,7 @@ public sealed class ClusterAgent : IAsyncDisposable
         await Client.StartWatchingAsync(_stop.Token).ConfigureAwait(false);
         Client.StartIdentityGarbageCollection();
         using var process = System.Diagnostics.Process.GetCurrentProcess();
-        Log.Info($"cluster: registered node '{NodeName}' ({_self!.WireGuardPublicKey}) at {NodeAddress}:{node.ListenPort}; {_peers.Count} peer node(s), " +
+        Log.Info($"cluster: registered node '{NodeName}' ({_self!.WireGuardPublicKey}) at {NodeAddress}{(node.Ipsec is null ? $":{node.ListenPort}" : $" (IPsec, boot id {BootId})")}; {_peers.Count} peer node(s), " +
                  $"{(DateTime.Now - process.StartTime).TotalSeconds:0.00} s after the process started ({process.TotalProcessorTime.TotalSeconds:0.00} s of CPU)");
         _loop = Task.Run(() => LoopAsync(_stop.Token));
         _wake.Writer.TryWrite(true);
@@ -194,7 +210,7 @@ public sealed class ClusterAgent : IAsyncDisposable
         Port = port,
         TunnelAddress = _settings.TunnelAddress.ToString(),
         PodCidrs = _settings.PodCidrs.Select(p => p.ToString()).ToArray(),
-        BootId = BootId(),
+        BootId = BootId,
     };
 
     private string CurrentPublicKey()
@@ -202,18 +218,6 @@ public sealed class ClusterAgent : IAsyncDisposable
         using var config = WgQuickConfig.Parse(_baseText, _configPath);
         using var publicKey = config.Interface.PrivateKey!.DerivePublic();
         return publicKey.ToBase64();
-    }
-
-    private static string BootId()
-    {
-        try
-        {
-            return File.ReadAllText("/proc/sys/kernel/random/boot_id").Trim();
-        }
-        catch (IOException)
-        {
-            return "";
-        }
     }
 
     private static ReservedClaims Reserved(WgQuickConfig config)
@@ -403,8 +407,8 @@ public sealed class ClusterAgent : IAsyncDisposable
         }
     }
 
-    /// <summary>Peers to add or update (new, or a changed key, endpoint, tunnel address or pod
-    /// CIDRs) and keys to remove (gone, or replaced by a new key).</summary>
+    /// <summary>Peers to add or update (new, or a changed key, endpoint, tunnel address, pod
+    /// CIDRs or boot id) and keys to remove (gone, or replaced by a new key).</summary>
     private static (List<ClusterPeer> Upserts, List<PublicKey> Removed) Delta(Dictionary<string, ClusterPeer> before, Dictionary<string, ClusterPeer> after)
     {
         var upserts = new List<ClusterPeer>();
@@ -420,7 +424,8 @@ public sealed class ClusterAgent : IAsyncDisposable
                 removed.Add(KeyOf(old));
                 upserts.Add(peer);
             }
-            else if (old.Endpoint != peer.Endpoint || old.TunnelAddress != peer.TunnelAddress || !old.PodCidrs.SequenceEqual(peer.PodCidrs))
+            else if (old.Endpoint != peer.Endpoint || old.TunnelAddress != peer.TunnelAddress || !old.PodCidrs.SequenceEqual(peer.PodCidrs) ||
+                     old.BootId != peer.BootId)
             {
                 upserts.Add(peer);
             }
@@ -441,8 +446,10 @@ public sealed class ClusterAgent : IAsyncDisposable
 
     private static PublicKey KeyOf(ClusterPeer peer)
     {
-        using var key = ParseKey(peer.PublicKey);
-        return new PublicKey(key.Bytes);
+        Span<byte> bytes = stackalloc byte[WireGuardKey.Size];
+        return WireGuardKey.TryDecodeBase64(peer.PublicKey, bytes)
+            ? new PublicKey(bytes)
+            : throw new InvalidDataException($"not a WireGuard key: {peer.PublicKey}");
     }
 
     /// <summary>Joins, leaves and changes logged one line each up to this many per batch; a bigger
@@ -452,7 +459,7 @@ public sealed class ClusterAgent : IAsyncDisposable
     /// <summary>Re-selects the peers from the node records; logs joins, leaves and refusals.</summary>
     private void SelectPeers(IReadOnlyDictionary<string, NodeRecord> nodes)
     {
-        var claims = nodes.Values.Select(n => new NodeClaim(n.Name, n.WireGuardPublicKey, n.Address, n.Port, n.TunnelAddress, n.PodCidrs ?? []));
+        var claims = nodes.Values.Select(n => new NodeClaim(n.Name, n.WireGuardPublicKey, n.Address, n.Port, n.TunnelAddress, n.PodCidrs ?? []) { BootId = n.BootId });
         var (peers, refused) = _selector.Select(claims, _fileClaims);
         var next = new Dictionary<string, ClusterPeer>(peers.Count, StringComparer.Ordinal);
         var joined = new List<ClusterPeer>();
@@ -464,7 +471,7 @@ public sealed class ClusterAgent : IAsyncDisposable
             {
                 joined.Add(peer);
             }
-            else if (before.PublicKey != peer.PublicKey || before.Endpoint != peer.Endpoint)
+            else if (before.PublicKey != peer.PublicKey || before.Endpoint != peer.Endpoint || (_ipsec && before.BootId != peer.BootId))
             {
                 changed.Add(peer);
             }
@@ -474,11 +481,12 @@ public sealed class ClusterAgent : IAsyncDisposable
         {
             foreach (var peer in joined)
             {
-                Log.Info($"cluster: node '{peer.Name}' joined: peer {peer.PublicKey} at {peer.Endpoint}, tunnel {peer.TunnelAddress}, pods {string.Join(", ", peer.PodCidrs)}");
+                Log.Info($"cluster: node '{peer.Name}' joined: peer {peer.PublicKey} at {peer.Endpoint}, tunnel {peer.TunnelAddress}, pods {string.Join(", ", peer.PodCidrs)}" +
+                         (_ipsec ? $", boot id {peer.BootId}" : ""));
             }
             foreach (var peer in changed)
             {
-                Log.Info($"cluster: node '{peer.Name}' changed: peer {peer.PublicKey} at {peer.Endpoint}");
+                Log.Info($"cluster: node '{peer.Name}' changed: peer {peer.PublicKey} at {peer.Endpoint}" + (_ipsec ? $", boot id {peer.BootId}" : ""));
             }
             foreach (var name in left)
             {

@@ -4,13 +4,22 @@ using Gateway.Datapath;
 namespace Gateway.Node.Cluster;
 
 /// <summary>Another node as the store describes it: the fields of its record, as published.</summary>
-public sealed record NodeClaim(string Name, string? PublicKey, string? Address, int Port, string? TunnelAddress, IReadOnlyList<string> PodCidrs);
+public sealed record NodeClaim(string Name, string? PublicKey, string? Address, int Port, string? TunnelAddress, IReadOnlyList<string> PodCidrs)
+{
+    /// <summary>The record's BootID (a new UUID every time the node's daemon starts).</summary>
+    public string? BootId { get; init; }
+}
 
 /// <summary>What a node record may not claim because this node or its file's [Peer]s have it.</summary>
 public sealed record ReservedClaims(IReadOnlySet<string> Keys, IReadOnlyList<IpAddress> Tunnels, IReadOnlyList<IpPrefix> PodCidrs);
 
 /// <summary>A node record that passed every check and becomes a WireGuard and overlay peer.</summary>
-public sealed record ClusterPeer(string Name, string PublicKey, IpEndpoint Endpoint, IpAddress TunnelAddress, IReadOnlyList<IpPrefix> PodCidrs);
+public sealed record ClusterPeer(string Name, string PublicKey, IpEndpoint Endpoint, IpAddress TunnelAddress, IReadOnlyList<IpPrefix> PodCidrs)
+{
+    /// <summary>The node's boot id as published (lower-case UUID when <see cref="ClusterPeerSelector.RequireBootId"/>
+    /// checked it, else as found or empty): IPsec mode derives the node-pair keys from it.</summary>
+    public string BootId { get; init; } = "";
+}
 
 /// <summary>
 /// Decides which node records become peers. A record is refused when a field does not parse, when
@@ -34,6 +43,10 @@ public sealed class ClusterPeerSelector
         _ownTunnel = ownTunnelAddress;
         _clusterCidrs = clusterCidrs;
     }
+
+    /// <summary>IPsec mode: a record must carry a UUID boot id (Cilium's per node-pair keys are
+    /// derived from both nodes' boot ids); a record without one is refused.</summary>
+    public bool RequireBootId { get; init; }
 
     /// <summary>Picks the peers out of <paramref name="records"/>; <paramref name="reserved"/> is what
     /// is already taken (this node's key, the file's [Peer] keys, tunnel addresses and pod CIDRs).
@@ -82,12 +95,12 @@ public sealed class ClusterPeerSelector
     private string? Check(NodeClaim record, HashSet<string> keys, HashSet<IpAddress> tunnels, PodCidrClaims claimed, out ClusterPeer? peer)
     {
         peer = null;
-        if (record.PublicKey is null || !WireGuardKey.TryParseBase64(record.PublicKey, out var key) || key is null)
+        // A key that decodes is in wg's one canonical text form, so the text itself is comparable.
+        if (!WireGuardKey.TryDecodeBase64(record.PublicKey, stackalloc byte[WireGuardKey.Size]))
         {
             return "its WireGuard public key is not a base64 key";
         }
-        string publicKey = key.ToBase64();
-        key.Dispose();
+        string publicKey = record.PublicKey!;
         if (keys.Contains(publicKey))
         {
             return "its public key is already used by this node, a [Peer] of the file or another node";
@@ -132,7 +145,16 @@ public sealed class ClusterPeerSelector
             }
             pods.Add(prefix);
         }
-        peer = new ClusterPeer(record.Name, publicKey, new IpEndpoint(address, (ushort)record.Port), tunnel, pods);
+        string bootId = record.BootId ?? "";
+        if (RequireBootId)
+        {
+            if (!Guid.TryParseExact(bootId, "D", out _))
+            {
+                return $"its boot id '{bootId}' is not a UUID (IPsec mode derives the node-pair keys from it)";
+            }
+            bootId = bootId.ToLowerInvariant();
+        }
+        peer = new ClusterPeer(record.Name, publicKey, new IpEndpoint(address, (ushort)record.Port), tunnel, pods) { BootId = bootId };
         return null;
     }
 }

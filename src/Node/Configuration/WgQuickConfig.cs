@@ -465,11 +465,6 @@ public sealed partial class WgQuickConfig : IDisposable
         {
             throw new ConfigException(Path, first.Line, "KVStore and IdentityStore exclude each other (in cluster mode etcd allocates the identities)");
         }
-        if (overlay.Encryption == OverlayEncryption.Ipsec)
-        {
-            // Node records carry WireGuard keys; IPsec nodes are not discovered through the store yet.
-            throw new ConfigException(Path, first.Line, "KVStore (cluster mode) works with Encryption = wireguard only");
-        }
         if (overlay.ClusterCidrs.Count == 0)
         {
             // Strict mode must cover pods of nodes that join later, so the prefix cannot be

@@ -120,6 +120,7 @@ public sealed class IpsecOverlay : IDisposable
         {
             var byKey = new Dictionary<PublicKey, IpAddress>();
             var byNode = new Dictionary<IpAddress, PublicKey>();
+            var bootIds = new Dictionary<IpAddress, string>();
             foreach (var section in config.Peers)
             {
                 var key = new PublicKey(section.PublicKey.Bytes);
@@ -130,15 +131,10 @@ public sealed class IpsecOverlay : IDisposable
                 }
                 byKey[key] = endpoint.Address;
                 byNode[endpoint.Address] = key;
-                Tunnel.SetPeer(endpoint.Address, peerBootId);
+                bootIds[endpoint.Address] = peerBootId;
             }
-            foreach (var node in _peers.KeyByNode.Keys)
-            {
-                if (!byNode.ContainsKey(node))
-                {
-                    Tunnel.RemovePeer(node);
-                }
-            }
+            // One rebuild for all peers (a cluster applies hundreds at once); unchanged ones keep their SAs.
+            Tunnel.ReplacePeers(bootIds);
             Volatile.Write(ref _peers, new Peers(byKey, byNode));
         }
     }
@@ -207,6 +203,10 @@ public sealed class IpsecOverlay : IDisposable
             () => [meters.Sample((double)Tunnel.KeyCount)]);
         meters.Gauge(area, "gateway_ipsec_key_id", "The IPsec key id (SPI) packets are sent with.",
             () => [meters.Sample((double)Tunnel.CurrentSpi)]);
+        // The boot id in a machine-readable place: in file mode each peer needs it in its
+        // [Peer] IPsecBootId after every start of this node.
+        meters.Gauge(area, "gateway_ipsec_boot_id_info", "1, labelled with this run's IPsec boot id (peers derive the node-pair keys from it; file mode: their [Peer] IPsecBootId).",
+            () => [meters.Sample(1.0, ("boot_id", BootId))]);
         meters.Counter(area, "gateway_ipsec_packets_total", "ESP packets sealed (tx) and opened (rx).",
             () =>
             [

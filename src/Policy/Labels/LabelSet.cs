@@ -23,6 +23,7 @@ public sealed class LabelSet : IEquatable<LabelSet>, IReadOnlyList<Label>
         }
         _hash = h.ToHashCode();
         Canonical = string.Join(';', sorted.Select(l => l.ToString()));
+        Namespace = ValuesOf(LabelSources.K8s, LabelSources.NamespaceKey).FirstOrDefault();
     }
 
     /// <summary>Builds a set; a later label with the same source and key replaces an earlier one.</summary>
@@ -100,7 +101,7 @@ public sealed class LabelSet : IEquatable<LabelSet>, IReadOnlyList<Label>
     }
 
     /// <summary>The pod namespace (k8s:io.kubernetes.pod.namespace), or null.</summary>
-    public string? Namespace => ValuesOf(LabelSources.K8s, LabelSources.NamespaceKey).FirstOrDefault();
+    public string? Namespace { get; }
 
     public bool Equals(LabelSet? other) =>
         other is not null && _hash == other._hash && _labels.AsSpan().SequenceEqual(other._labels);

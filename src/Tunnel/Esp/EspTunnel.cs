@@ -67,6 +67,25 @@ public sealed class EspTunnel : IDisposable
         }
     }
 
+    /// <summary>Replaces all peer nodes at once (address -> boot id) with one rebuild of the SA table:
+    /// peers that stay with the same boot id keep their SAs; a new boot id gets new SAs; peers not
+    /// named lose theirs.</summary>
+    public void ReplacePeers(IReadOnlyDictionary<IpAddress, string> peers)
+    {
+        ArgumentNullException.ThrowIfNull(peers);
+        foreach (string bootId in peers.Values)
+        {
+            if (bootId.Length < IpsecKeyDerivation.BootIdLength)
+                throw new ArgumentException($"A boot id must be at least {IpsecKeyDerivation.BootIdLength} characters long (a UUID).", nameof(peers));
+        }
+        lock (_lock)
+        {
+            _peers.Clear();
+            foreach ((IpAddress address, string bootId) in peers) _peers[address] = bootId;
+            Rebuild();
+        }
+    }
+
     public void RemovePeer(IpAddress address)
     {
         lock (_lock)

@@ -24,7 +24,7 @@ public class ClusterNodeTests
     private static void WaitFor(Func<bool> condition, string what, double seconds) =>
         CliHarness.WaitFor(condition, what, TimeSpan.FromSeconds(seconds));
 
-    private static string NodeLog(DemoCluster.Node node)
+    internal static string NodeLog(DemoCluster.Node node)
     {
         lock (node.Log)
         {

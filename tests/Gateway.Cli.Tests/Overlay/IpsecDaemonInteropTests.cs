@@ -20,7 +20,7 @@ namespace Gateway.Cli.Tests.Overlay;
 public class IpsecDaemonInteropTests
 {
     private const string Python = "/usr/bin/python3";
-    private const string Tshark = "/usr/bin/tshark";
+    internal const string Tshark = "/usr/bin/tshark";
     private const string ScapyBootId = "5ca9e000-0000-4000-8000-00000000b00b";
     private const string Policy = """
         apiVersion: cilium.io/v2
@@ -126,13 +126,16 @@ public class IpsecDaemonInteropTests
         Assert.Contains("IPsec ESP", audit);
     }
 
-    private static (int Code, string Out, string Err) RunTshark(string pcap, string espSaFile, string directory)
+    /// <summary>tshark over <paramref name="pcap"/> with the SAs of <paramref name="espSaFile"/>: one line per
+    /// packet of ip.src and vxlan.vni (empty when the packet is not VXLAN or not decrypted), only the
+    /// packets matching <paramref name="displayFilter"/> when given.</summary>
+    internal static (int Code, string Out, string Err) RunTshark(string pcap, string espSaFile, string directory, string? displayFilter = null)
     {
         string home = Path.Combine(directory, "ws");
         Directory.CreateDirectory(Path.Combine(home, "wireshark"));
         File.Copy(espSaFile, Path.Combine(home, "wireshark", "esp_sa"), overwrite: true);
         var psi = new ProcessStartInfo("/bin/sh", ["-c",
-            $"XDG_CONFIG_HOME='{home}' HOME='{home}' exec {Tshark} -r '{pcap}' -o esp.enable_encryption_decode:TRUE -d udp.port==8472,vxlan -T fields -E occurrence=f -e ip.src -e vxlan.vni"])
+            $"XDG_CONFIG_HOME='{home}' HOME='{home}' exec {Tshark} -r '{pcap}' -o esp.enable_encryption_decode:TRUE -d udp.port==8472,vxlan -T fields -E occurrence=f -e ip.src -e vxlan.vni" + (displayFilter is null ? "" : $" -Y '{displayFilter}'")])
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,

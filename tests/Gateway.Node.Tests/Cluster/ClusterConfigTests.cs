@@ -71,12 +71,19 @@ public class ClusterConfigTests
     [InlineData("NodeAddress = 10.0.0.1", 9, "NodeAddress needs KVStore")]
     [InlineData("KVStore = http://a:2379\nKVStoreLeaseTTL = 5\nKVStoreLeaseTTL = 6", 11, "KVStoreLeaseTTL is already set on line 10")]
     [InlineData("KVStore = http://a:2379\nIdentityStore = ids.json", 9, "KVStore and IdentityStore exclude each other")]
-    [InlineData("KVStore = http://a:2379\nEncryption = ipsec\nIPsecKeyFile = /etc/gateway/ipsec.keys", 9, "works with Encryption = wireguard only")]
     public void BadClusterKeysNameFileAndLine(string overlay, int line, string message)
     {
         var e = Assert.Throws<ConfigException>(() => WgQuickConfig.Parse(File(overlay), "gw0.conf"));
         Assert.Contains($"gw0.conf:{line}:", e.Message);
         Assert.Contains(message, e.Message);
+    }
+
+    [Fact]
+    public void ClusterModeTakesIpsecEncryption()
+    {
+        var config = WgQuickConfig.Parse(File("KVStore = http://a:2379\nEncryption = ipsec\nIPsecKeyFile = /etc/gateway/ipsec.keys"), "gw0.conf");
+        Assert.Equal(OverlayEncryption.Ipsec, config.Overlay!.Encryption);
+        Assert.NotNull(config.Overlay.KvStore);
     }
 
     [Fact]

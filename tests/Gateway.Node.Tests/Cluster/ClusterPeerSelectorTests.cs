@@ -52,6 +52,20 @@ public class ClusterPeerSelectorTests
     }
 
     [Fact]
+    public void IpsecModeTakesOnlyRecordsWithAUuidBootIdAndKeepsItLowerCase()
+    {
+        var ipsec = new ClusterPeerSelector("node-1", [IpPrefix.Parse("10.42.1.0/24")], IpAddress.Parse("10.242.0.1"), [IpPrefix.Parse("10.42.0.0/16")]) { RequireBootId = true };
+        var (peers, refused) = ipsec.Select(
+            [Node(2) with { BootId = "0B5E0000-0000-4000-8000-00000000ABCD" }, Node(3) with { BootId = "boot-3" }, Node(4)], Reserved);
+        var peer = Assert.Single(peers);
+        Assert.Equal("0b5e0000-0000-4000-8000-00000000abcd", peer.BootId);
+        Assert.Equal(["node-3", "node-4"], refused.Select(r => r.Node).Order());
+        Assert.All(refused, r => Assert.Contains("is not a UUID (IPsec mode derives the node-pair keys from it)", r.Reason));
+        // WireGuard mode does not need it.
+        Assert.Equal(3, Selector().Select([Node(2), Node(3) with { BootId = "boot-3" }, Node(4)], Reserved).Peers.Count);
+    }
+
+    [Fact]
     public void ARecordReusingThisNodesKeyIsRefused()
     {
         var (peers, refused) = Selector().Select([Node(5, SelfKey)], Reserved);

@@ -98,8 +98,10 @@ public sealed class MemoryIpsecNodeTests
         // Every IPsec row of docs/metrics.md is served.
         string table = File.ReadAllText(Path.Combine(Replay.ReplayFixtureTests.FixtureDirectory, "..", "..", "docs", "metrics.md"));
         var rows = System.Text.RegularExpressions.Regex.Matches(table, @"^\| `(gateway_[a-z_]+)` \|[^\n]*\| ipsec \|", System.Text.RegularExpressions.RegexOptions.Multiline);
-        Assert.Equal(5, rows.Count);
+        Assert.Equal(6, rows.Count);
         Assert.All(rows, m => Assert.Contains(m.Groups[1].Value + "{", metrics));
+        // The boot id peers need (file mode: their [Peer] IPsecBootId) is readable from the metrics.
+        Assert.Contains($"boot_id=\"{MemoryNodes.BootIdA}\"", metrics);
     }
 
     [Fact]

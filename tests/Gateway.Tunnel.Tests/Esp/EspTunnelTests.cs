@@ -103,6 +103,31 @@ public class EspTunnelTests
     }
 
     [Fact]
+    public void ReplacePeersKeepsUnchangedSasAndRekeysARestartedPeer()
+    {
+        using var w = new World(KeyLine(3, 'a'));
+        var addrC = IpAddress.Parse("192.168.50.3");
+        const string BootC = "cccccccc-0000-4000-8000-000000000001";
+        Assert.Equal(EspStatus.Ok, Send(w.A, w.B, 1).Status);
+        var kept = w.A.OutboundFor(AddrB);
+        w.A.ReplacePeers(new Dictionary<IpAddress, string> { [AddrB] = BootB, [addrC] = BootC });
+        Assert.Same(kept, w.A.OutboundFor(AddrB)); // same boot id: the SA (and its counter) stays
+        Assert.NotNull(w.A.OutboundFor(addrC));
+        Assert.Equal(EspStatus.Ok, Send(w.A, w.B, 2).Status);
+        // B restarts: a new tunnel with a new boot id; A learns it (as from B's new node record).
+        const string BootB2 = "bbbbbbbb-0000-4000-8000-000000000002";
+        using var b2 = new EspTunnel(w.KeysB, AddrB, BootB2);
+        b2.SetPeer(AddrA, BootA);
+        Assert.Equal(EspStatus.AuthenticationFailed, Send(w.A, b2, 3).Status);
+        w.A.ReplacePeers(new Dictionary<IpAddress, string> { [AddrB] = BootB2 });
+        Assert.NotSame(kept, w.A.OutboundFor(AddrB));
+        Assert.Null(w.A.OutboundFor(addrC)); // not named: removed
+        Assert.Equal(EspStatus.Ok, Send(w.A, b2, 4).Status);
+        Assert.Equal(EspStatus.Ok, Send(b2, w.A, 5).Status);
+        Assert.Throws<ArgumentException>(() => w.A.ReplacePeers(new Dictionary<IpAddress, string> { [AddrB] = "short" }));
+    }
+
+    [Fact]
     public void RotationUnderTrafficLosesNothing()
     {
         using var w = new World(KeyLine(1, 'a'));
