@@ -168,8 +168,8 @@ public class ConntrackTests
     [Fact]
     public void HitsAtOneClockReadingStillAdvanceState()
     {
-        // Packets of one batch share a clock reading: a hit that stores nothing takes no lock, but
-        // the ones that change the entry (the first reply, a FIN) must still change it.
+        // Packets of one batch share a clock reading: a hit then stores nothing, but the ones that
+        // change the entry (the first reply, a FIN) must still change it.
         var ct = new Conntrack(1024);
         var syn = Tcp("10.0.0.1", 40000, "10.0.0.2", 80, TcpFlag.Syn);
         Assert.True(ct.Create(syn, Second));
@@ -189,11 +189,10 @@ public class ConntrackTests
     }
 
     [Fact]
-    public async Task LockFreeHitsStayRightWhileOtherFlowsComeAndGo()
+    public async Task ConcurrentHitsStayRightWhileOtherFlowsChange()
     {
-        // Readers hit long-lived flows in both directions without the lock while a writer keeps
-        // changing other flows in the same shards (every write moves the shard's sequence): no hit
-        // may be lost or reported in the wrong direction.
+        // Readers hit long-lived flows in both directions while a writer keeps changing other flows
+        // in the same shards: no hit may be lost or reported in the wrong direction.
         var ct = new Conntrack(1 << 12);
         var keys = Enumerable.Range(0, 200).Select(i => Udp("10.0.0.1", (ushort)(1000 + i), "10.0.0.2", 53)).ToArray();
         foreach (var k in keys)

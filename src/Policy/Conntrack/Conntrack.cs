@@ -123,11 +123,6 @@ public sealed class Conntrack
         int hash = ck.Hash(in _seed);
         var shard = _shards[hash & _shardMask];
         int baseSlot = (hash >>> 6) & _slotMask;
-        if (TryLookupSteady(shard, in ck, forward, in key, baseSlot, nowNs, out var steady, out nat))
-        {
-            return steady;
-        }
-        nat = default;
         using (shard.Enter())
         {
             int slot = Find(shard, in ck, baseSlot, nowNs);
@@ -400,41 +395,6 @@ public sealed class Conntrack
 
     private void Update(ref Entry e, in FlowKey key, bool isReply, long nowNs)
     {
-        Next(in e, in key, isReply, nowNs, out var state, out byte finSeen, out long expires);
-        // Stores only what changes: the data path reads its clock once per batch, so most packets
-        // of a flow would store the same values again, and both directions of a flow are handled
-        // on different cores (send and receive path) that would pass the entry's cache line back
-        // and forth for each of those stores.
-        if (e.State != state)
-        {
-            e.State = state;
-        }
-        if (e.FinSeen != finSeen)
-        {
-            e.FinSeen = finSeen;
-        }
-        if (e.Expires != expires)
-        {
-            e.Expires = expires;
-        }
-        if (isReply && !e.SeenReply)
-        {
-            e.SeenReply = true;
-        }
-    }
-
-    /// <summary>True when <see cref="Update"/> would store nothing into <paramref name="e"/>.</summary>
-    private bool IsSteady(in Entry e, in FlowKey key, bool isReply, long nowNs)
-    {
-        Next(in e, in key, isReply, nowNs, out var state, out byte finSeen, out long expires);
-        return state == e.State && finSeen == e.FinSeen && expires == e.Expires && (!isReply || e.SeenReply);
-    }
-
-    /// <summary>The TCP state, FIN bits and expiry an entry has after a packet with <paramref name="key"/>.</summary>
-    private void Next(in Entry e, in FlowKey key, bool isReply, long nowNs, out TcpState state, out byte finSeen, out long expires)
-    {
-        state = e.State;
-        finSeen = e.FinSeen;
         long lifetime;
         switch (key.Protocol)
         {
@@ -442,24 +402,24 @@ public sealed class Conntrack
                 byte f = key.TcpFlags;
                 if ((f & TcpFlag.Rst) != 0)
                 {
-                    state = TcpState.Closing;
+                    e.State = TcpState.Closing;
                 }
                 else if ((f & TcpFlag.Fin) != 0)
                 {
-                    finSeen |= isReply ? (byte)2 : (byte)1;
-                    state = TcpState.Closing;
+                    e.FinSeen |= isReply ? (byte)2 : (byte)1;
+                    e.State = TcpState.Closing;
                 }
-                else if (state == TcpState.SynSent && isReply)
+                else if (e.State == TcpState.SynSent && isReply)
                 {
                     // SYN-ACK (or anything) back from the responder completes the handshake.
-                    state = TcpState.Established;
+                    e.State = TcpState.Established;
                 }
-                else if ((f & TcpFlag.Syn) != 0 && state == TcpState.Closing && !isReply && (f & TcpFlag.Ack) == 0)
+                else if ((f & TcpFlag.Syn) != 0 && e.State == TcpState.Closing && !isReply && (f & TcpFlag.Ack) == 0)
                 {
-                    state = TcpState.SynSent; // port reuse: a fresh SYN reopens the flow
-                    finSeen = 0;
+                    e.State = TcpState.SynSent; // port reuse: a fresh SYN reopens the flow
+                    e.FinSeen = 0;
                 }
-                lifetime = state switch
+                lifetime = e.State switch
                 {
                     TcpState.SynSent => _tcpSyn,
                     TcpState.Closing => _tcpClose,
@@ -478,48 +438,20 @@ public sealed class Conntrack
                 break;
         }
         // A closing entry never gets its lifetime extended by late packets.
-        expires = nowNs + lifetime;
-        expires = state == TcpState.Closing && e.Expires != 0 ? Math.Min(e.Expires, expires) : expires;
-    }
-
-    /// <summary>
-    /// A hit that changes nothing, found without the shard's lock (the common case: a packet of an
-    /// established flow within the same clock reading as the flow's previous one): the entry is
-    /// read between two reads of the shard's sequence, and the result stands only if no holder of
-    /// the lock came or went in between. False sends the caller to the locked path (a miss, an
-    /// expired entry, a change to store, or a concurrent writer). Stores nothing, so the two
-    /// directions of a flow, handled on two cores, do not pass the shard's lock between them.
-    /// </summary>
-    private bool TryLookupSteady(Shard shard, in CtKey ck, bool forward, in FlowKey key, int baseSlot, long nowNs, out CtResult result, out CtNat nat)
-    {
-        result = CtResult.New;
-        nat = default;
-        int sequence = shard.ReadSequence();
-        if ((sequence & 1) != 0)
+        long expires = nowNs + lifetime;
+        expires = e.State == TcpState.Closing && e.Expires != 0 ? Math.Min(e.Expires, expires) : expires;
+        // Stores only when something changes: the data path reads its clock once per batch, so most
+        // packets of a flow would store the same values again, and both directions of a flow are
+        // handled on different cores (send and receive path) that would pass the entry's cache
+        // line back and forth for each of those stores.
+        if (e.Expires != expires)
         {
-            return false;
+            e.Expires = expires;
         }
-        var entries = shard.Entries;
-        for (int i = 0; i < ProbeLength; i++)
+        if (isReply && !e.SeenReply)
         {
-            ref readonly var e = ref entries[(baseSlot + i) & _slotMask];
-            if (!e.Used || !e.Key.Equals(in ck))
-            {
-                continue;
-            }
-            bool isReply = forward != e.OpenedForward;
-            if (e.Expires <= nowNs || !IsSteady(in e, in key, isReply, nowNs))
-            {
-                return false;
-            }
-            if (e.Translated)
-            {
-                nat = NatOf(in e);
-            }
-            result = isReply ? CtResult.Reply : CtResult.Established;
-            return shard.Unchanged(sequence);
+            e.SeenReply = true;
         }
-        return false;
     }
 
     private static CtNat NatOf(in Entry e)
@@ -602,7 +534,7 @@ public sealed class Conntrack
     }
 
     /// <summary>
-    /// One slice of the table and its lock. The lock is a compare-and-swap spin lock rather than a
+    /// One slice of the table and its lock. The lock is a test-and-set spin lock rather than a
     /// Monitor or <see cref="Lock"/>: it is held for a probe of at most eight slots (tens of
     /// nanoseconds, nothing inside can block or throw), and taking it is one compare-exchange,
     /// where those locks also fetch the current thread's id from thread-local storage on every
@@ -612,15 +544,12 @@ public sealed class Conntrack
     {
         public readonly Entry[] Entries = new Entry[size];
         public int Count;
-        // The lock and a sequence in one: odd while held; every hold moves it on by two, so a reader
-        // without the lock (TryLookupSteady) can tell whether anything was written while it read.
-        private int _sequence;
+        private int _held;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         public Scope Enter()
         {
-            int s = Volatile.Read(ref _sequence);
-            if ((s & 1) != 0 || Interlocked.CompareExchange(ref _sequence, s + 1, s) != s)
+            if (Interlocked.CompareExchange(ref _held, 1, 0) != 0)
             {
                 EnterContended();
             }
@@ -631,33 +560,17 @@ public sealed class Conntrack
         private void EnterContended()
         {
             var spin = new SpinWait();
-            while (true)
+            do
             {
                 spin.SpinOnce();
-                int s = Volatile.Read(ref _sequence);
-                if ((s & 1) == 0 && Interlocked.CompareExchange(ref _sequence, s + 1, s) == s)
-                {
-                    return;
-                }
             }
-        }
-
-        /// <summary>The sequence before an unlocked read (odd: a writer holds the shard).</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public int ReadSequence() => Volatile.Read(ref _sequence);
-
-        /// <summary>True if no writer held the shard since <see cref="ReadSequence"/> returned <paramref name="sequence"/>.</summary>
-        [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public bool Unchanged(int sequence)
-        {
-            Volatile.ReadBarrier(); // the entry's reads complete before the sequence is read again
-            return Volatile.Read(ref _sequence) == sequence;
+            while (Volatile.Read(ref _held) != 0 || Interlocked.CompareExchange(ref _held, 1, 0) != 0);
         }
 
         /// <summary>Held until disposed: <c>using (shard.Enter()) { ... }</c>.</summary>
         public readonly ref struct Scope(Shard shard)
         {
-            public void Dispose() => Volatile.Write(ref shard._sequence, shard._sequence + 1);
+            public void Dispose() => Volatile.Write(ref shard._held, 0);
         }
     }
 
