@@ -83,3 +83,5 @@ fi
 ((demo)) && exit 0
 dotnet restore Gateway.sln --nologo -v quiet
 [[ -f .config/dotnet-tools.json ]] && dotnet tool restore >/dev/null
+# dotnet-counters watches a running daemon's meters (docs/metrics.md); a test runs it against `gateway up`.
+[[ -x .build/tools/dotnet-counters ]] || dotnet tool install dotnet-counters --version 10.0.750501 --tool-path .build/tools >/dev/null

@@ -176,6 +176,14 @@ switch (args[0])
         sw.Restart();
         foreach (var v in ipValues) RecordCodec.DecodeEntry(v.Span, out _);
         double ipDecode = sw.Elapsed.TotalSeconds;
+        // Warm: the fastest of five passes over the ipcache values (the first pass above paid for JIT).
+        double ipDecodeWarm = double.MaxValue;
+        for (int round = 0; round < 5; round++)
+        {
+            sw.Restart();
+            foreach (var v in ipValues) RecordCodec.DecodeEntry(v.Span, out _);
+            ipDecodeWarm = Math.Min(ipDecodeWarm, sw.Elapsed.TotalSeconds);
+        }
         sw.Restart();
         foreach (var v in nodeValues) RecordCodec.DecodeNode(v.Span);
         double nodeDecode = sw.Elapsed.TotalSeconds;
@@ -186,7 +194,7 @@ switch (args[0])
         var b = System.Collections.Immutable.ImmutableDictionary.CreateBuilder<string, ByteString>(StringComparer.Ordinal);
         foreach (var (k, v) in all) b[k] = v;
         double imm = sw.Elapsed.TotalSeconds;
-        Console.WriteLine(JsonSerializer.Serialize(new { step = "profile", keys = all.Count, listSeconds = list, listCpu, decodeSeconds = decode, decodeCpu, ipDecode, nodeDecode, rawJson, imm, built.Nodes.Count }));
+        Console.WriteLine(JsonSerializer.Serialize(new { step = "profile", keys = all.Count, listSeconds = list, listCpu, decodeSeconds = decode, decodeCpu, ipDecode, ipDecodeWarm, nodeDecode, rawJson, imm, built.Nodes.Count }));
         return 0;
     }
     default:

@@ -44,7 +44,7 @@ builder.Services.AddSingleton(services => new WireGuardNodeService(() => new Wir
     Tun = inMemory ? new MemoryTunDevice(name) : null,
     Bind = inMemory ? new MemoryNetwork().Bind(new IpEndpoint(IpAddress.Parse("192.0.2.1"), config.Interface.ListenPort ?? 51820)) : null,
     UapiHandler = null,                  // no UAPI socket in this sample
-    MetricsEndpoint = null,              // meters still publish: dotnet-counters --counters Gateway.Node
+    // No metrics exporter: the meters still publish (dotnet-counters monitor --counters Gateway.Node -p PID).
 }, services.GetRequiredService<IHostApplicationLifetime>()));
 builder.Services.AddHostedService(services => services.GetRequiredService<WireGuardNodeService>());
 

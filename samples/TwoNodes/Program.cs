@@ -118,7 +118,6 @@ WireGuardNode Start(WgQuickConfig config, MemoryTunDevice tun, IpEndpoint underl
         Config = config,
         Tun = tun,                      // the node owns the devices from here on
         Bind = network.Bind(underlay),
-        MetricsEndpoint = null,         // no HTTP endpoint; Meters still publish
         Log = new NodeLog(TextWriter.Null),
     });
 

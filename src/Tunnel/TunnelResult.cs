@@ -54,6 +54,9 @@ public enum TunnelEvent : byte
     /// <summary>Outbound: a packet from TUN that is our own datagram to the peer's endpoint, routed
     /// back into the tunnel (see <see cref="InnerPacket.IsDatagramFromPortTo"/>).</summary>
     RoutingLoop,
+    /// <summary>Inbound, under load: a handshake message without a valid cookie from an address that
+    /// already had its cookie replies for now (20 a second, burst 5); dropped without a reply.</summary>
+    CookieReplyRateLimited,
     Count,
 }
 

@@ -68,6 +68,7 @@ public sealed class WireGuardEngine : IDisposable
     private readonly LpmTable<Peer> _allowedIps = new();
     private readonly CookieChecker _cookieChecker = new();
     private readonly InitiationRateLimiter _rateLimiter = new();
+    private readonly InitiationRateLimiter _cookieReplyLimiter = new();
     // One 64-byte line per counter: the send and receive threads bump different counters and
     // must not false-share a cache line.
     private const int CounterStride = 8;
@@ -700,7 +701,11 @@ public sealed class WireGuardEngine : IDisposable
         {
             if (!_cookieChecker.CheckMac2(message, source, now))
             {
-                // Make the sender prove it owns its address before we spend a DH on it.
+                // Make the sender prove it owns its address before we spend a DH on it. One address
+                // gets the rate limiter's share of replies (20 a second, burst 5): an initiator needs
+                // one per retry (every RekeyTimeout), and a flood from one address then costs the
+                // mac1 check here instead of a reply's AEAD, a send and the kernel's delivery each.
+                if (!_cookieReplyLimiter.Allow(source.Address, now)) return TunnelResult.Dropped(TunnelEvent.CookieReplyRateLimited);
                 Span<byte> reply = stackalloc byte[Messages.CookieReplySize];
                 uint sender = BinaryPrimitives.ReadUInt32LittleEndian(message[4..]);
                 _cookieChecker.CreateReply(message, sender, source, now, _random, reply);
@@ -1064,6 +1069,9 @@ public sealed class WireGuardEngine : IDisposable
             return;
         }
         peer.HandshakeAttempts++;
+        // As the Linux driver and wireguard-go: forget the source address the endpoint sticks to, in
+        // case it is why no response came (the address moved); the kernel picks one by route.
+        peer.EndpointValue = peer.EndpointValue.WithoutLocal();
         SendHandshakeInitiationLocked(peer, now, isRetry: true);
     }
 

@@ -12,6 +12,29 @@ public class CookieTests
     }
 
     [Fact]
+    public void Under_load_one_address_gets_a_burst_of_cookie_replies_then_twenty_a_second()
+    {
+        // A flood from one address costs a mac1 check per message, not a reply each: the cookie
+        // replies to it are rate limited like the handshakes of senders that proved their address.
+        using var p = new EnginePair();
+        p.B.Engine.ReportHandshakeBacklog(500);
+        p.A.Engine.InitiateHandshake(p.PeerBOnA);
+        var init = p.A.Output.Drain().Single().Data;
+        var outcomes = Enumerable.Range(0, 40).Select(_ => p.Deliver(p.B, p.A.Endpoint, init).Reason).ToList();
+        Assert.Equal(WireGuardConstants.InitiationBurst, outcomes.Count(r => r == TunnelEvent.CookieReplySent));
+        Assert.Equal(40 - WireGuardConstants.InitiationBurst, outcomes.Count(r => r == TunnelEvent.CookieReplyRateLimited));
+        Assert.Equal(WireGuardConstants.InitiationBurst, p.B.Output.Drain().Count);
+
+        // Another address is not held back by it; the first one earns replies again as time passes.
+        var other = new IpEndpoint(IpAddress.Parse("198.51.100.9"), 7777);
+        Assert.Equal(TunnelEvent.CookieReplySent, p.Deliver(p.B, other, init).Reason);
+        p.Clock.Advance(TimeSpan.FromSeconds(0.1));
+        outcomes = Enumerable.Range(0, 40).Select(_ => p.Deliver(p.B, p.A.Endpoint, init).Reason).ToList();
+        Assert.Equal(WireGuardConstants.InitiationsPerSecond / 10, outcomes.Count(r => r == TunnelEvent.CookieReplySent));
+        Assert.True(p.B.Engine.IsUnderLoad);
+    }
+
+    [Fact]
     public void Under_load_initiations_get_a_cookie_reply_then_succeed_with_mac2()
     {
         using var p = new EnginePair();

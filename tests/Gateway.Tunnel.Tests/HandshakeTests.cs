@@ -341,6 +341,40 @@ public class HandshakeTests
     }
 
     [Fact]
+    public void Endpoint_keeps_the_local_address_packets_arrive_on_and_a_handshake_retry_forgets_it()
+    {
+        // Source address stickiness: the bind reports the local address a datagram arrived on, the
+        // peer's endpoint keeps it (replies leave from it) and roaming replaces it; a handshake that
+        // goes unanswered clears it, as the Linux driver and wireguard-go do, in case it is the cause.
+        using var p = new EnginePair();
+        p.Handshake();
+        var second = IpAddress.Parse("198.51.100.20");
+        var buf = new byte[200];
+        var r = p.A.Engine.Encapsulate(Ping(p, p.A, 5), buf);
+        p.B.Engine.Decapsulate(p.A.Endpoint.WithLocal(second, 4), buf[..r.Length]);
+        Assert.True(p.PeerAOnB.Endpoint.HasLocal);
+        Assert.Equal(second, p.PeerAOnB.Endpoint.LocalAddress);
+        Assert.Equal(4, p.PeerAOnB.Endpoint.LocalInterface);
+
+        var reply = p.Send(p.B, Ping(p, p.B, 6));
+        Assert.Equal(TunnelAction.SendToNetwork, reply.Action);
+        Assert.Equal(second, reply.Endpoint.LocalAddress); // the reply leaves from it
+
+        r = p.A.Engine.Encapsulate(Ping(p, p.A, 7), buf);
+        p.B.Engine.Decapsulate(p.A.Endpoint.WithLocal(p.B.Endpoint.Address, 4), buf[..r.Length]);
+        Assert.Equal(p.B.Endpoint.Address, p.PeerAOnB.Endpoint.LocalAddress);
+
+        // B starts a handshake that A never answers: the retry goes out without the source.
+        p.Clock.Advance(TimeSpan.FromSeconds(6)); // past the one-initiation-per-RekeyTimeout limit
+        p.B.Engine.InitiateHandshake(p.PeerAOnB);
+        Assert.True(p.PeerAOnB.Endpoint.HasLocal);
+        p.Clock.Advance(TimeSpan.FromSeconds(6));
+        p.B.Engine.Tick();
+        Assert.False(p.PeerAOnB.Endpoint.HasLocal);
+        Assert.Equal(p.A.Endpoint, p.PeerAOnB.Endpoint);
+    }
+
+    [Fact]
     public void Responder_without_endpoint_learns_it_from_the_initiation()
     {
         using var p = new EnginePair(endpointOnB: false);

@@ -7,14 +7,18 @@ using Gateway.Node.Cluster;
 using Gateway.Node.Configuration;
 using Gateway.Node.Daemon;
 using Gateway.Node.Link;
-using Gateway.Node.Metrics;
+using Gateway.Hosting;
 using Gateway.Node.Uapi;
+using Gateway.Node.Hosting;
 using Gateway.Tunnel.Uapi;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Hosting.Systemd;
 
 namespace Gateway.Cli.Commands;
 
-/// <summary>`gateway up CONFIG`: run a WireGuard interface in the foreground from a wg-quick file.</summary>
+/// <summary>`gateway up CONFIG`: run a WireGuard interface in the foreground from a wg-quick file, as a
+/// Microsoft.Extensions.Hosting generic host with systemd integration.</summary>
 internal static class UpCommand
 {
     public static Command Create()
@@ -108,7 +112,8 @@ internal static class UpCommand
         {
             throw new CliException(e.Message, 1);
         }
-        var log = new NodeLog(stderr, verbose);
+        // Under systemd with the journal on stderr, lines carry syslog priorities (<6> info, <4> warn, ...).
+        var log = new NodeLog(stderr, verbose) { SyslogPrefixes = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("JOURNAL_STREAM")) };
         foreach (var warning in config.Warnings)
         {
             log.Warn(warning);
@@ -119,10 +124,11 @@ internal static class UpCommand
             throw new CliException("gateway up needs root (or CAP_NET_ADMIN) to create the TUN interface", 1);
         }
 
-        // Signals are taken over before anything starts. A SIGTERM during start-up stops the
-        // node as soon as it is up (cleanly, strict routes kept); a SIGHUP that arrives while the
-        // node comes up (an operator or a test may send it the moment "up: listening" is logged)
-        // is remembered and served once the node and the cluster agent run.
+        // Signals are taken over before anything starts (the host's own lifetime registers its
+        // handlers only when it starts). A SIGTERM during start-up stops the node as soon as it is
+        // up (cleanly, strict routes kept); a SIGHUP that arrives while the node comes up (an
+        // operator or a test may send it the moment "up: listening" is logged) is remembered and
+        // served once the node and the cluster agent run.
         using var stop = new CancellationTokenSource();
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Cancel(); });
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; stop.Cancel(); });
@@ -147,49 +153,47 @@ internal static class UpCommand
         // Cluster mode: connect to etcd first; the node starts with the file's peers plus every
         // node already registered.
         ClusterAgent? agent = config.Overlay?.KvStore is null ? null : ConnectCluster(ref config, log);
-
-        WireGuardNode node;
+        using var host = BuildHost(new WireGuardNodeOptions
+        {
+            InterfaceName = name,
+            Config = config,
+            UapiDirectory = uapiDir,
+            MetricsExporter = metricsEndpoint is null ? null : meters => PrometheusEndpoint.Start(metricsEndpoint, meters),
+            CryptoWorkers = cryptoWorkers,
+            TunOffloads = tunOffloads,
+            Log = log,
+            // The socket hands over the request without its terminating empty line.
+            UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",
+            OverlaySource = agent?.Source,
+            // Cluster mode in IPsec mode: the keys are derived from the address and boot id
+            // this node publishes in its record (no [Peer] to find the address from).
+            IpsecNodeAddress = agent?.NodeAddress,
+            IpsecBootId = agent?.BootId,
+        }, agent);
+        var service = host.Services.GetRequiredService<WireGuardNodeService>();
         try
         {
-            node = WireGuardNode.Start(new WireGuardNodeOptions
-            {
-                InterfaceName = name,
-                Config = config,
-                UapiDirectory = uapiDir,
-                MetricsEndpoint = metricsEndpoint,
-                CryptoWorkers = cryptoWorkers,
-                TunOffloads = tunOffloads,
-                Log = log,
-                // The socket hands over the request without its terminating empty line.
-                UapiHandler = static (engine, request) => UapiProtocol.Handle(engine, request + "\n") ?? "errno=-22\n\n",
-                OverlaySource = agent?.Source,
-                // Cluster mode in IPsec mode: the keys are derived from the address and boot id
-                // this node publishes in its record (no [Peer] to find the address from).
-                IpsecNodeAddress = agent?.NodeAddress,
-                IpsecBootId = agent?.BootId,
-            });
+            host.StartAsync().GetAwaiter().GetResult();
+        }
+        catch (Exception e) when (e is OperationCanceledException && stop.IsCancellationRequested)
+        {
+            StopHost(host, log); // SIGTERM before the node started: nothing to run
+            config.Dispose();
+            return 0;
         }
         catch (Exception e) when (e is DeviceException or LinkException or IOException or ConfigException)
         {
-            agent?.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            StopHost(host, log); // deregisters the cluster agent; the node undid its own start
             config.Dispose();
             throw new CliException(e.Message, 1);
         }
-        if (agent is not null)
+        catch (Exception e) when (agent is not null && e is KvStoreUnavailableException or InvalidDataException or OperationCanceledException)
         {
-            try
-            {
-                agent.StartAsync(node).GetAwaiter().GetResult();
-            }
-            catch (Exception e) when (e is KvStoreUnavailableException or InvalidDataException or OperationCanceledException)
-            {
-                agent.DisposeAsync().AsTask().GetAwaiter().GetResult();
-                node.DisposeAsync().AsTask().GetAwaiter().GetResult();
-                config.Dispose();
-                throw new CliException($"cluster: registering this node failed: {e.Message}", 1);
-            }
+            StopHost(host, log);
+            config.Dispose();
+            throw new CliException($"cluster: registering this node failed: {e.Message}", 1);
         }
-
+        var node = service.Node!;
         lock (signalGate)
         {
             reload = () => Reload(node, agent, configPath, log);
@@ -199,24 +203,67 @@ internal static class UpCommand
                 ThreadPool.QueueUserWorkItem(_ => first());
             }
         }
-        using var linked = CancellationTokenSource.CreateLinkedTokenSource(stop.Token, node.Failed);
-        // Under systemd (Type=notify, NOTIFY_SOCKET set): ready once the node is up, stopping on the way out.
-        var systemd = new SystemdNotifier();
-        if (systemd.IsEnabled)
+        // SIGTERM/SIGINT (also one that came during start-up) stop the host; so does the node failing
+        // (WireGuardNodeService), and under systemd the host's own SIGTERM handling. The host then stops
+        // its services in reverse order: the cluster agent deregisters first (the other nodes drop this
+        // one at once instead of at lease end), then the node goes down.
+        var lifetime = host.Services.GetRequiredService<IHostApplicationLifetime>();
+        using (stop.Token.Register(lifetime.StopApplication))
         {
-            systemd.Notify(ServiceState.Ready);
+            host.WaitForShutdown();
         }
-        linked.Token.WaitHandle.WaitOne();
-        if (systemd.IsEnabled)
-        {
-            systemd.Notify(ServiceState.Stopping);
-        }
-        bool failed = !stop.IsCancellationRequested;
-        // Deregister first: the other nodes drop this one at once instead of at lease end.
-        agent?.DisposeAsync().AsTask().GetAwaiter().GetResult();
-        node.DisposeAsync().AsTask().GetAwaiter().GetResult();
         config.Dispose();
-        return failed ? 1 : 0;
+        return service.NodeFailed ? 1 : 0;
+    }
+
+    /// <summary>
+    /// The generic host <c>gateway up</c> runs in: the node as a <see cref="WireGuardNodeService"/>, then
+    /// the cluster agent (cluster mode). No configuration sources, no logging providers (the node logs
+    /// its own lines to stderr). Under systemd the host is a Type=notify service (Microsoft.Extensions.
+    /// Hosting.Systemd): READY=1 once every service started, so after the node's "up" line and the
+    /// cluster registration, STOPPING=1 when it stops. READY=1 also reaches a manager that is not the
+    /// parent process but set NOTIFY_SOCKET (a wrapper, systemd-run, a container's notify proxy).
+    /// </summary>
+    private static IHost BuildHost(WireGuardNodeOptions options, ClusterAgent? agent)
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { DisableDefaults = true, ContentRootPath = "/" });
+        builder.Services.AddSystemd();
+        if (!SystemdHelpers.IsSystemdService() && new SystemdNotifier().IsEnabled)
+        {
+            builder.Services.AddSingleton<ISystemdNotifier, SystemdNotifier>();
+            builder.Services.AddSingleton<IHostLifetime, SystemdLifetime>();
+        }
+        // Stopping waits for the node however long its PreDown/PostDown hooks take.
+        builder.Services.Configure<HostOptions>(host => host.ShutdownTimeout = Timeout.InfiniteTimeSpan);
+        builder.Services.AddSingleton(services => new WireGuardNodeService(() => options, services.GetRequiredService<IHostApplicationLifetime>()));
+        builder.Services.AddHostedService(services => services.GetRequiredService<WireGuardNodeService>());
+        if (agent is not null)
+        {
+            builder.Services.AddHostedService(services => new ClusterAgentService(agent, services.GetRequiredService<WireGuardNodeService>()));
+        }
+        return builder.Build();
+    }
+
+    private static void StopHost(IHost host, NodeLog log)
+    {
+        try
+        {
+            host.StopAsync().GetAwaiter().GetResult();
+        }
+        catch (Exception e)
+        {
+            log.Warn($"stopping after a failed start: {WireGuardNode.DescribeFailure(e)}");
+        }
+    }
+
+    /// <summary>The cluster agent as a hosted service after the node: registers the running node's
+    /// state on start, deregisters (and closes the etcd connection) on stop.</summary>
+    private sealed class ClusterAgentService(ClusterAgent agent, WireGuardNodeService node) : IHostedService
+    {
+        public Task StartAsync(CancellationToken cancellationToken) =>
+            agent.StartAsync(node.Node ?? throw new InvalidOperationException("the node did not start"));
+
+        public async Task StopAsync(CancellationToken cancellationToken) => await agent.DisposeAsync().ConfigureAwait(false);
     }
 
     private static ClusterAgent ConnectCluster(ref WgQuickConfig config, NodeLog log)

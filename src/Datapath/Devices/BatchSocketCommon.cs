@@ -71,7 +71,14 @@ internal static unsafe class BatchSend
     /// big) is skipped and the rest of the batch goes on. Returns how many messages were sent;
     /// stops early once <paramref name="guard"/> is closed.
     /// </summary>
-    public static int SendAll(int fd, MMsgHdr* headers, int count, Waker waker, InUseGuard guard)
+    public static int SendAll(int fd, MMsgHdr* headers, int count, Waker waker, InUseGuard guard) =>
+        SendAll(fd, headers, count, waker, guard, default(NoRetry));
+
+    /// <summary><see cref="SendAll(int, MMsgHdr*, int, Waker, InUseGuard)"/> that first offers a failed
+    /// message to <paramref name="retry"/>, which may change it and have it sent again (the UDP bind
+    /// drops a source address the kernel no longer has).</summary>
+    public static int SendAll<TRetry>(int fd, MMsgHdr* headers, int count, Waker waker, InUseGuard guard, TRetry retry)
+        where TRetry : ISendRetry, allows ref struct
     {
         int done = 0, sent = 0;
         while (done < count)
@@ -96,7 +103,7 @@ internal static unsafe class BatchSend
                 }
                 continue;
             }
-            if (errno == LibC.EINTR)
+            if (errno == LibC.EINTR || retry.Retry(headers, done, count, errno))
             {
                 continue;
             }
@@ -104,4 +111,17 @@ internal static unsafe class BatchSend
         }
         return sent;
     }
+}
+
+/// <summary>A chance to repair a message sendmmsg refused (<see cref="BatchSend"/>): true when
+/// headers[at] was changed and should be sent again.</summary>
+internal unsafe interface ISendRetry
+{
+    bool Retry(MMsgHdr* headers, int at, int count, int errno);
+}
+
+/// <summary>No repair: a refused message is skipped.</summary>
+internal readonly unsafe struct NoRetry : ISendRetry
+{
+    public bool Retry(MMsgHdr* headers, int at, int count, int errno) => false;
 }

@@ -14,13 +14,15 @@ public interface IUdpBind : IDisposable
 
     /// <summary>
     /// Receives datagrams, waiting for the first: datagram i lands at buffers[i]'s data start and
-    /// its source in <paramref name="sources"/>[i]. Datagrams larger than a buffer are dropped and
-    /// counted. Returns how many buffers were filled, or -1 once closed.
+    /// its source in <paramref name="sources"/>[i], with the local address it arrived on when the
+    /// bind knows it (<see cref="IpEndpoint.LocalAddress"/>). Datagrams larger than a buffer are
+    /// dropped and counted. Returns how many buffers were filled, or -1 once closed.
     /// </summary>
     int Receive(ReadOnlySpan<PacketBuffer> buffers, Span<IpEndpoint> sources);
 
     /// <summary>
-    /// Sends packets[i]'s data to destinations[i] for every i, in order. Returns how many the
+    /// Sends packets[i]'s data to destinations[i] for every i, in order, each from the local address
+    /// its destination carries while the host still has it (sticky source). Returns how many the
     /// kernel took; datagrams it refuses outright (no route) are skipped.
     /// </summary>
     int Send(ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations);

@@ -5,6 +5,9 @@ namespace Gateway.Datapath.Devices;
 /// bindtest: a datagram sent to an endpoint lands in the queue of the bind holding that
 /// endpoint, or is lost when none does (as UDP would be). Tests can watch, drop or rewrite what
 /// crosses it (<see cref="Tap"/>), e.g. to audit the underlay or to lose a handshake.
+/// A bind may hold further addresses (<see cref="AddAddress"/>); as a kernel socket with
+/// IP_PKTINFO, it reports the address each datagram arrived on (<see cref="IpEndpoint.LocalAddress"/>)
+/// and sends from the source address an endpoint carries while it holds it.
 /// </summary>
 public sealed class MemoryNetwork
 {
@@ -35,12 +38,57 @@ public sealed class MemoryNetwork
         }
     }
 
+    /// <summary>The interface index memory binds report for the addresses datagrams arrive on.</summary>
+    public const int InterfaceIndex = 1;
+
+    /// <summary>Gives <paramref name="bind"/> a further address (same port), as a second address on a
+    /// host's interface: datagrams sent to it land in that bind.</summary>
+    public void AddAddress(MemoryBind bind, IpAddress address)
+    {
+        lock (_sync)
+        {
+            var at = new IpEndpoint(address, bind.Local.Port);
+            if (_binds.ContainsKey(at))
+            {
+                throw new DeviceException($"{at} is in use on the memory network", 98);
+            }
+            _binds[at] = bind;
+            bind.Extra.Add(address);
+        }
+    }
+
+    /// <summary>Takes a further address away from <paramref name="bind"/> (the address vanishes).</summary>
+    public void RemoveAddress(MemoryBind bind, IpAddress address)
+    {
+        lock (_sync)
+        {
+            if (bind.Extra.Remove(address))
+            {
+                _binds.Remove(new IpEndpoint(address, bind.Local.Port));
+            }
+        }
+    }
+
+    /// <summary>True while <paramref name="bind"/> holds <paramref name="address"/>.</summary>
+    internal bool Holds(MemoryBind bind, IpAddress address)
+    {
+        lock (_sync)
+        {
+            return bind.Local.Address == address || bind.Extra.Contains(address);
+        }
+    }
+
     /// <summary>Moves a bind to another address (roaming).</summary>
     public void Move(MemoryBind bind, IpEndpoint to)
     {
         lock (_sync)
         {
             _binds.Remove(bind.Local);
+            foreach (var extra in bind.Extra)
+            {
+                _binds.Remove(new IpEndpoint(extra, bind.Local.Port));
+                _binds[new IpEndpoint(extra, to.Port)] = bind;
+            }
             bind.Local = to;
             _binds[to] = bind;
         }
@@ -68,7 +116,19 @@ public sealed class MemoryNetwork
                 }
                 throw new DeviceException($"cannot bind UDP port {port}: {to} is in use on the memory network", 98);
             }
+            foreach (var extra in bind.Extra)
+            {
+                if (_binds.ContainsKey(new IpEndpoint(extra, port)))
+                {
+                    throw new DeviceException($"cannot bind UDP port {port}: {extra} is in use on the memory network", 98);
+                }
+            }
             _binds.Remove(bind.Local);
+            foreach (var extra in bind.Extra)
+            {
+                _binds.Remove(new IpEndpoint(extra, bind.Local.Port));
+                _binds[new IpEndpoint(extra, port)] = bind;
+            }
             bind.Local = to;
             _binds[to] = bind;
             return port;
@@ -83,21 +143,26 @@ public sealed class MemoryNetwork
             {
                 _binds.Remove(bind.Local);
             }
+            foreach (var extra in bind.Extra)
+            {
+                _binds.Remove(new IpEndpoint(extra, bind.Local.Port));
+            }
         }
     }
 
     /// <summary>Delivers a batch; consecutive datagrams to one bind land in its queue together,
     /// as one sendmmsg's datagrams usually meet one recvmmsg on a real host.</summary>
-    internal void Deliver(IpEndpoint source, ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations)
+    internal void Deliver(MemoryBind from, ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations)
     {
         int start = 0;
         while (start < packets.Length)
         {
             int end = start + 1;
-            while (end < packets.Length && destinations[end] == destinations[start])
+            while (end < packets.Length && destinations[end] == destinations[start] && destinations[end].SameLocal(destinations[start]))
             {
                 end++;
             }
+            var source = from.SourceFor(destinations[start]);
             MemoryBind? target;
             lock (_sync)
             {
@@ -136,7 +201,8 @@ public sealed class MemoryNetwork
         {
             _binds.TryGetValue(destination, out target);
         }
-        if (target is null || !target.Enqueue(source, datagram))
+        // The receiver learns the address the datagram arrived on, as IP_PKTINFO reports it.
+        if (target is null || !target.Enqueue(source.WithLocal(destination.Address, InterfaceIndex), datagram))
         {
             Interlocked.Increment(ref Lost);
             return true;
@@ -169,6 +235,32 @@ public sealed class MemoryBind : IUdpBind
 
     /// <summary>The address other binds reach this one at.</summary>
     public IpEndpoint Local { get; internal set; }
+
+    /// <summary>Further addresses (<see cref="MemoryNetwork.AddAddress"/>), guarded by the network.</summary>
+    internal List<IpAddress> Extra { get; } = [];
+
+    private long _sourcesCleared;
+
+    /// <summary>Sends whose source address the bind no longer held, sent from <see cref="Local"/>
+    /// instead (a kernel socket's EINVAL and retry without the source).</summary>
+    public long SourcesCleared => Interlocked.Read(ref _sourcesCleared);
+
+    /// <summary>Where a datagram to <paramref name="destination"/> comes from: the source address the
+    /// endpoint carries while this bind holds it, else <see cref="Local"/>.</summary>
+    internal IpEndpoint SourceFor(in IpEndpoint destination)
+    {
+        var local = Local;
+        if (!destination.HasLocal || destination.LocalAddress == local.Address)
+        {
+            return local;
+        }
+        if (_network.Holds(this, destination.LocalAddress))
+        {
+            return new IpEndpoint(destination.LocalAddress, local.Port);
+        }
+        Interlocked.Increment(ref _sourcesCleared);
+        return local;
+    }
 
     public ushort LocalPort => Local.Port;
 
@@ -273,11 +365,11 @@ public sealed class MemoryBind : IUdpBind
     public int Send(ReadOnlySpan<PacketBuffer> packets, ReadOnlySpan<IpEndpoint> destinations)
     {
         int n = Math.Min(packets.Length, destinations.Length);
-        _network.Deliver(Local, packets[..n], destinations[..n]);
+        _network.Deliver(this, packets[..n], destinations[..n]);
         return n;
     }
 
-    public bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination) => _network.Deliver(Local, destination, datagram);
+    public bool Send(ReadOnlySpan<byte> datagram, in IpEndpoint destination) => _network.Deliver(SourceFor(destination), destination, datagram);
 
     /// <summary>While true, <see cref="TrySend"/> answers WouldBlock, as a kernel socket with a
     /// full send buffer does (tests of what waits for socket space).</summary>
@@ -289,7 +381,7 @@ public sealed class MemoryBind : IUdpBind
         {
             return SendAttempt.WouldBlock;
         }
-        return _network.Deliver(Local, destination, datagram) ? SendAttempt.Sent : SendAttempt.Refused;
+        return _network.Deliver(SourceFor(destination), destination, datagram) ? SendAttempt.Sent : SendAttempt.Refused;
     }
 
     public void Dispose()

@@ -90,6 +90,10 @@ public sealed unsafe partial class UdpBatchSocket
                         throw DeviceException.FromErrno("setsockopt(UDP_GRO)", Marshal.GetLastPInvokeError());
                     }
                 }
+                if (_sourceInfo && !EnableSourceInfo(fresh))
+                {
+                    throw DeviceException.FromErrno("setsockopt(IP_PKTINFO)", Marshal.GetLastPInvokeError());
+                }
                 ushort bound = PortOf(fresh);
                 // A reader blocked in poll(2) holds the old socket and re-resolves the descriptor
                 // number only when woken: shut the old socket's receive side first, so the reader

@@ -24,10 +24,18 @@ public sealed unsafe partial class UdpBatchSocket
             {
                 return SendAttempt.Refused;
             }
+            byte* control = stackalloc byte[ControlSize];
+            int first = 0; // the one message's datagram
+            int controlLength = WriteControl(control, 0, destination);
             fixed (byte* p = datagram)
             {
                 var iov = new IoVec { Base = p, Length = (nuint)datagram.Length };
                 var message = new MMsgHdr { Header = new MsgHdr { Name = name, NameLength = nameLength, Iov = &iov, IovLength = 1 } };
+                if (controlLength != 0)
+                {
+                    message.Header.Control = control;
+                    message.Header.ControlLength = (nuint)controlLength;
+                }
                 while (true)
                 {
                     if (LibC.SendMmsg(_fd, &message, 1, LibC.MSG_DONTWAIT) == 1)
@@ -35,7 +43,7 @@ public sealed unsafe partial class UdpBatchSocket
                         return SendAttempt.Sent;
                     }
                     int errno = Marshal.GetLastPInvokeError();
-                    if (errno == LibC.EINTR)
+                    if (errno == LibC.EINTR || ClearSource(&message, 0, 1, new ReadOnlySpan<int>(in first), new ReadOnlySpan<IpEndpoint>(in destination), errno))
                     {
                         continue;
                     }

@@ -29,7 +29,9 @@ public sealed unsafe partial class UdpBatchSocket
     private const int MaxSegments = 64;           // UDP_MAX_SEGMENTS of older kernels
     private const int MaxGsoBytes = 65507 - 8;    // one UDP datagram's payload, less slack
     private const int CmsgHeader = 16;            // struct cmsghdr on 64-bit: size_t len; int level; int type
-    private const int ControlSize = 32;           // CMSG_SPACE(sizeof(int)) = 24, rounded up
+    // Per message: UDP_GRO or UDP_SEGMENT (CMSG_SPACE(4) = 24) and the source's IP_PKTINFO (32) and,
+    // for IPv4 peers of a dual-stack socket, also IPV6_PKTINFO (40).
+    private const int ControlSize = 96;
     private const int GroMessages = 8;            // coalesced messages received per call
     private const int GroCapacity = 65536;
 
@@ -54,6 +56,7 @@ public sealed unsafe partial class UdpBatchSocket
     private nint[]? _plainPointers;
     private int[]? _plainLengths;
     private long _gsoSends;
+    private int[] _gsoFirst = [];                  // message -> index of one of its datagrams
     private long _groReceives;
 
     /// <summary>True while sends use UDP GSO.</summary>
@@ -74,6 +77,7 @@ public sealed unsafe partial class UdpBatchSocket
         _gsoIov = (IoVec*)NativeMemory.AllocZeroed((nuint)(_batch * sizeof(IoVec)));
         _gsoNames = (byte*)NativeMemory.AllocZeroed((nuint)(_batch * NameSize));
         _gsoControl = (byte*)NativeMemory.AllocZeroed((nuint)(_batch * ControlSize));
+        _gsoFirst = new int[_batch];
         if (!offloads)
         {
             return;
@@ -221,36 +225,13 @@ public sealed unsafe partial class UdpBatchSocket
             const int MSG_TRUNC = 0x20;
             ref var header = ref _groHeaders[i].Header;
             _groLengths[i] = (header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_groHeaders[i].Length;
-            _groSizes[i] = GroSize(header.Control, (int)header.ControlLength);
             _groSources[i] = ReadSockaddr(_groNames + i * NameSize);
+            _groSizes[i] = ReadControl(header.Control, (int)header.ControlLength, ref _groSources[i]);
         }
         _groCount = n;
         _groMessage = 0;
         _groOffset = 0;
         return n;
-    }
-
-    /// <summary>The segment size of a UDP_GRO control message, or 0.</summary>
-    private static int GroSize(void* control, int length)
-    {
-        byte* p = (byte*)control;
-        int offset = 0;
-        while (offset + CmsgHeader <= length)
-        {
-            long cmsgLength = *(long*)(p + offset);
-            int level = *(int*)(p + offset + 8);
-            int type = *(int*)(p + offset + 12);
-            if (cmsgLength < CmsgHeader)
-            {
-                return 0;
-            }
-            if (level == SOL_UDP && type == UDP_GRO && cmsgLength >= CmsgHeader + sizeof(int))
-            {
-                return *(int*)(p + offset + CmsgHeader);
-            }
-            offset += (int)((cmsgLength + 7) & ~7L);
-        }
-        return 0;
     }
 
     /// <summary>Copies held datagrams into buffers[filled..]; returns the new count.</summary>
@@ -355,7 +336,7 @@ public sealed unsafe partial class UdpBatchSocket
                 bool shorter = packets[i].Length < size;
                 i++;
                 if (!gso || shorter || i >= packets.Length || iov - first >= MaxSegments || packets[i].Length > size ||
-                    bytes + packets[i].Length > MaxGsoBytes || destinations[i] != destinations[i - 1])
+                    bytes + packets[i].Length > MaxGsoBytes || !SameRoute(destinations[i], destinations[i - 1]))
                 {
                     break;
                 }
@@ -367,17 +348,14 @@ public sealed unsafe partial class UdpBatchSocket
             {
                 Header = new MsgHdr { Name = name, NameLength = nameLength, Iov = &_gsoIov[first], IovLength = (nuint)segments },
             };
-            if (segments > 1)
+            byte* control = _gsoControl + messages * ControlSize;
+            int controlLength = WriteControl(control, segments > 1 ? size : 0, destinations[i - 1]);
+            if (controlLength != 0)
             {
-                byte* control = _gsoControl + messages * ControlSize;
-                new Span<byte>(control, ControlSize).Clear();
-                *(long*)control = CmsgHeader + sizeof(ushort);   // CMSG_LEN(sizeof(u16))
-                *(int*)(control + 8) = SOL_UDP;
-                *(int*)(control + 12) = UDP_SEGMENT;
-                *(ushort*)(control + CmsgHeader) = (ushort)size;
                 header.Header.Control = control;
-                header.Header.ControlLength = 24;                 // CMSG_SPACE(sizeof(u16))
+                header.Header.ControlLength = (nuint)controlLength;
             }
+            _gsoFirst[messages] = i - 1;
             messages++;
         }
         return SendMessages(messages, packets, destinations);
@@ -417,9 +395,9 @@ public sealed unsafe partial class UdpBatchSocket
                 }
                 continue;
             }
-            if (errno == LibC.EINTR)
+            if (errno == LibC.EINTR || ClearSource(_gsoHeaders, done, messages, _gsoFirst, destinations, errno))
             {
-                continue;
+                continue; // a source address that is gone: the same message again without it
             }
             if (_gsoHeaders[done].Header.IovLength > 1 && errno is EIO or LibC.EINVAL)
             {

@@ -31,12 +31,15 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
     private readonly MMsgHdr* _recvHeaders;
     private readonly IoVec* _recvIov;
     private readonly byte* _recvNames;
+    private readonly byte* _recvControl;
     private readonly MMsgHdr* _sendHeaders;
     private readonly IoVec* _sendIov;
     private readonly byte* _sendNames;
+    private readonly byte* _sendControl;
     private const int NameSize = 28; // sizeof(struct sockaddr_in6)
     private readonly InUseGuard _guard; // the native scratch is freed when the last call leaves a closed socket
     private readonly Lock _sendLock = new();
+    private readonly int[] _sendFirst;   // prepared message -> its datagram
 
     /// <summary>Binds to <paramref name="port"/> (0 = any) on <paramref name="bindAddress"/>
     /// (null = all addresses, dual-stack).</summary>
@@ -73,9 +76,13 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
         _recvHeaders = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(MMsgHdr)));
         _recvIov = (IoVec*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(IoVec)));
         _recvNames = (byte*)NativeMemory.AllocZeroed((nuint)(batchSize * NameSize));
+        _recvControl = (byte*)NativeMemory.AllocZeroed((nuint)(batchSize * ControlSize));
         _sendHeaders = (MMsgHdr*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(MMsgHdr)));
         _sendIov = (IoVec*)NativeMemory.AllocZeroed((nuint)(batchSize * sizeof(IoVec)));
         _sendNames = (byte*)NativeMemory.AllocZeroed((nuint)(batchSize * NameSize));
+        _sendControl = (byte*)NativeMemory.AllocZeroed((nuint)(batchSize * ControlSize));
+        _sendFirst = new int[batchSize];
+        _sourceInfo = EnableSourceInfo(_fd);
         InitOffloads(offloads);
     }
 
@@ -129,15 +136,21 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
             _recvIov[i] = new IoVec { Base = (void*)buffers[i], Length = (nuint)capacity };
             _recvHeaders[i] = new MMsgHdr
             {
-                Header = new MsgHdr { Name = _recvNames + i * NameSize, NameLength = NameSize, Iov = &_recvIov[i], IovLength = 1 },
+                Header = new MsgHdr
+                {
+                    Name = _recvNames + i * NameSize, NameLength = NameSize, Iov = &_recvIov[i], IovLength = 1,
+                    Control = _recvControl + i * ControlSize, ControlLength = ControlSize,
+                },
             };
         }
         int n = ReceiveMessages(_recvHeaders, (uint)count);
         for (int i = 0; i < n; i++)
         {
             const int MSG_TRUNC = 0x20;
-            lengths[i] = (_recvHeaders[i].Header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_recvHeaders[i].Length;
+            ref var header = ref _recvHeaders[i].Header;
+            lengths[i] = (header.Flags & MSG_TRUNC) != 0 ? -1 : (int)_recvHeaders[i].Length;
             sources[i] = ReadSockaddr(_recvNames + i * NameSize);
+            ReadControl(header.Control, (int)header.ControlLength, ref sources[i]);
         }
         return n;
     }
@@ -231,9 +244,17 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
                 {
                     Header = new MsgHdr { Name = name, NameLength = nameLength, Iov = &_sendIov[prepared], IovLength = 1 },
                 };
+                byte* control = _sendControl + prepared * ControlSize;
+                int controlLength = WriteControl(control, 0, destinations[k]);
+                if (controlLength != 0)
+                {
+                    _sendHeaders[prepared].Header.Control = control;
+                    _sendHeaders[prepared].Header.ControlLength = (nuint)controlLength;
+                }
+                _sendFirst[prepared] = k;
                 prepared++;
             }
-            sent += BatchSend.SendAll(_fd, _sendHeaders, prepared, _waker, _guard);
+            sent += BatchSend.SendAll(_fd, _sendHeaders, prepared, _waker, _guard, new SourceRetry(this, _sendFirst, destinations));
             start += count;
         }
         return sent;
@@ -314,9 +335,11 @@ public sealed unsafe partial class UdpBatchSocket : IUdpBind
         NativeMemory.Free(_recvHeaders);
         NativeMemory.Free(_recvIov);
         NativeMemory.Free(_recvNames);
+        NativeMemory.Free(_recvControl);
         NativeMemory.Free(_sendHeaders);
         NativeMemory.Free(_sendIov);
         NativeMemory.Free(_sendNames);
+        NativeMemory.Free(_sendControl);
         FreeOffloads();
     }
 

@@ -95,6 +95,12 @@ public sealed class EgressPacer : IDisposable
             var buffer = _buffers[i];
             int start = buffer.Headroom;
             var result = pipeline.BeginOutbound(buffer.Region, start, buffer.Length, out var ticket);
+            if (result.Action == OverlayAction.Deliver)
+            {
+                // For a pod of this node (a local backend, its replies): to the kernel, as the egress stage does.
+                _runtime.Inject(buffer.Region.Slice(result.Offset, result.Length));
+                continue;
+            }
             if (result.Action != OverlayAction.Send)
             {
                 continue; // dropped by policy (counted there), or a reply to TUN the pacer does not write

@@ -278,6 +278,30 @@ internal sealed class NodeConfigurator
         lock (_reloadLock)
         {
             SyncRoutesCore();
+            SyncLocalPodRules();
+        }
+    }
+
+    private LocalPodRules? _localPodRules;
+
+    /// <summary>While the overlay has services, traffic between this node's pods goes through the
+    /// tunnel device (<see cref="LocalPodRules"/>), so local backends' replies are reverse-translated.</summary>
+    private void SyncLocalPodRules()
+    {
+        if (_overlay is null || _config.Interface.Table == "off" || InterfaceName is not { } device)
+        {
+            return;
+        }
+        _localPodRules ??= new LocalPodRules(device);
+        _localPodRules.Reconcile(_overlay.LocalPodRoutingWanted ? _overlay.PodCidrs : []);
+    }
+
+    /// <summary>Removes the local pod rules (the node stops).</summary>
+    public void ClearLocalPodRules()
+    {
+        lock (_reloadLock)
+        {
+            _localPodRules?.Clear();
         }
     }
 

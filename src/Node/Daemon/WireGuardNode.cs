@@ -1,4 +1,3 @@
-using System.Net;
 using Gateway.Datapath.Devices;
 using Gateway.Datapath;
 using Gateway.Node.Configuration;
@@ -17,9 +16,12 @@ public sealed class WireGuardNodeOptions
     public required string InterfaceName { get; init; }
     public required WgQuickConfig Config { get; init; }
     public string UapiDirectory { get; init; } = UapiSocketServer.DefaultDirectory;
-    /// <summary>Where to serve the node's instruments (<see cref="WireGuardNode.Meters"/>) as Prometheus
-    /// metrics; null disables the endpoint (the meters still publish to any listener in the process).</summary>
-    public IPEndPoint? MetricsEndpoint { get; init; } = new(IPAddress.Loopback, PrometheusEndpoint.DefaultPort);
+    /// <summary>Starts an exporter for the node's instruments (<see cref="WireGuardNode.Meters"/>) once they
+    /// exist and before the node reports itself up, so the first scrape after the "up" line finds them; the
+    /// node disposes it when it stops, and its <see cref="object.ToString"/> is named in the "up" line. The
+    /// daemon passes its Prometheus endpoint on Kestrel (Gateway.Hosting), which Gateway.Node does not
+    /// depend on. Null: no exporter (the meters still publish to any listener in the process, dotnet-counters too).</summary>
+    public Func<GatewayMeters, IDisposable>? MetricsExporter { get; init; }
     public NodeLog Log { get; init; } = new(Console.Error);
     /// <summary>Datagrams and packets moved per system call.</summary>
     public int BatchSize { get; init; } = 64;
@@ -86,7 +88,7 @@ public sealed class WireGuardNode : IAsyncDisposable
     private IUdpBind? _bind;
     private UapiSocketServer? _uapi;
     private GatewayMeters? _meters;
-    private PrometheusEndpoint? _metrics;
+    private IDisposable? _metrics;
     private OverlayRuntime? _overlay;
     private IpsecOverlay? _ipsec;
     private NodeConfigurator? _configurator;
@@ -226,6 +228,8 @@ public sealed class WireGuardNode : IAsyncDisposable
             IpCommand.SetMtu(tun.Name, Mtu);
             IpCommand.SetUp(tun.Name);
             _configurator.InterfaceName = tun.Name;
+            var configurator = _configurator;
+            _undo.Add(() => configurator.ClearLocalPodRules());
             _configurator.SyncRoutes();
         }
 
@@ -239,9 +243,9 @@ public sealed class WireGuardNode : IAsyncDisposable
         _undo.Add(meters.Dispose);
         var metrics = new NodeMetrics(meters, _engine, _overlay, tun, bind);
         _ipsec?.AddMetrics(meters);
-        if (_options.MetricsEndpoint is { } metricsEndpoint)
+        if (_options.MetricsExporter is { } exporter)
         {
-            _metrics = PrometheusEndpoint.Start(metricsEndpoint, meters);
+            _metrics = exporter(meters);
             _undo.Add(_metrics.Dispose);
         }
 
@@ -300,7 +304,7 @@ public sealed class WireGuardNode : IAsyncDisposable
                   (crypto.Inline ? "crypto on the I/O threads" : $"{crypto.Workers} crypto worker(s)") +
                   (tun.OffloadsEnabled ? ", TUN offloads on" : ", TUN offloads off") +
                   (_uapi is null ? "" : $", UAPI {_uapi.SocketPath}") +
-                  (_metrics is null ? "" : $", metrics {_metrics.Url}"));
+                  (_metrics is null ? "" : $", metrics {_metrics}"));
     }
 
     /// <summary>Routes follow the service VIPs after a services reload.</summary>

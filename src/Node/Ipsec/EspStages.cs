@@ -26,6 +26,13 @@ public sealed class EspEgress(OverlayRuntime runtime, IpsecOverlay ipsec) : IEgr
     {
         ticket = default;
         var framed = _pipeline.FrameOutbound(slot, Headroom, length, out var peer);
+        if (framed.Action == OverlayAction.Deliver)
+        {
+            // For a pod of this node (a local backend and its replies, the ICMP unreachable of a VIP
+            // without backends): to the kernel, as in WireGuard mode.
+            runtime.Inject(slot.Slice(framed.Offset, framed.Length));
+            return default;
+        }
         if (framed.Action != OverlayAction.Send)
         {
             return OverlayEgress.ToStage(framed);

@@ -10,7 +10,7 @@ namespace Gateway.Node.Metrics;
 /// with this object as their <see cref="Meter.Scope"/> so that an exporter (or <see cref="Read"/>)
 /// can tell one node's instruments from another's in the same process. A host picks its own
 /// exporter (OpenTelemetry, prometheus-net, <c>dotnet-counters</c>); the daemon serves them
-/// through <see cref="PrometheusEndpoint"/>.
+/// through the Prometheus endpoint on Kestrel in Gateway.Hosting (<c>Gateway.Hosting.PrometheusEndpoint</c>).
 /// </summary>
 /// <remarks>
 /// Every instrument is observable: it reads counters the data path already keeps, when a listener

@@ -120,7 +120,7 @@ public sealed class OverlayPeer(PublicKey publicKey, IpAddress tunnelAddress, IR
 /// enough for an ARP reply to be sealed into it. Thread-safety: as the engine's (data-path calls
 /// may run in parallel); <see cref="SetPeers"/> swaps routing state atomically.
 /// </remarks>
-public sealed class OverlayPipeline
+public sealed partial class OverlayPipeline
 {
     /// <summary>Bytes needed in front of an outbound workload packet.</summary>
     public const int Headroom = Messages.TransportHeaderSize + VxlanFrame.Overhead;
@@ -360,6 +360,11 @@ public sealed class OverlayPipeline
         var routing = Volatile.Read(ref _routing);
         if (!routing.ByPod.TryLookup(key.Destination, out var podPeer))
         {
+            if (IsLocalTarget(key.Destination))
+            {
+                // A workload of this node (a local backend, or its reply): OverlayPipeline.Local.cs.
+                return DeliverLocal(packet, packetOffset, ref key, in layout, vip, vipPort, serviceName, nowNs);
+            }
             return Reject(key, Direction.Egress, InCluster(key.Destination) ? OverlayDrop.NoTunnelEndpoint : OverlayDrop.UnknownL3TargetAddress);
         }
         var decision = Decide(key, packet, layout, PolicyChecks.Egress, nowNs, destinationService: serviceName);

@@ -167,8 +167,16 @@ public sealed partial class OverlayRuntime : IDisposable
             !(endpoints.TryGetByIp(nat.BackendAddress, out var ep) && !ep.Ready), ended, acks);
         Span<byte> packet = stackalloc byte[ServiceTeardown.MaxLength];
         int sent = 0;
+        int hairpins = 0;
         foreach (var nat in ended)
         {
+            if (OverlayPipeline.IsServiceLoopback(nat.ClientAddress))
+            {
+                // The flow entry of a pod that reached itself (source SNAT'd to the service loopback):
+                // its service entry names the real client, who is told once, from that entry.
+                hairpins++;
+                continue;
+            }
             lb.Affinity.RemoveBackend(nat.BackendAddress, nat.BackendPort);
             // Tell the client at once (TCP RST, ICMP unreachable for UDP) rather than leave it hanging.
             int length = ServiceTeardown.Write(nat, acks.TryGetValue(nat, out uint ack) ? ack : null, packet);
@@ -184,11 +192,11 @@ public sealed partial class OverlayRuntime : IDisposable
                 }
             }
         }
-        Interlocked.Add(ref _flowsEnded, ended.Count);
+        Interlocked.Add(ref _flowsEnded, ended.Count - hairpins);
         Interlocked.Add(ref _teardownsSent, sent);
         if (ended.Count > 0)
         {
-            _log.Info($"services reloaded: {ended.Count} flow(s) to removed backends ended, {sent} client(s) told (TCP RST / ICMP unreachable)");
+            _log.Info($"services reloaded: {ended.Count - hairpins} flow(s) to removed backends ended, {sent} client(s) told (TCP RST / ICMP unreachable)");
         }
     }
 
@@ -216,7 +224,31 @@ public sealed partial class OverlayRuntime : IDisposable
                 yield return new Gateway.Datapath.IpPrefix(vip, vip.IsV6 ? 128 : 32);
             }
         }
+        if (LocalPodRoutingWanted)
+        {
+            // Replies of pods that reached themselves through their service (hairpin) come back here
+            // (per family the node has pods in: a host without IPv6 takes no IPv6 route).
+            if (PodCidrs.Any(p => p.Address.IsV4))
+            {
+                yield return new Gateway.Datapath.IpPrefix(OverlayPipeline.ServiceLoopbackV4, 32);
+            }
+            if (PodCidrs.Any(p => p.Address.IsV6))
+            {
+                yield return new Gateway.Datapath.IpPrefix(OverlayPipeline.ServiceLoopbackV6, 128);
+            }
+        }
     }
+
+    /// <summary>
+    /// True while the node must route traffic between its own pods through the tunnel device
+    /// (<see cref="Gateway.Node.Link.LocalPodRules"/>): it has services, so a backend may be on the
+    /// client's own node and its replies must be reverse-translated here (WireGuard and IPsec mode
+    /// alike: both egress stages hand local deliveries to the kernel).
+    /// </summary>
+    internal bool LocalPodRoutingWanted => Pipeline.Services is not null;
+
+    /// <summary>This node's pod CIDRs (what <see cref="Gateway.Node.Link.LocalPodRules"/> routes through the tunnel).</summary>
+    internal IReadOnlyList<Gateway.Datapath.IpPrefix> PodCidrs => Pipeline.Options.PodCidrs;
 
     /// <summary>Per-service metrics (meter Gateway.LoadBalancer): gateway_service_backend_selections_total{service},
     /// and the flows ended because their backend went away. Read at scrape time; nothing per packet.</summary>

@@ -10,8 +10,8 @@ namespace Gateway.Cli.Tests.Overlay;
 /// <summary>
 /// ClusterIP services end to end (issue 15): two nodes running `gateway up` in overlay mode in
 /// network namespaces, pods as namespaces behind them, real TCP and UDP through the VIP. A client
-/// pod on node-a, three backends of the `web` service on node-b (backends on the client's own node
-/// are not supported, see docs/services.md). Each backend answers every request line with its pod
+/// pod on node-a, three backends of the `web` service on node-b; and (<see cref="BuildLocal"/>) a
+/// backend on the client's own node. Each backend answers every request line with its pod
 /// name, so the client can tell which backend a VIP connection reached. Root only.
 /// </summary>
 [Collection("daemon")]
@@ -95,21 +95,25 @@ public class ServiceNetnsTests
         }
     }
 
-    private static Setup Build()
+    private static Setup Build() => Build("sv", Services, cluster =>
+    [
+        cluster.AddPod(cluster.B, "web-1", "10.11.2.11", ("app", "web")),
+        cluster.AddPod(cluster.B, "web-2", "10.11.2.12", ("app", "web")),
+        cluster.AddPod(cluster.B, "web-3", "10.11.2.13", ("app", "web")),
+    ]);
+
+    /// <summary>Two nodes, frontend and intruder on node-a, the backends <paramref name="addBackends"/>
+    /// makes (each serving TCP 8080 and UDP 5353), <see cref="Policy"/> and <paramref name="services"/>; both nodes up.</summary>
+    private static Setup Build(string prefix, string services, Func<DemoCluster, DemoCluster.Pod[]> addBackends)
     {
-        var cluster = new DemoCluster($"sv{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}");
+        var cluster = new DemoCluster($"{prefix}{Environment.ProcessId % 10000}{Interlocked.Increment(ref s_runs)}");
         try
         {
             cluster.BuildNodes();
             var client = cluster.AddPod(cluster.A, "frontend", "10.11.1.10", ("app", "frontend"));
             var intruder = cluster.AddPod(cluster.A, "intruder", "10.11.1.20", ("app", "intruder"));
-            var backends = new[]
-            {
-                cluster.AddPod(cluster.B, "web-1", "10.11.2.11", ("app", "web")),
-                cluster.AddPod(cluster.B, "web-2", "10.11.2.12", ("app", "web")),
-                cluster.AddPod(cluster.B, "web-3", "10.11.2.13", ("app", "web")),
-            };
-            cluster.WriteConfiguration(Policy, Services);
+            var backends = addBackends(cluster);
+            cluster.WriteConfiguration(Policy, services);
             var setup = new Setup { Cluster = cluster, Client = client, Intruder = intruder, Backends = backends };
             foreach (var b in backends)
             {
@@ -128,6 +132,61 @@ public class ServiceNetnsTests
             cluster.Dispose();
             throw;
         }
+    }
+
+    private const string LocalVip = "10.96.0.13";
+
+    /// <summary>`web` over one backend on node-a and two on node-b, and `web-local` over node-a's only.</summary>
+    private const string LocalServices = """
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web, namespace: default}
+        spec:
+          type: ClusterIP
+          clusterIP: 10.96.0.10
+          selector: {app: web}
+          ports:
+          - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+          - {name: dns, port: 53, targetPort: 5353, protocol: UDP}
+        ---
+        apiVersion: v1
+        kind: Service
+        metadata: {name: web-local, namespace: default}
+        spec:
+          type: ClusterIP
+          clusterIP: 10.96.0.13
+          selector: {app: web, node: a}
+          ports:
+          - {name: http, port: 80, targetPort: 8080, protocol: TCP}
+          - {name: dns, port: 53, targetPort: 5353, protocol: UDP}
+        """;
+
+    /// <summary>Client and intruder on node-a with backend web-a; web-b1 and web-b2 on node-b.</summary>
+    private static Setup BuildLocal() => Build("sl", LocalServices, cluster =>
+    [
+        cluster.AddPod(cluster.A, "web-a", "10.11.1.31", ("app", "web"), ("node", "a")),
+        cluster.AddPod(cluster.B, "web-b1", "10.11.2.11", ("app", "web"), ("node", "b")),
+        cluster.AddPod(cluster.B, "web-b2", "10.11.2.12", ("app", "web"), ("node", "b")),
+    ]);
+
+    /// <summary>The backend (pod name) Maglev picks for a client's TCP flow to VIP:80, computed here
+    /// from the same files the nodes load: the oracle the nodes' choices must match.</summary>
+    private static Func<int, string> MaglevOracle(Setup s, string vip)
+    {
+        var endpoints = Gateway.Policy.EndpointFile.Load(Path.Combine(s.Cluster.Directory, "endpoints.yaml"), new Gateway.Policy.IdentityAllocator());
+        var table = Gateway.LoadBalancer.ServiceTable.Compile(Gateway.LoadBalancer.ServiceLoader.Parse(LocalServices, "services.yaml"), endpoints);
+        var lb = new Gateway.LoadBalancer.ServiceLoadBalancer(table);
+        var byIp = s.Cluster.AllPods.ToDictionary(p => p.Ip, p => p.Name);
+        return port =>
+        {
+            var key = new Gateway.Datapath.FlowKey
+            {
+                Source = Gateway.Datapath.IpAddress.Parse(s.Client.Ip), SourcePort = (ushort)port,
+                Destination = Gateway.Datapath.IpAddress.Parse(vip), DestinationPort = 80, Protocol = Gateway.Datapath.IpProtocol.Tcp,
+            };
+            Assert.Equal(Gateway.LoadBalancer.ServiceLookup.Selected, lb.Select(in key, 0, out var choice));
+            return byIp[choice.BackendAddress.ToString()];
+        };
     }
 
     /// <summary>Rewrites the cluster's endpoints file: the pods given, with readiness; the nodes reload it.</summary>
@@ -453,6 +512,126 @@ public class ServiceNetnsTests
             {
                 Assert.Equal(backend, Ask(socket));
             }
+        }
+        finally
+        {
+            foreach (var (socket, _) in open)
+            {
+                socket.Dispose();
+            }
+        }
+    }
+
+    [SkippableFact]
+    public void BackendsOnTheClientsOwnNodeAnswerFromTheVipKeepTheClientIdentityHairpinAndEndOnRemoval()
+    {
+        Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
+        using var s = BuildLocal();
+        var local = s.Backends[0];
+        // With services, node-a routes its pods' traffic to each other through the tunnel device.
+        string rules = DemoCluster.Exec(s.Cluster.A.Ns, "ip -4 rule show");
+        Assert.Contains("from 10.11.1.0/24 to 10.11.1.0/24 lookup 4242", rules);
+        Assert.Contains($"10.11.1.0/24 dev {s.Cluster.A.Interface}", DemoCluster.Exec(s.Cluster.A.Ns, "ip -4 route show table 4242"));
+        var oracle = MaglevOracle(s, Vip);
+        var open = new List<(Socket Socket, string Backend)>();
+        try
+        {
+            // Mixed service: every connection goes where Maglev says, the local backend included, and
+            // the local one gets its share (a third of the flows, as each remote one).
+            var counts = s.Backends.ToDictionary(b => b.Name, _ => 0);
+            for (int i = 0; i < 90; i++)
+            {
+                string name;
+                try
+                {
+                    name = Request(s.Client, Vip, 27000 + i);
+                }
+                catch (Exception e) when (e is SocketException or TimeoutException)
+                {
+                    throw new Xunit.Sdk.XunitException($"request {i}: {e.Message}{Diagnostics(s)}");
+                }
+                Assert.Equal(oracle(27000 + i), name);
+                counts[name]++;
+            }
+            Assert.True(counts[local.Name] is >= 18 and <= 42, string.Join(", ", counts));
+
+            // Local only: the client's socket is connected to the VIP (a reply from the backend's own
+            // address would never reach it), TCP and UDP.
+            for (int i = 0; i < 10; i++)
+            {
+                Assert.Equal(local.Name, Request(s.Client, LocalVip, 28000 + i));
+            }
+            string udpAnswer = NetworkNamespace.Run(s.Client.Ns, () =>
+            {
+                using var udp = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp);
+                udp.Bind(new IPEndPoint(IPAddress.Parse(s.Client.Ip), 0));
+                udp.Connect(IPAddress.Parse(LocalVip), 53);
+                udp.ReceiveTimeout = 3000;
+                var buffer = new byte[256];
+                for (int attempt = 0; attempt < 3; attempt++)
+                {
+                    udp.Send("q"u8.ToArray());
+                    try
+                    {
+                        return Encoding.ASCII.GetString(buffer, 0, udp.Receive(buffer));
+                    }
+                    catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut)
+                    {
+                    }
+                }
+                return "timed out";
+            });
+            Assert.True(udpAnswer == local.Name, $"UDP via the VIP: {udpAnswer}{Diagnostics(s)}");
+
+            // The local backend reaches itself through its own service (hairpin via 169.254.42.1).
+            Assert.Equal(local.Name, Request(local, LocalVip, 29000));
+
+            // Ingress policy judges the real client: intruder is denied by web's ingressDeny on node-a,
+            // and the flow event names intruder's identity.
+            var denied = Assert.ThrowsAny<Exception>(() => Connect(s.Intruder, LocalVip, 29500, timeoutMs: 1500));
+            Assert.True(denied is TimeoutException, denied.Message);
+            CliHarness.WaitFor(() => Metric(DemoCluster.Metrics(s.Cluster.A), "gateway_overlay_drop_count_total", ("reason", "POLICY_DENY"), ("direction", "INGRESS")) > 0,
+                "POLICY_DENY on node-a");
+            CliHarness.WaitFor(() => File.Exists(s.Cluster.A.FlowLogPath) && File.ReadAllLines(s.Cluster.A.FlowLogPath).Any(l =>
+                l.Contains("POLICY_DENY", StringComparison.Ordinal) && l.Contains("\"source\":\"10.11.1.20\"", StringComparison.Ordinal) &&
+                l.Contains("app=intruder", StringComparison.Ordinal) && l.Contains("web-local", StringComparison.Ordinal)), "intruder's POLICY_DENY flow event");
+
+            // Long-lived connections: one to the local backend, one to a remote backend.
+            for (int port = 30000; port < 30100 && (open.All(o => o.Backend != local.Name) || open.All(o => o.Backend == local.Name)); port++)
+            {
+                var socket = Connect(s.Client, Vip, port);
+                open.Add((socket, Ask(socket)));
+            }
+            Assert.Contains(open, o => o.Backend == local.Name);
+            Assert.Contains(open, o => o.Backend != local.Name);
+
+            // A reload that keeps every backend (a remote one becomes not ready): all connections go on.
+            int reloads = Regex.Matches(s.Cluster.A.Log.ToString(), "policy reloaded").Count;
+            WriteEndpoints(s.Cluster, s.Cluster.AllPods, "web-b2");
+            CliHarness.WaitFor(() => Regex.Matches(s.Cluster.A.Log.ToString(), "policy reloaded").Count > reloads, "node-a's reload");
+            foreach (var (socket, backend) in open)
+            {
+                Assert.Equal(backend, Ask(socket));
+            }
+
+            // The local backend goes: its client is told at once (RST from the VIP), the others survive.
+            WriteEndpoints(s.Cluster, s.Cluster.AllPods.Where(p => p != local), "web-b2");
+            CliHarness.WaitFor(() => s.Cluster.A.Log.ToString().Contains("client(s) told", StringComparison.Ordinal), "node-a to end the flows to " + local.Name);
+            foreach (var (socket, backend) in open)
+            {
+                if (backend == local.Name)
+                {
+                    var reset = Assert.ThrowsAny<SocketException>(() => socket.Receive(new byte[64]));
+                    Assert.True(reset.SocketErrorCode == SocketError.ConnectionReset, $"{reset.SocketErrorCode}{Diagnostics(s)}");
+                }
+                else
+                {
+                    Assert.Equal(backend, Ask(socket));
+                }
+            }
+            // web-local has no backend left: refused at once (NO_SERVICE).
+            var refused = Assert.ThrowsAny<SocketException>(() => Connect(s.Client, LocalVip, 29600));
+            Assert.Equal(SocketError.ConnectionRefused, refused.SocketErrorCode);
         }
         finally
         {

@@ -44,6 +44,8 @@ public sealed class HandshakeQueueTests : IDisposable
         _engine.SetPrivateKey(_key.Bytes);
     }
 
+    private static IpEndpoint Spoofed(int i) => new(IpAddress.FromV4(0x0A420000u + (uint)i), 40000);
+
     private int CookieRepliesTo(IpEndpoint to)
     {
         lock (_sent)
@@ -73,7 +75,8 @@ public sealed class HandshakeQueueTests : IDisposable
         Assert.Equal(HandshakeQueue.DefaultCapacity, queue.ProcessPending());
         Assert.Equal(0, queue.Count);
         Assert.Equal(HandshakeQueue.DefaultCapacity,
-            _engine.GetCount(TunnelEvent.CookieReplySent) + _engine.GetCount(TunnelEvent.HandshakeFailed));
+            _engine.GetCount(TunnelEvent.CookieReplySent) + _engine.GetCount(TunnelEvent.CookieReplyRateLimited) +
+            _engine.GetCount(TunnelEvent.HandshakeFailed));
     }
 
     [Fact]
@@ -95,10 +98,12 @@ public sealed class HandshakeQueueTests : IDisposable
             queue.TryDivert(Attacker, message);
         }
         queue.ProcessPending();
-        // The first message saw 199 behind it: under load from then on, no DH for any of them.
-        Assert.Equal(200, _engine.GetCount(TunnelEvent.CookieReplySent));
+        // The first message saw 199 behind it: under load from then on, no DH for any of them. One
+        // address gets the cookie replies' burst; the rest of its flood costs no reply.
+        Assert.Equal(WireGuardConstants.InitiationBurst, _engine.GetCount(TunnelEvent.CookieReplySent));
+        Assert.Equal(200 - WireGuardConstants.InitiationBurst, _engine.GetCount(TunnelEvent.CookieReplyRateLimited));
         Assert.Equal(10, _engine.GetCount(TunnelEvent.HandshakeFailed));
-        Assert.Equal(200, CookieRepliesTo(Attacker));
+        Assert.Equal(WireGuardConstants.InitiationBurst, CookieRepliesTo(Attacker));
         Assert.True(_engine.IsUnderLoad);
 
         // Under load lasts UnderLoadAfterTime past the last long backlog.
@@ -109,7 +114,7 @@ public sealed class HandshakeQueueTests : IDisposable
             queue.TryDivert(Attacker, message);
         }
         queue.ProcessPending();
-        Assert.Equal(200, _engine.GetCount(TunnelEvent.CookieReplySent));
+        Assert.Equal(WireGuardConstants.InitiationBurst, _engine.GetCount(TunnelEvent.CookieReplySent));
         Assert.Equal(15, _engine.GetCount(TunnelEvent.HandshakeFailed));
     }
 
@@ -158,7 +163,7 @@ public sealed class HandshakeQueueTests : IDisposable
         Assert.Equal(1, CookieRepliesTo(Initiator));
         Assert.Equal(20 - WireGuardConstants.InitiationBurst, _engine.GetCount(TunnelEvent.RateLimited));
         Assert.Equal(WireGuardConstants.InitiationBurst, _engine.GetCount(TunnelEvent.HandshakeFailed));
-        Assert.Equal(300, CookieRepliesTo(Attacker));
+        Assert.Equal(WireGuardConstants.InitiationBurst, CookieRepliesTo(Attacker)); // its burst, then silence
     }
 
     [Fact]
@@ -170,11 +175,12 @@ public sealed class HandshakeQueueTests : IDisposable
         var flood = ForgedInitiations.Make(_public.Bytes, 300);
         // The engine answers under its lock: nothing waits for the socket, the replies are kept,
         // up to the bound; the rest is dropped and counted.
-        foreach (var message in flood)
+        // Each from its own (spoofed) address, so that every one earns a cookie reply.
+        for (int i = 0; i < flood.Length; i++)
         {
-            Assert.Equal(TunnelEvent.CookieReplySent, _engine.ReceiveHandshake(Attacker, message).Reason);
+            Assert.Equal(TunnelEvent.CookieReplySent, _engine.ReceiveHandshake(Spoofed(i), flood[i]).Reason);
         }
-        Assert.Equal(0, CookieRepliesTo(Attacker));
+        Assert.Equal(0, CookieRepliesTo(Spoofed(0)));
         Assert.Equal(HandshakeTimers.DeferredCapacity, _timers.DeferredCount);
         Assert.Equal(300 - HandshakeTimers.DeferredCapacity, Interlocked.Read(ref _timers.DeferredFull));
 
@@ -186,7 +192,9 @@ public sealed class HandshakeQueueTests : IDisposable
         List<byte[]> replies;
         lock (_sent)
         {
-            replies = _sent.Where(s => s.To == Attacker).Select(s => s.Bytes).ToList();
+            replies = _sent.Where(s => Messages.Classify(s.Bytes) == MessageType.CookieReply).Select(s => s.Bytes).ToList();
+            Assert.True(_sent.Where(s => Messages.Classify(s.Bytes) == MessageType.CookieReply).Select(s => s.To)
+                .SequenceEqual(Enumerable.Range(0, HandshakeTimers.DeferredCapacity).Select(Spoofed)), "replies to the wrong addresses");
         }
         Assert.Equal(HandshakeTimers.DeferredCapacity, replies.Count);
         for (int i = 0; i < replies.Count; i++)

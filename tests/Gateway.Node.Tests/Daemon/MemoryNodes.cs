@@ -51,6 +51,7 @@ public sealed class MemoryNodes : IAsyncDisposable
 
     private readonly string _dir = Directory.CreateTempSubdirectory("gw-memnodes-").FullName;
     private readonly string? _services;
+    private readonly Gateway.Node.Overlay.IHostInjector? _injector;
     private readonly string? _ipsecKeys;
 
     /// <summary>IPsec mode's boot ids of node A and B (fixed, so the tests can derive the keys).</summary>
@@ -87,8 +88,11 @@ public sealed class MemoryNodes : IAsyncDisposable
     /// <param name="ipsecKeys">Cilium keys file text: run both overlay nodes in IPsec mode (ESP over
     /// memory binds at the underlay addresses, port 0).</param>
     /// <param name="logA">Where node A logs (default: nowhere).</param>
-    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null, string? ipsecKeys = null, TextWriter? logA = null)
+    /// <param name="injector">Where both nodes hand packets for their own pods (default: nowhere).</param>
+    public MemoryNodes(bool overlay = false, bool offloads = false, int workers = 1, string? services = null, string? ipsecKeys = null, TextWriter? logA = null,
+        Gateway.Node.Overlay.IHostInjector? injector = null)
     {
+        _injector = injector;
         _services = services;
         _logA = logA ?? TextWriter.Null;
         _ipsecKeys = ipsecKeys;
@@ -179,7 +183,6 @@ public sealed class MemoryNodes : IAsyncDisposable
         {
             InterfaceName = tun.Name,
             Config = config,
-            MetricsEndpoint = null,
             Log = new NodeLog(name == "a" ? _logA : TextWriter.Null),
             Tun = tun,
             Bind = Network.Bind(ipsec ? new IpEndpoint(underlay.Address, 0) : underlay),
@@ -189,6 +192,7 @@ public sealed class MemoryNodes : IAsyncDisposable
             TimerThread = false,
             CryptoWorkers = workers,
             BatchSize = 64,
+            HostInjector = _injector,
         });
     }
 

@@ -37,7 +37,6 @@ public class WireGuardNodeServiceTests
                 Config = config,
                 Tun = tun,
                 Bind = new MemoryNetwork().Bind(new IpEndpoint(IpAddress.Parse("192.0.2.9"), 51820)),
-                MetricsEndpoint = null,
                 Log = new NodeLog(TextWriter.Null),
                 TimerThread = false,
             };

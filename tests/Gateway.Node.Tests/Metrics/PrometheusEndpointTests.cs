@@ -1,32 +1,15 @@
 using System.Diagnostics.Metrics;
 using System.Net;
-using System.Net.Sockets;
+using Gateway.Hosting;
 using Gateway.Node.Metrics;
 
 namespace Gateway.Node.Tests.Metrics;
 
 public class PrometheusEndpointTests
 {
-    /// <summary>Starts an endpoint on a free loopback port (HttpListener takes no port 0: pick one, retry if taken meanwhile).</summary>
-    internal static PrometheusEndpoint StartOnFreePort(GatewayMeters meters)
-    {
-        for (int attempt = 0; ; attempt++)
-        {
-            int port;
-            using (var probe = new TcpListener(IPAddress.Loopback, 0))
-            {
-                probe.Start();
-                port = ((IPEndPoint)probe.LocalEndpoint).Port;
-            }
-            try
-            {
-                return PrometheusEndpoint.Start(new IPEndPoint(IPAddress.Loopback, port), meters);
-            }
-            catch (IOException) when (attempt < 5)
-            {
-            }
-        }
-    }
+    /// <summary>Starts an endpoint on a free loopback port (Kestrel asks the kernel for one).</summary>
+    internal static PrometheusEndpoint StartOnFreePort(GatewayMeters meters, PrometheusEndpointLimits? limits = null) =>
+        PrometheusEndpoint.Start(new IPEndPoint(IPAddress.Loopback, 0), meters, limits);
 
     [Fact]
     public async Task ServesTheNodesInstrumentsUnderTheirOwnNames()
