@@ -28,6 +28,11 @@ public class OverlayStageBenchmarks
     private readonly byte[] _mac = new byte[6];
     private FlowKey _key;
     private long _now;
+    private OverlayPipeline _receiver = null!;
+    private byte[] _frame = null!;
+    private byte[] _inbound = null!;
+    private int _frameLength;
+    private PublicKey _senderKey;
 
     [GlobalSetup]
     public void Setup()
@@ -52,6 +57,17 @@ public class OverlayStageBenchmarks
         _packet.CopyTo(_work.AsSpan(OverlayPipeline.Headroom));
         FlowParser.ParseIp(_packet, out _key);
         _now = _pair.EngineA.ReadClock();
+
+        // The receiving side: the VXLAN datagram node A frames for this packet, as node B's engine
+        // hands it over once opened (its inner IPv4 header parsed: the source is known).
+        _receiver = _pair.PipelineB!;
+        _packet.CopyTo(_work.AsSpan(OverlayPipeline.Headroom));
+        var framed = _sender.FrameOutbound(_work, OverlayPipeline.Headroom, _packet.Length, _now, out _);
+        _frame = _work.AsSpan(framed.Offset, framed.Length).ToArray();
+        _frameLength = framed.Length;
+        _inbound = GC.AllocateUninitializedArray<byte>(_frame.Length + 64, pinned: true);
+        _senderKey = _receiver.Peers.First().PublicKey;
+        _packet.CopyTo(_work.AsSpan(OverlayPipeline.Headroom));
     }
 
     [GlobalCleanup]
@@ -67,15 +83,15 @@ public class OverlayStageBenchmarks
     }
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "parse + conntrack hit (egress policy)")]
-    public int ParsePolicy()
+    public int ParsePolicy() => ParseAndDecide(_work.AsSpan(OverlayPipeline.Headroom, _packet.Length), _sender.Policy, PolicyChecks.Egress, 0);
+
+    private int ParseAndDecide(ReadOnlySpan<byte> packet, PolicyEngine policy, PolicyChecks checks, uint sourceIdentity)
     {
         int allowed = 0;
-        var packet = _work.AsSpan(OverlayPipeline.Headroom, _packet.Length);
-        var policy = _sender.Policy;
         for (int i = 0; i < Batch; i++)
         {
             FlowParser.ParseIp(packet, out var key, out _);
-            allowed += policy.Process(key, _now, PolicyChecks.Egress).Allowed ? 1 : 0;
+            allowed += policy.Process(key, _now, checks, sourceIdentity).Allowed ? 1 : 0;
         }
         return allowed;
     }
@@ -91,6 +107,23 @@ public class OverlayStageBenchmarks
                 VxlanFrame.SourcePort(_key), _peer.Mac, _mac, 0x0800);
         }
     }
+
+    [Benchmark(OperationsPerInvoke = Batch, Description = "AcceptInbound: VXLAN, sender binding, ingress policy")]
+    public int AcceptInbound()
+    {
+        int delivered = 0;
+        var source = ReplayPair.TunnelA;
+        for (int i = 0; i < Batch; i++)
+        {
+            // Delivering writes nothing into the frame (no service NAT on this flow): one copy serves all.
+            var r = _receiver.AcceptInbound(_frame, 0, _frameLength, _senderKey, TunnelEvent.TransportDelivered, _now, source);
+            delivered += r.Action == OverlayAction.Deliver ? 1 : 0;
+        }
+        return delivered;
+    }
+
+    [Benchmark(OperationsPerInvoke = Batch, Description = "inner parse + conntrack hit (ingress policy)")]
+    public int InboundParsePolicy() => ParseAndDecide(_frame.AsSpan(VxlanFrame.Overhead, _packet.Length), _receiver.Policy, PolicyChecks.Ingress, 256);
 
     [Benchmark(OperationsPerInvoke = Batch, Description = "BeginOutbound, all but the AEAD")]
     public int BeginOutbound()

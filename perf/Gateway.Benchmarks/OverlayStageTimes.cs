@@ -26,6 +26,8 @@ internal static class OverlayStageTimes
                 ("parse + conntrack hit (egress policy)", () => bench.ParsePolicy()),
                 ("VXLAN + outer IPv4/UDP header write", bench.VxlanWrite),
                 ("BeginOutbound, all but the AEAD", () => bench.BeginOutbound()),
+                ("inner parse + conntrack hit (ingress policy)", () => bench.InboundParsePolicy()),
+                ("AcceptInbound: VXLAN, sender binding, ingress policy", () => bench.AcceptInbound()),
             ];
             var ns = new double[stages.Length][];
             long[] allocated = new long[stages.Length];
@@ -46,7 +48,7 @@ internal static class OverlayStageTimes
                     ns[s][round] = (t1 - t0) * 1e9 / Stopwatch.Frequency / Burst;
                 }
             }
-            Console.WriteLine($"Overlay send-path stages, 1420-byte packets of an established TCP flow; {rounds} bursts of {Burst} per stage, interleaved.");
+            Console.WriteLine($"Overlay send- and receive-path stages, 1420-byte packets of an established TCP flow; {rounds} bursts of {Burst} per stage, interleaved.");
             Console.WriteLine($"Load average at the end: {LoadAverage()}");
             Console.WriteLine();
             Console.WriteLine("| stage | p10 ns/packet | median ns/packet | allocated B/packet |");

@@ -6,6 +6,7 @@ using BenchmarkDotNet.Running;
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --paired-transport [ROUNDS]
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --paired-aead [ROUNDS]
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --overlay-stages [ROUNDS]
+//   dotnet run -c Release --project perf/Gateway.Benchmarks -- --conntrack-contention [BURSTS]
 if (args.Length > 0 && args[0] == "--paired-transport")
 {
     return Gateway.Benchmarks.PairedTransport.Run(args);
@@ -13,6 +14,10 @@ if (args.Length > 0 && args[0] == "--paired-transport")
 if (args.Length > 0 && args[0] == "--overlay-stages")
 {
     return Gateway.Benchmarks.OverlayStageTimes.Run(args);
+}
+if (args.Length > 0 && args[0] == "--conntrack-contention")
+{
+    return Gateway.Benchmarks.ConntrackContention.Run(args);
 }
 if (args.Length > 0 && args[0] == "--paired-aead")
 {

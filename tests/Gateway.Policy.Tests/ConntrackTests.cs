@@ -164,4 +164,80 @@ public class ConntrackTests
         await gc;
         Assert.Equal(4L * 20 * keys.Length, hits);
     }
+
+    [Fact]
+    public void HitsAtOneClockReadingStillAdvanceState()
+    {
+        // Packets of one batch share a clock reading: a hit then stores nothing, but the ones that
+        // change the entry (the first reply, a FIN) must still change it.
+        var ct = new Conntrack(1024);
+        var syn = Tcp("10.0.0.1", 40000, "10.0.0.2", 80, TcpFlag.Syn);
+        Assert.True(ct.Create(syn, Second));
+        Assert.Equal(CtResult.Established, ct.Lookup(syn, Second));
+        Assert.Equal(TcpState.SynSent, ct.Inspect(syn).State);
+        var synAck = Tcp("10.0.0.2", 80, "10.0.0.1", 40000, TcpFlag.Syn | TcpFlag.Ack);
+        Assert.Equal(CtResult.Reply, ct.Lookup(synAck, Second));
+        Assert.Equal(TcpState.Established, ct.Inspect(syn).State);
+        Assert.Equal(Second + 6 * 3600 * Second, ct.Inspect(syn).ExpiresNs);
+        Assert.Equal(CtResult.Reply, ct.Lookup(Tcp("10.0.0.2", 80, "10.0.0.1", 40000, TcpFlag.Ack), Second));
+        Assert.Equal(CtResult.Established, ct.Lookup(Tcp("10.0.0.1", 40000, "10.0.0.2", 80, TcpFlag.Fin | TcpFlag.Ack), Second));
+        Assert.Equal(TcpState.Closing, ct.Inspect(syn).State);
+        Assert.Equal(Second + 10 * Second, ct.Inspect(syn).ExpiresNs);
+        // A later reading refreshes the expiry again (and never extends a closing flow).
+        Assert.Equal(CtResult.Reply, ct.Lookup(Tcp("10.0.0.2", 80, "10.0.0.1", 40000, TcpFlag.Ack), 2 * Second));
+        Assert.Equal(Second + 10 * Second, ct.Inspect(syn).ExpiresNs);
+    }
+
+    [Fact]
+    public async Task ConcurrentHitsStayRightWhileOtherFlowsChange()
+    {
+        // Readers hit long-lived flows in both directions while a writer keeps changing other flows
+        // in the same shards: no hit may be lost or reported in the wrong direction.
+        var ct = new Conntrack(1 << 12);
+        var keys = Enumerable.Range(0, 200).Select(i => Udp("10.0.0.1", (ushort)(1000 + i), "10.0.0.2", 53)).ToArray();
+        foreach (var k in keys)
+        {
+            Assert.True(ct.Create(k, 0));
+        }
+        using var stop = new CancellationTokenSource();
+        var writer = Task.Run(() =>
+        {
+            // Other TCP flows cycled through SYN, reply, FIN and a fresh SYN at the readers' clock
+            // reading: every packet changes its entry, so every one takes the lock and writes.
+            var churn = Enumerable.Range(0, 500).Select(i => (ushort)(2000 + i)).ToArray();
+            foreach (var port in churn)
+            {
+                ct.Create(Tcp("10.0.9.1", port, "10.0.9.2", 80, TcpFlag.Syn), Second);
+            }
+            while (!stop.IsCancellationRequested)
+            {
+                foreach (var port in churn)
+                {
+                    ct.Lookup(Tcp("10.0.9.2", 80, "10.0.9.1", port, TcpFlag.Syn | TcpFlag.Ack), Second);
+                    ct.Lookup(Tcp("10.0.9.1", port, "10.0.9.2", 80, TcpFlag.Fin | TcpFlag.Ack), Second);
+                    ct.Lookup(Tcp("10.0.9.1", port, "10.0.9.2", 80, TcpFlag.Syn), Second);
+                }
+            }
+        });
+        long forward = 0, reply = 0, wrong = 0;
+        Parallel.For(0, 3, _ =>
+        {
+            for (int r = 0; r < 200; r++)
+            {
+                foreach (var k in keys)
+                {
+                    var back = Udp("10.0.0.2", 53, "10.0.0.1", k.SourcePort);
+                    if (ct.Lookup(k, Second) == CtResult.Established) Interlocked.Increment(ref forward);
+                    else Interlocked.Increment(ref wrong);
+                    if (ct.Lookup(back, Second) == CtResult.Reply) Interlocked.Increment(ref reply);
+                    else Interlocked.Increment(ref wrong);
+                }
+            }
+        });
+        stop.Cancel();
+        await writer;
+        Assert.Equal(0, wrong);
+        Assert.Equal(3L * 200 * keys.Length, forward);
+        Assert.Equal(3L * 200 * keys.Length, reply);
+    }
 }

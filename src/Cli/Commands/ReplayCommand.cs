@@ -162,6 +162,10 @@ internal static class ReplayCommand
             ["bare_seal_mpps"] = r.BareSealMpps,
             ["ratio_to_seal"] = r.RatioToSeal,
             ["ratio_to_seal_open"] = r.RatioToSealOpen,
+            ["cpu_ns_per_packet"] = r.CpuNsPerPacket,
+            ["bare_seal_cpu_ns_per_packet"] = r.BareSealCpuNsPerPacket,
+            ["bare_seal_open_cpu_ns_per_packet"] = r.BareSealOpenCpuNsPerPacket,
+            ["cpu_ratio_to_seal_open"] = r.CpuRatioToSealOpen,
             ["sender_ratio_to_seal"] = r.SenderRatioToSeal,
             ["frames_written"] = framesWritten,
         };
@@ -186,6 +190,11 @@ internal static class ReplayCommand
             r.BareSealNsPerPacket, r.BareSealMpps, r.BareSealOpenNsPerPacket, ipsec ? "AES-GCM (rfc4106)" : "ChaCha20-Poly1305"));
         o.WriteLine(string.Format(c, "pipeline / bare: {0:P1} of seal, {1:P1} of seal+open (like for like: one thread seals and opens); sender side {2:P1} of seal",
             r.RatioToSeal, r.RatioToSealOpen, r.SenderRatioToSeal));
+        if (r.CpuNsPerPacket > 0)
+        {
+            o.WriteLine(string.Format(c, "in thread CPU time (leaves out the time other processes held the core): pipeline {0:F0} ns/packet, bare seal {1:F0}, seal+open {2:F0}: {3:P1} of seal+open",
+                r.CpuNsPerPacket, r.BareSealCpuNsPerPacket, r.BareSealOpenCpuNsPerPacket, r.CpuRatioToSealOpen));
+        }
         if (writePath is not null) o.WriteLine($"wrote {frames} underlay frame(s) to {writePath}");
         if (espSaPath is not null) o.WriteLine($"wrote both directions' ESP SA keys to {espSaPath} (Wireshark esp_sa table; docs/ipsec.md shows the tshark command)");
         if (keylogPath is not null)

@@ -96,7 +96,7 @@ public sealed partial class OverlayPipeline
 
     private OverlayResult Local(int packetOffset, in PacketLayout layout)
     {
-        Interlocked.Increment(ref _forwards[(int)Direction.Egress]);
+        Interlocked.Increment(ref _forwards[(int)Direction.Egress * CounterStride]);
         Interlocked.Increment(ref _localDeliveries);
         return new OverlayResult(OverlayAction.Deliver, packetOffset, layout.NetworkEnd, default, OverlayDrop.None, TunnelEvent.None);
     }

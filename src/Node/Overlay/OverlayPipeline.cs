@@ -91,12 +91,17 @@ public sealed class OverlayPeer(PublicKey publicKey, IpAddress tunnelAddress, IR
 
     internal void Learn(ReadOnlySpan<byte> sourceMac)
     {
-        // Unicast source MACs only; a 6-byte copy, no allocation.
+        // Unicast source MACs only; a 6-byte copy, no allocation. Nothing is written while the MAC
+        // stays the same: the send path reads these fields for every packet on another core, and a
+        // store per received packet would pull their cache line away from it each time.
         if ((sourceMac[0] & 1) == 0 && !sourceMac.SequenceEqual(_mac))
         {
             sourceMac.CopyTo(_mac);
         }
-        Volatile.Write(ref _macLearned, 1);
+        if (Volatile.Read(ref _macLearned) == 0)
+        {
+            Volatile.Write(ref _macLearned, 1);
+        }
     }
 }
 
@@ -139,9 +144,13 @@ public sealed partial class OverlayPipeline
     private Routing _routing = new();
     private ServiceLoadBalancer? _services;
     // [direction][reason] drop counters and per-direction forwards; Direction.Ingress = 0, Egress = 1.
+    // The two directions' forward counters sit CounterStride longs apart: the send path and the
+    // receive path count every packet from different cores, and two counters on one cache line
+    // would move that line between the cores on every packet.
+    private const int CounterStride = 16;
     private readonly long[] _drops = new long[2 * 256];
-    private readonly long[] _forwards = new long[2];
-    private readonly long[] _allowedNew = new long[2];
+    private readonly long[] _forwards = new long[2 * CounterStride];
+    private readonly long[] _allowedNew = new long[2 * CounterStride];
 
     public OverlayPipeline(WireGuardEngine engine, PolicyEngine policy, OverlayOptions options, TimeProvider? clock = null)
     {
@@ -219,16 +228,16 @@ public sealed partial class OverlayPipeline
 
     public long Drops(Direction direction, OverlayDrop reason) => Interlocked.Read(ref _drops[(int)direction * 256 + (int)reason]);
 
-    public long Forwards(Direction direction) => Interlocked.Read(ref _forwards[(int)direction]);
+    public long Forwards(Direction direction) => Interlocked.Read(ref _forwards[(int)direction * CounterStride]);
 
     /// <summary>New flows the policy allowed (established flows and replies are not verdicts).</summary>
-    public long PolicyAllowed(Direction direction) => Interlocked.Read(ref _allowedNew[(int)direction]);
+    public long PolicyAllowed(Direction direction) => Interlocked.Read(ref _allowedNew[(int)direction * CounterStride]);
 
     private void CountVerdict(Direction direction, in FlowDecision decision)
     {
         if (decision.Allowed && decision.Conntrack == CtResult.New)
         {
-            Interlocked.Increment(ref _allowedNew[(int)direction]);
+            Interlocked.Increment(ref _allowedNew[(int)direction * CounterStride]);
         }
     }
 
@@ -560,7 +569,7 @@ public sealed partial class OverlayPipeline
     /// the engine parsed it (with the total length equal to <paramref name="length"/>), so its IP
     /// header is not parsed a second time.
     /// </summary>
-    private OverlayResult AcceptInbound(Span<byte> buffer, int offset, int length, PublicKey? sender, TunnelEvent reason, long now, IpAddress? parsedSource)
+    internal OverlayResult AcceptInbound(Span<byte> buffer, int offset, int length, PublicKey? sender, TunnelEvent reason, long now, IpAddress? parsedSource)
     {
         var packet = buffer.Slice(offset, length);
         IpAddress outerSource = default;
@@ -626,7 +635,7 @@ public sealed partial class OverlayPipeline
         }
         // Deliver the IP packet without the link padding a minimum-size frame may carry.
         int innerOffset = offset + frameOffset + VxlanFrame.EthernetLength;
-        Interlocked.Increment(ref _forwards[(int)Direction.Ingress]);
+        Interlocked.Increment(ref _forwards[(int)Direction.Ingress * CounterStride]);
         return new OverlayResult(OverlayAction.Deliver, innerOffset, layout.NetworkEnd, default, OverlayDrop.None, reason);
     }
 
@@ -758,7 +767,7 @@ public sealed partial class OverlayPipeline
     {
         if (sealedResult.Action == TunnelAction.SendToNetwork)
         {
-            Interlocked.Increment(ref _forwards[(int)Direction.Egress]);
+            Interlocked.Increment(ref _forwards[(int)Direction.Egress * CounterStride]);
             return new OverlayResult(OverlayAction.Send, sealedResult.Offset + start, sealedResult.Length, sealedResult.Endpoint, OverlayDrop.None,
                 sealedResult.Reason);
         }
@@ -773,7 +782,7 @@ public sealed partial class OverlayPipeline
         }
         else if (result.Action is OverlayAction.Send or OverlayAction.Deliver)
         {
-            Interlocked.Increment(ref _forwards[(int)direction]);
+            Interlocked.Increment(ref _forwards[(int)direction * CounterStride]);
         }
         return result;
     }

@@ -72,6 +72,14 @@ public sealed class ReplayReport
     /// for WireGuard, AES-GCM (rfc4106, 16-byte tag) for IPsec.</summary>
     public required double BareSealNsPerPacket { get; init; }
     public required double BareSealOpenNsPerPacket { get; init; }
+    /// <summary>The pipeline and the bare AEAD per packet in thread CPU time (CLOCK_THREAD_CPUTIME_ID)
+    /// rather than wall-clock time: on a shared machine the time other processes held the core is
+    /// left out (their cache pollution is not). 0 where the clock is missing.</summary>
+    public double CpuNsPerPacket { get; init; }
+    public double BareSealCpuNsPerPacket { get; init; }
+    public double BareSealOpenCpuNsPerPacket { get; init; }
+    /// <summary><see cref="RatioToSealOpen"/> in thread CPU time.</summary>
+    public double CpuRatioToSealOpen => CpuNsPerPacket > 0 ? BareSealOpenCpuNsPerPacket / CpuNsPerPacket : 0;
     public double BareSealMpps => Workers * 1e3 / BareSealNsPerPacket;
     /// <summary>Pipeline rate / bare seal rate (both directions of the pipeline run on one thread,
     /// so a seal-only baseline is the yardstick, not a like-for-like one).</summary>
@@ -194,6 +202,9 @@ public static class ReplayRunner
             AllocatedBytes = workers.Sum(w => w.AllocatedBytes),
             BareSealNsPerPacket = NsPer(workers.Sum(w => w.SealTicks)),
             BareSealOpenNsPerPacket = NsPer(workers.Sum(w => w.SealOpenTicks)),
+            CpuNsPerPacket = (double)workers.Sum(w => w.PipelineCpuNs) / Math.Max(1, packets),
+            BareSealCpuNsPerPacket = (double)workers.Sum(w => w.SealCpuNs) / Math.Max(1, packets),
+            BareSealOpenCpuNsPerPacket = (double)workers.Sum(w => w.SealOpenCpuNs) / Math.Max(1, packets),
         };
     }
 
@@ -215,6 +226,7 @@ public static class ReplayRunner
         public ReplayPair? Pair;
         public long MeasuredPackets, MeasuredBytes, RoundTripped, Mismatched, NotSent, AllocatedBytes;
         public long PipelineTicks, SealTicks, SealOpenTicks;
+        public long PipelineCpuNs, SealCpuNs, SealOpenCpuNs;
         public int EphemeralKeysLogged;
 
         public IEnumerable<string> StageNames => options.Encryption == ReplayEncryption.Ipsec
@@ -302,19 +314,27 @@ public static class ReplayRunner
             for (int loop = 0; loop < options.Loops; loop++)
             {
                 long allocated = GC.GetAllocatedBytesForCurrentThread();
+                long c0 = Interop.LibC.ThreadCpuNanoseconds();
                 long t0 = Stopwatch.GetTimestamp();
                 pass();
                 long t1 = Stopwatch.GetTimestamp();
+                long c1 = Interop.LibC.ThreadCpuNanoseconds();
                 AllocatedBytes += GC.GetAllocatedBytesForCurrentThread() - allocated;
                 PipelineTicks += t1 - t0;
+                PipelineCpuNs += c1 - c0;
                 between?.Invoke();
+                long c2 = Interop.LibC.ThreadCpuNanoseconds();
                 long t2 = Stopwatch.GetTimestamp();
                 bare(false);
                 long t3 = Stopwatch.GetTimestamp();
+                long c3 = Interop.LibC.ThreadCpuNanoseconds();
                 bare(true);
                 long t4 = Stopwatch.GetTimestamp();
+                long c4 = Interop.LibC.ThreadCpuNanoseconds();
                 SealTicks += t3 - t2;
                 SealOpenTicks += t4 - t3;
+                SealCpuNs += c3 - c2;
+                SealOpenCpuNs += c4 - c3;
             }
         }
 

@@ -439,8 +439,16 @@ public sealed class Conntrack
         }
         // A closing entry never gets its lifetime extended by late packets.
         long expires = nowNs + lifetime;
-        e.Expires = e.State == TcpState.Closing && e.Expires != 0 ? Math.Min(e.Expires, expires) : expires;
-        if (isReply)
+        expires = e.State == TcpState.Closing && e.Expires != 0 ? Math.Min(e.Expires, expires) : expires;
+        // Stores only when something changes: the data path reads its clock once per batch, so most
+        // packets of a flow would store the same values again, and both directions of a flow are
+        // handled on different cores (send and receive path) that would pass the entry's cache
+        // line back and forth for each of those stores.
+        if (e.Expires != expires)
+        {
+            e.Expires = expires;
+        }
+        if (isReply && !e.SeenReply)
         {
             e.SeenReply = true;
         }
