@@ -238,11 +238,6 @@ public sealed class WireGuardNode : IAsyncDisposable
             _undo.Add(() => ((Task)installing).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing).GetAwaiter().GetResult());
         }
 
-        if (_options.UapiHandler is { } handler)
-        {
-            _uapi = UapiSocketServer.Start(tun.Name, request => _configurator.HandleUapi(handler, request), _options.UapiDirectory);
-            _undo.Add(() => _uapi.DisposeAsync().AsTask().GetAwaiter().GetResult());
-        }
         var meters = new GatewayMeters(() => InterfaceName);
         _meters = meters;
         _undo.Add(meters.Dispose);
@@ -305,6 +300,13 @@ public sealed class WireGuardNode : IAsyncDisposable
             StartThread("timers", () => HandshakeTimers.Run(engine, _log, _stop.Token));
         }
         routes?.GetAwaiter().GetResult(); // a route that failed fails the start, as before
+        // The UAPI socket is what `wg` and scripts wait for: it appears only once the routes and
+        // strict mode's prohibit routes are in, and before PostUp (whose commands may call `wg set`).
+        if (_options.UapiHandler is { } handler)
+        {
+            _uapi = UapiSocketServer.Start(tun.Name, request => _configurator.HandleUapi(handler, request), _options.UapiDirectory);
+            _undo.Add(() => _uapi.DisposeAsync().AsTask().GetAwaiter().GetResult());
+        }
         NodeConfigurator.RunHooks(iface.PostUp, "PostUp", _options.InterfaceName, _log);
         _log.Info($"{tun.Name} up: listening on " + (_ipsec is null ? $"UDP {bind.LocalPort}" : $"ESP (IPsec, node {_ipsec.LocalAddress}, boot id {_ipsec.BootId})") + $", MTU {Mtu}, {_engine.PeerCount} peer(s), " +
                   (crypto.Inline ? "crypto on the I/O threads" : $"{crypto.Workers} crypto worker(s)") +

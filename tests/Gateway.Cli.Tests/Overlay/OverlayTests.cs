@@ -84,9 +84,12 @@ public class OverlayOperationsTests
     {
         Skip.If(DemoCluster.CannotRunReason() is not null, DemoCluster.CannotRunReason());
         using var cluster = Build(out var frontend, out _, out var backend, out _);
-        // The UAPI socket (what the set-up waits for) appears before the strict routes are in.
+        // The UAPI socket (what the set-up waits for) appears only once the peer routes and the
+        // strict routes are in: no wait here.
         string prohibit = $"prohibit 10.11.0.0/16 metric {Gateway.Node.Daemon.WireGuardNode.StrictRouteMetric}";
-        WaitFor(() => DemoCluster.Exec(cluster.A.Ns, "ip route").Contains(prohibit, StringComparison.Ordinal), "strict mode's prohibit route");
+        string routes = DemoCluster.Exec(cluster.A.Ns, "ip route");
+        Assert.Contains(prohibit, routes, StringComparison.Ordinal);
+        Assert.Contains("10.11.2.0/24 dev " + cluster.A.Interface, routes, StringComparison.Ordinal);
         // A workload sending its own VXLAN into the overlay is refused before encryption.
         Gateway.Datapath.Devices.NetworkNamespace.Run(frontend.Ns, () =>
         {
