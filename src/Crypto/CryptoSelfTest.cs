@@ -134,18 +134,24 @@ internal static class CryptoSelfTest
             && t3.SequenceEqual(Convert.FromHexString(WireGuardGoKdf.T3));
     }
 
+    /// <summary>RFC 8439 section 2.8.2 as bytes; <see cref="AeadVector.Expected"/> is ciphertext and tag.</summary>
+    internal readonly record struct AeadVector(byte[] Key, byte[] Nonce, byte[] Aad, byte[] Plaintext, byte[] Expected);
+
+    internal static AeadVector Rfc8439Vector() => new(
+        Convert.FromHexString(Rfc8439.Key),
+        Convert.FromHexString(Rfc8439.Nonce),
+        Convert.FromHexString(Rfc8439.Aad),
+        Encoding.ASCII.GetBytes(Rfc8439.Plaintext),
+        Convert.FromHexString(Rfc8439.Ciphertext + Rfc8439.Tag));
+
     internal static bool CheckAead()
     {
-        byte[] key = Convert.FromHexString(Rfc8439.Key);
-        byte[] nonce = Convert.FromHexString(Rfc8439.Nonce);
-        byte[] aad = Convert.FromHexString(Rfc8439.Aad);
-        byte[] plaintext = Encoding.ASCII.GetBytes(Rfc8439.Plaintext);
-        byte[] expected = Convert.FromHexString(Rfc8439.Ciphertext + Rfc8439.Tag);
-        byte[] sealedBytes = new byte[plaintext.Length + 16];
-        ChaCha20Poly1305.SealWithNonce(key, nonce, plaintext, aad, sealedBytes);
-        byte[] opened = new byte[plaintext.Length];
-        bool ok = ChaCha20Poly1305.OpenWithNonce(key, nonce, expected, aad, opened);
-        return sealedBytes.AsSpan().SequenceEqual(expected) && ok && opened.AsSpan().SequenceEqual(plaintext);
+        var v = Rfc8439Vector();
+        byte[] sealedBytes = new byte[v.Plaintext.Length + 16];
+        ChaCha20Poly1305.SealWithNonce(v.Key, v.Nonce, v.Plaintext, v.Aad, sealedBytes);
+        byte[] opened = new byte[v.Plaintext.Length];
+        bool ok = ChaCha20Poly1305.OpenWithNonce(v.Key, v.Nonce, v.Expected, v.Aad, opened);
+        return sealedBytes.AsSpan().SequenceEqual(v.Expected) && ok && opened.AsSpan().SequenceEqual(v.Plaintext);
     }
 
     internal static bool CheckXChaCha()
