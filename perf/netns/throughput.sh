@@ -8,6 +8,9 @@
 #   MODES="plain" perf/netns/throughput.sh                      # plain only (default: plain overlay)
 #   WGO=/usr/bin/wireguard-go perf/netns/throughput.sh          # another wireguard-go build
 #   GATEWAY_UP_ARGS="--crypto-workers 0" perf/netns/throughput.sh
+#   GATEWAY_AEAD=libsodium perf/netns/throughput.sh             # gateway without OpenSSL's AEAD
+#   IMPLS=gateway perf/netns/throughput.sh 5 10                 # gateway only, plain and overlay
+#                                                               # alternated in every round
 #
 # The default peer is wireguard-go 0.0.20231211 (Debian bookworm-backports, TUN TCP/UDP GRO and
 # UDP GSO), which scripts/setup.sh unpacks into /opt/wireguard-go-20231211.
@@ -16,7 +19,10 @@
 # (identity in the VNI, policy at both ends), and for wireguard-go a Linux vxlan device over its
 # interface (VXLAN inside WireGuard, no policy), MTU 1370 on both.
 # Each round measures both implementations back to back (alternating which goes first), so load
-# from elsewhere on the machine hits both alike; the median of the rounds is reported.
+# from elsewhere on the machine hits both alike; the median of the rounds is reported. With
+# IMPLS=gateway (no wireguard-go) each round runs gateway in every mode instead, so the overlay /
+# plain ratio is taken from neighbouring runs. Each gateway line also gives the CPU time both
+# gateway processes used per Gbit received (clock ticks of /proc/PID/stat, 100 per second).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-5}
@@ -94,29 +100,48 @@ measure() { # mode; prints bits per second
 
 version=$("$wgo" --version 2>/dev/null | head -1 | awk '{print $2}')
 [[ $wgo == /opt/wireguard-go-20231211/* ]] && version="0.0.20231211"
-declare -A result
-for mode in $modes; do
-  gw=() go=()
-  for r in $(seq "$rounds"); do
-    if (( r % 2 )); then order="gateway wggo"; else order="wggo gateway"; fi
-    for impl in $order; do
-      start_$impl "$mode"
-      bps=$(measure "$mode")
-      stop_all
-      bps=${bps:-0}
-      if [[ $impl == gateway ]]; then gw+=("$bps"); else go+=("$bps"); fi
-      awk -v m="$mode" -v r="$r" -v i="$impl" -v b="$bps" 'BEGIN { printf "%-7s round %d %-8s %8.1f Mbit/s\n", m, r, i, b / 1e6 }'
+impls=${IMPLS:-gateway wggo}
+cpu_ticks() { local t=0 p; for p in "${pids[@]}"; do t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat 2>/dev/null || echo 0))); done; echo $t; }
+declare -A samples
+run_one() { # mode impl round
+  start_$2 "$1"
+  local t0 t1 bps
+  t0=$(cpu_ticks); bps=$(measure "$1"); t1=$(cpu_ticks)
+  stop_all
+  bps=${bps:-0}
+  samples[$1.$2]+=" $bps"
+  awk -v m="$1" -v r="$3" -v i="$2" -v b="$bps" -v t=$((t1 - t0)) -v s="$seconds" 'BEGIN {
+    printf "%-7s round %d %-8s %8.1f Mbit/s", m, r, i, b / 1e6
+    if (i == "gateway" && b > 0) printf "   %6.1f CPU ticks/Gbit", t * 1e9 / b / s
+    printf "\n" }'
+}
+for r in $(seq "$rounds"); do
+  if [[ $impls == gateway ]]; then
+    for mode in $modes; do run_one "$mode" gateway "$r"; done
+  fi
+done
+if [[ $impls != gateway ]]; then
+  for mode in $modes; do
+    for r in $(seq "$rounds"); do
+      if (( r % 2 )); then order="gateway wggo"; else order="wggo gateway"; fi
+      for impl in $order; do run_one "$mode" "$impl" "$r"; done
     done
   done
-  result[$mode.gw]=$(median "${gw[@]}"); result[$mode.go]=$(median "${go[@]}")
+fi
+declare -A result
+for mode in $modes; do
+  result[$mode.gw]=$(median ${samples[$mode.gateway]})
+  [[ -n ${samples[$mode.wggo]:-} ]] && result[$mode.go]=$(median ${samples[$mode.wggo]})
 done
 
-echo "--- medians of $rounds x ${seconds}s, wireguard-go $version ($wgo)"
+if [[ $impls == gateway ]]; then what=" (gateway only, modes alternated in each round)"; else what=", wireguard-go $version ($wgo)"; fi
+echo "--- medians of $rounds x ${seconds}s$what"
 for mode in $modes; do
-  awk -v m="$mode" -v g="${result[$mode.gw]}" -v w="${result[$mode.go]}" -v v="$version" 'BEGIN {
+  awk -v m="$mode" -v g="${result[$mode.gw]}" -v w="${result[$mode.go]:-}" -v v="$version" 'BEGIN {
     printf "%-7s gateway-to-gateway:           %8.1f Mbit/s\n", m, g / 1e6
-    printf "%-7s wireguard-go-to-wireguard-go: %8.1f Mbit/s (%s)\n", m, w / 1e6, v
-    printf "%-7s ratio gateway / wireguard-go: %8.2f\n", m, (w > 0) ? g / w : 0 }'
+    if (w != "") {
+      printf "%-7s wireguard-go-to-wireguard-go: %8.1f Mbit/s (%s)\n", m, w / 1e6, v
+      printf "%-7s ratio gateway / wireguard-go: %8.2f\n", m, (w > 0) ? g / w : 0 } }'
 done
 if [[ -n ${result[plain.gw]:-} && -n ${result[overlay.gw]:-} ]]; then
   awk -v p="${result[plain.gw]}" -v o="${result[overlay.gw]}" 'BEGIN { printf "gateway overlay / gateway plain:      %8.2f\n", (p > 0) ? o / p : 0 }'

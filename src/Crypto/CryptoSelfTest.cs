@@ -71,6 +71,7 @@ internal static class CryptoSelfTest
         new("BLAKE2s self-test grand hash (RFC 7693 App. E)", CheckBlake2sSelfTest()),
         new("HKDF-BLAKE2s KDF3 (wireguard-go kdf_test.go)", CheckKdf()),
         new("ChaCha20-Poly1305 seal/open (RFC 8439 2.8.2)", CheckAead()),
+        new($"ChaCha20-Poly1305 transport key ({ChaCha20Poly1305Key.Backend}) agrees with the RFC 8439 path", CheckTransportKey()),
         new("XChaCha20-Poly1305 seal/open (draft-irtf-cfrg-xchacha A.3.1)", CheckXChaCha()),
         new("X25519 Diffie-Hellman (RFC 7748 6.1)", CheckX25519()),
     ];
@@ -152,6 +153,25 @@ internal static class CryptoSelfTest
         byte[] opened = new byte[v.Plaintext.Length];
         bool ok = ChaCha20Poly1305.OpenWithNonce(v.Key, v.Nonce, v.Expected, v.Aad, opened);
         return sealedBytes.AsSpan().SequenceEqual(v.Expected) && ok && opened.AsSpan().SequenceEqual(v.Plaintext);
+    }
+
+    /// <summary>The session key type (OpenSSL from 512 bytes when present, libsodium below) seals
+    /// and opens a keepalive-sized, an ACK-sized and a full packet exactly as the one-shot path that
+    /// <see cref="CheckAead"/> checked against RFC 8439.</summary>
+    internal static bool CheckTransportKey()
+    {
+        var v = Rfc8439Vector();
+        using var key = new ChaCha20Poly1305Key(v.Key);
+        foreach (int length in (ReadOnlySpan<int>)[0, 52, 1420])
+        {
+            byte[] plaintext = new byte[length];
+            SelfTestSequence(plaintext, (uint)length);
+            byte[] expected = new byte[length + 16], actual = new byte[length + 16], opened = new byte[length];
+            ChaCha20Poly1305.Seal(v.Key, 7, plaintext, default, expected);
+            key.Seal(7, plaintext, default, actual);
+            if (!actual.AsSpan().SequenceEqual(expected) || !key.Open(7, expected, default, opened) || !opened.AsSpan().SequenceEqual(plaintext)) return false;
+        }
+        return true;
     }
 
     internal static bool CheckXChaCha()

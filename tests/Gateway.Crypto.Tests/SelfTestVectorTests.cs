@@ -26,7 +26,7 @@ public class SelfTestVectorTests
     public void RunReportsAllPassing()
     {
         var results = CryptoSelfTest.Run();
-        Assert.Equal(6, results.Count);
+        Assert.Equal(7, results.Count);
         Assert.All(results, r => Assert.True(r.Passed, r.Name));
     }
 }
