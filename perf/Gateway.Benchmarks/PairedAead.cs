@@ -5,7 +5,9 @@ namespace Gateway.Benchmarks;
 /// way <see cref="PairedTransport"/> compares engine and AEAD: bursts of the two seals alternate,
 /// each round gives one time ratio, the median is reported; load that comes and goes on a shared
 /// machine hits both sides of a round alike. Same operations as <see cref="AesGcmBenchmarks"/>.
-/// Ratio = AES-GCM time / ChaCha20-Poly1305 time, so AES-GCM is 1/ratio times as fast.
+/// Ratio = AES-GCM time / ChaCha20-Poly1305 time, so AES-GCM is 1/ratio times as fast. The first
+/// row of each size pairs the two ChaCha20-Poly1305 implementations instead (ratio = OpenSSL time /
+/// libsodium time).
 /// <code>dotnet perf/Gateway.Benchmarks/bin/Release/net10.0/Gateway.Benchmarks.dll --paired-aead [ROUNDS]</code>
 /// </summary>
 internal static class PairedAead
@@ -19,6 +21,17 @@ internal static class PairedAead
         Console.WriteLine("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
         foreach (int size in new[] { 64, 512, 1420 })
         {
+            // WireGuard's two ChaCha20-Poly1305 implementations on the same bytes.
+            var transport = new CryptoAeadBenchmarks { Size = size };
+            transport.Setup();
+            try
+            {
+                PairedTransport.Report("OpenSSL EVP seal vs libsodium seal (ChaCha20-Poly1305)", size, rounds, () => { transport.SealInPlaceLibsodium(); return 0; }, () => { transport.SealInPlaceOpenSsl(); return 0; });
+            }
+            finally
+            {
+                transport.Cleanup();
+            }
             var bench = new AesGcmBenchmarks { Size = size };
             bench.Setup();
             try
