@@ -58,11 +58,13 @@ public class HostingTests
             var process = t.StartProcess(t.A.Ns, $"dotnet {Topology.GatewayDll} up {conf} --interface {t.A.Interface} --metrics off",
                 new() { ["NOTIFY_SOCKET"] = path });
             string? ready = Receive(manager, Deadline);
-            string log = t.Logs[process].ToString();
-            Assert.True(ready is not null, $"no notification within {Deadline}:\n{log}");
+            Assert.True(ready is not null, $"no notification within {Deadline}:\n{t.Logs[process]}");
             Assert.Contains("READY=1", ready);
-            // Ready means up: the interface, its routes and the start-up line came first.
-            Assert.Contains(" up: listening", log);
+            // Ready means up: the interface, its routes and the start-up line came first. The line
+            // was written to stderr before READY=1 was sent; the harness reads stderr on another
+            // thread, so give that reader the time to catch up with what is already in the pipe.
+            bool logged = SpinWait.SpinUntil(() => t.Logs[process].ToString().Contains(" up: listening", StringComparison.Ordinal), Deadline);
+            Assert.True(logged, $"no up line after READY=1:\n{t.Logs[process]}");
             Assert.Contains(t.A.Interface, t.A.Exec("ip link show"));
 
             Sh.Run($"kill -TERM {process.Id}");
