@@ -18,7 +18,9 @@ internal sealed unsafe class OpenSslChaCha20Poly1305 : IDisposable
 {
     internal const string BackendEnvironmentVariable = "GATEWAY_AEAD";
     private const int SlotStride = 8; // nint slots 64 bytes apart
-    private static readonly int s_slotCount = Math.Clamp(Environment.ProcessorCount, 2, 16);
+    // One per crypto worker (one per CPU by default) plus the node's TUN and UDP reader threads,
+    // which seal and open inline when the workers are busy: each such thread starts at a slot of its own.
+    private static readonly int s_slotCount = Math.Clamp(Environment.ProcessorCount + 2, 4, 16);
     private static readonly nint s_cipher;
     private static int s_nextThreadSlot;
     [ThreadStatic] private static int t_slot; // 1-based; 0 = not assigned yet
