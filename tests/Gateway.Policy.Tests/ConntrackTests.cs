@@ -189,6 +189,34 @@ public class ConntrackTests
     }
 
     [Fact]
+    public void SequentialSourcePortsSpreadLikeRandomOnes()
+    {
+        // A client's flows to one server differ only in the source port, and ephemeral ports are
+        // handed out in sequence. They must spread over the slots as well as random ports do:
+        // the hash once moved by a fixed step per port, and for some table seeds the flows packed
+        // into runs that filled a key's eight probe slots (evicting live flows) at 29% load.
+        long Evictions(Func<int, ushort> port)
+        {
+            long total = 0;
+            for (int table = 0; table < 200; table++)
+            {
+                var ct = new Conntrack(1 << 12); // a fresh random seed each time
+                for (int i = 0; i < 1200; i++)
+                {
+                    ct.Create(Tcp("10.0.0.1", port(i), "10.0.0.2", 443, TcpFlag.Syn), 0);
+                }
+                total += ct.Evictions;
+            }
+            return total;
+        }
+        var rng = new Random(5);
+        long sequential = Evictions(i => (ushort)(32768 + i));
+        long random = Evictions(_ => (ushort)rng.Next(1024, 65536));
+        // Measured: 41 against 42 (before the fix: 779 against 33).
+        Assert.True(sequential <= 3 * random + 30, $"sequential ports: {sequential} evictions; random ports: {random}");
+    }
+
+    [Fact]
     public async Task ConcurrentHitsStayRightWhileOtherFlowsChange()
     {
         // Readers hit long-lived flows in both directions while a writer keeps changing other flows

@@ -657,6 +657,15 @@ public sealed class Conntrack
                          (_a.IsV6 ? 1UL : 0UL);
             ulong h = Fold(_a.Low ^ seed.K0, _b.Low ^ seed.K1) ^ Fold(_a.High ^ seed.K2, _b.High ^ seed.K3);
             h = Fold(h ^ seed.K4, rest ^ seed.K5);
+            // A final avalanche (MurmurHash3's fmix64). Without it, flows that differ only in a
+            // port (a client's sequential ephemeral ports) moved the fold's high half by a fixed
+            // step per port: an arithmetic progression of slots, which for some seeds packed them
+            // into runs that filled a key's eight probe slots at a few percent load.
+            h ^= h >> 33;
+            h *= 0xff51afd7ed558ccdUL;
+            h ^= h >> 33;
+            h *= 0xc4ceb9fe1a85ec53UL;
+            h ^= h >> 33;
             // The low bits pick the shard, higher bits the slot.
             return (int)h;
         }
