@@ -374,10 +374,17 @@ public sealed class OverlayLocalBackendTests : IDisposable
             return delivered;
         }
         Assert.Equal(buffers.Count, Run());
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        int total = Run() + Run();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
-        Assert.Equal(2 * buffers.Count, total);
+        // The least of three windows: an allocation per packet shows in every one, while the one
+        // CI run that saw 1,240 bytes here (never reproduced in 18 runs) fits a one-off event on
+        // the thread, such as a collection started by a parallel test (dotnet/coreclr#10207).
+        long allocated = long.MaxValue;
+        for (int attempt = 0; attempt < 3 && allocated != 0; attempt++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            int total = Run() + Run();
+            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
+            Assert.Equal(2 * buffers.Count, total);
+        }
         Assert.Equal(0, allocated);
     }
 }
