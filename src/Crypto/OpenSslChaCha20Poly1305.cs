@@ -37,9 +37,14 @@ internal sealed unsafe class OpenSslChaCha20Poly1305 : IDisposable
     private readonly nint[] _pool = new nint[s_slotCount * SlotStride];
     private byte* _key;
 
-    internal OpenSslChaCha20Poly1305(ReadOnlySpan<byte> key)
+    internal OpenSslChaCha20Poly1305(ReadOnlySpan<byte> key) : this(key, probing: false)
     {
-        if (!IsSupported) throw new PlatformNotSupportedException("OpenSSL's ChaCha20-Poly1305 is not available.");
+    }
+
+    /// <summary>The probe (<paramref name="probing"/>) runs before <see cref="IsSupported"/> is known.</summary>
+    private OpenSslChaCha20Poly1305(ReadOnlySpan<byte> key, bool probing)
+    {
+        if (!probing && !IsSupported) throw new PlatformNotSupportedException("OpenSSL's ChaCha20-Poly1305 is not available.");
         if (key.Length != ChaCha20Poly1305Key.KeySize) throw new ArgumentException($"ChaCha20-Poly1305 key must be {ChaCha20Poly1305Key.KeySize} bytes, not {key.Length}.", nameof(key));
         _key = (byte*)NativeMemory.Alloc(ChaCha20Poly1305Key.KeySize);
         key.CopyTo(new Span<byte>(_key, ChaCha20Poly1305Key.KeySize));
@@ -207,10 +212,4 @@ internal sealed unsafe class OpenSslChaCha20Poly1305 : IDisposable
         }
     }
 
-    private OpenSslChaCha20Poly1305(ReadOnlySpan<byte> key, bool probing)
-    {
-        _ = probing;
-        _key = (byte*)NativeMemory.Alloc(ChaCha20Poly1305Key.KeySize);
-        key.CopyTo(new Span<byte>(_key, ChaCha20Poly1305Key.KeySize));
-    }
 }
