@@ -48,4 +48,40 @@ public class BandwidthCommandTests
         Assert.Contains(message, err);
         Assert.Single(err.Trim().Split('\n'));
     }
+
+    [Fact]
+    public void StoreCommandsRefuseBadInputBeforeTouchingEtcd()
+    {
+        // An etcd that is not there: every case below must fail on its input first (exit 2).
+        const string Nowhere = "http://127.0.0.1:9";
+        string bad = Path.Combine(Path.GetTempPath(), $"bw-bad-{Guid.NewGuid():N}.yaml");
+        File.WriteAllText(bad, "endpoints:\n  - {name: a, ips: [10.0.0.1], annotations: {kubernetes.io/egress-bandwidth: 10 M}}\n");
+        try
+        {
+            (string[] Args, string Message)[] cases =
+            [
+                (["bandwidth", "list"], "give --endpoints FILE, --kvstore URL, or both"),
+                (["bandwidth", "list", "--kvstore", Nowhere, "--pod-cidr", "10.0.0.0/24"], "--pod-cidr needs --endpoints"),
+                (["bandwidth", "apply", bad, "--kvstore", Nowhere], $"{bad}: document 1: endpoints[0].annotations.kubernetes.io/egress-bandwidth (line 2): ' M' is not a quantity suffix"),
+                (["bandwidth", "apply", Fixture, "--kvstore", Nowhere], "'mbit' is not a quantity suffix"),
+                (["bandwidth", "delete", "uploader", "--kvstore", Nowhere], "'uploader' is not NAMESPACE/NAME"),
+                (["bandwidth", "delete", "default/uploader", "--kvstore", "ftp://x"], "--kvstore"),
+            ];
+            foreach (var (args, message) in cases)
+            {
+                var (code, _, err) = CliHarness.Run(args);
+                Assert.True(code == 2, $"{string.Join(' ', args)}: exit {code}: {err}");
+                Assert.Contains(message, err);
+                Assert.Single(err.Trim().Split('\n'));
+            }
+            // A store that does not answer: one line, exit 1.
+            var (unreachable, _, error) = CliHarness.Run("bandwidth", "delete", "default/uploader", "--kvstore", Nowhere);
+            Assert.Equal(1, unreachable);
+            Assert.Contains("unreachable", error);
+        }
+        finally
+        {
+            File.Delete(bad);
+        }
+    }
 }

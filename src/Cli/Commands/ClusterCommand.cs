@@ -182,7 +182,13 @@ internal sealed class KvStoreCliOptions
     /// <summary>Per-request deadline for the CLI: "unreachable" within a few seconds.</summary>
     public static readonly TimeSpan RequestTimeout = TimeSpan.FromSeconds(3);
 
+    /// <param name="required">False for a command that also works without etcd (then --kvstore is optional).</param>
+    public KvStoreCliOptions(bool required = true) => KvStore.Required = required;
+
     public Option<string> KvStore { get; } = new("--kvstore") { Description = "etcd endpoints, e.g. http://10.0.0.1:2379,http://10.0.0.2:2379.", Required = true };
+
+    /// <summary>True when --kvstore was given.</summary>
+    public bool IsGiven(ParseResult parse) => parse.GetValue(KvStore) is not null;
     public Option<string> Ca { get; } = new("--kvstore-ca") { Description = "PEM CA file that signed etcd's certificate (https endpoints)." };
     public Option<string> Cert { get; } = new("--kvstore-cert") { Description = "PEM client certificate for etcd (needs --kvstore-key)." };
     public Option<string> Key { get; } = new("--kvstore-key") { Description = "PEM private key of --kvstore-cert." };
@@ -239,6 +245,38 @@ internal sealed class KvStoreCliOptions
     {
         await using var client = await ClusterClient.ConnectAsync(options, _ => { }, ct: ct);
         return await action(client, ct);
+    }
+
+    /// <summary>Opens a store of cluster-wide objects (<see cref="ServiceStore"/>, <see cref="BandwidthStore"/>),
+    /// runs <paramref name="action"/> with a 60 s limit, closes it: bad options or arguments exit 2,
+    /// an unreachable etcd exits 1, each with one line.</summary>
+    public static int RunStore<TStore>(KvStoreOptions options, Func<KvStoreOptions, TStore> open, Func<TStore, CancellationToken, Task<int>> action)
+        where TStore : IAsyncDisposable
+    {
+        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
+        try
+        {
+            return RunStoreAsync(options, open, action, cts.Token).GetAwaiter().GetResult();
+        }
+        catch (ClusterConfigException e)
+        {
+            throw new CliException(e.Message);
+        }
+        catch (KvStoreUnavailableException e)
+        {
+            throw new CliException(e.Message, exitCode: 1);
+        }
+        catch (ArgumentException e)
+        {
+            throw new CliException(e.Message);
+        }
+    }
+
+    private static async Task<int> RunStoreAsync<TStore>(KvStoreOptions options, Func<KvStoreOptions, TStore> open, Func<TStore, CancellationToken, Task<int>> action, CancellationToken ct)
+        where TStore : IAsyncDisposable
+    {
+        await using var store = open(options);
+        return await action(store, ct);
     }
 
     internal static string Seconds(TimeSpan t) => t.TotalSeconds.ToString("0.#", CultureInfo.InvariantCulture);

@@ -86,34 +86,8 @@ internal static class ServiceCommand
         return cmd;
     }
 
-    /// <summary>Opens the service store, runs <paramref name="action"/> with a 60 s limit, closes it:
-    /// bad options exit 2, an unreachable etcd exits 1, each with one line.</summary>
-    private static int RunStore(KvStoreOptions options, Func<ServiceStore, CancellationToken, Task<int>> action)
-    {
-        using var cts = new CancellationTokenSource(TimeSpan.FromSeconds(60));
-        try
-        {
-            return RunStoreAsync(options, action, cts.Token).GetAwaiter().GetResult();
-        }
-        catch (ClusterConfigException e)
-        {
-            throw new CliException(e.Message);
-        }
-        catch (KvStoreUnavailableException e)
-        {
-            throw new CliException(e.Message, exitCode: 1);
-        }
-        catch (ArgumentException e)
-        {
-            throw new CliException(e.Message);
-        }
-    }
-
-    private static async Task<int> RunStoreAsync(KvStoreOptions options, Func<ServiceStore, CancellationToken, Task<int>> action, CancellationToken ct)
-    {
-        await using var store = ServiceStore.Open(options, _ => { });
-        return await action(store, ct);
-    }
+    private static int RunStore(KvStoreOptions options, Func<ServiceStore, CancellationToken, Task<int>> action) =>
+        KvStoreCliOptions.RunStore(options, o => ServiceStore.Open(o, _ => { }), action);
 
     private static Command CreateList()
     {

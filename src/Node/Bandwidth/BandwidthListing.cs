@@ -17,13 +17,16 @@ public readonly record struct BandwidthEntry(string Endpoint, uint Identity, str
 public static class BandwidthListing
 {
     /// <summary>The limits of <paramref name="endpoints"/>; with <paramref name="podCidrs"/> only the pods
-    /// inside them (what the node owning those CIDRs enforces).</summary>
-    public static IReadOnlyList<BandwidthEntry> Entries(EndpointTable endpoints, IReadOnlyList<IpPrefix>? podCidrs = null)
+    /// inside them (what the node owning those CIDRs enforces); with <paramref name="stored"/> (etcd, by
+    /// <c>namespace/name</c>) a stored limit overriding the annotation, as a node in cluster mode applies it.</summary>
+    public static IReadOnlyList<BandwidthEntry> Entries(EndpointTable endpoints, IReadOnlyList<IpPrefix>? podCidrs = null,
+        IReadOnlyDictionary<string, BandwidthLimits>? stored = null)
     {
         var rows = new List<BandwidthEntry>();
         foreach (var e in endpoints.All)
         {
-            if (!e.IsWorkload || !e.Bandwidth.Any)
+            var limits = BandwidthManager.LimitsOf(e, stored);
+            if (!e.IsWorkload || !limits.Any)
             {
                 continue;
             }
@@ -32,13 +35,33 @@ public static class BandwidthListing
             {
                 continue;
             }
-            if (e.Bandwidth.EgressBitsPerSecond > 0)
+            if (limits.EgressBitsPerSecond > 0)
             {
-                rows.Add(new BandwidthEntry(e.QualifiedName, e.Identity.Id, "EGRESS", e.Bandwidth.EgressBitsPerSecond, ips));
+                rows.Add(new BandwidthEntry(e.QualifiedName, e.Identity.Id, "EGRESS", limits.EgressBitsPerSecond, ips));
             }
-            if (e.Bandwidth.IngressBitsPerSecond > 0)
+            if (limits.IngressBitsPerSecond > 0)
             {
-                rows.Add(new BandwidthEntry(e.QualifiedName, e.Identity.Id, "INGRESS", e.Bandwidth.IngressBitsPerSecond, ips));
+                rows.Add(new BandwidthEntry(e.QualifiedName, e.Identity.Id, "INGRESS", limits.IngressBitsPerSecond, ips));
+            }
+        }
+        return rows;
+    }
+
+    /// <summary>Limits stored in etcd on their own (no endpoints file): by pod name, without identity
+    /// (0) or addresses, which only the pod's node knows.</summary>
+    public static IReadOnlyList<BandwidthEntry> Stored(IReadOnlyDictionary<string, BandwidthLimits> stored)
+    {
+        ArgumentNullException.ThrowIfNull(stored);
+        var rows = new List<BandwidthEntry>();
+        foreach (var (name, limits) in stored.OrderBy(kv => kv.Key, StringComparer.Ordinal))
+        {
+            if (limits.EgressBitsPerSecond > 0)
+            {
+                rows.Add(new BandwidthEntry(name, 0, "EGRESS", limits.EgressBitsPerSecond, []));
+            }
+            if (limits.IngressBitsPerSecond > 0)
+            {
+                rows.Add(new BandwidthEntry(name, 0, "INGRESS", limits.IngressBitsPerSecond, []));
             }
         }
         return rows;
@@ -49,8 +72,8 @@ public static class BandwidthListing
         var table = new List<string[]> { new[] { "ENDPOINT", "IDENTITY", "DIRECTION", "BANDWIDTH (BitsPerSec)", "IPS" } };
         foreach (var r in rows)
         {
-            table.Add([r.Endpoint, r.Identity.ToString(CultureInfo.InvariantCulture), r.Direction,
-                BandwidthAnnotations.Format(r.BitsPerSecond), string.Join(",", r.Ips)]);
+            table.Add([r.Endpoint, r.Identity == 0 ? "-" : r.Identity.ToString(CultureInfo.InvariantCulture), r.Direction,
+                BandwidthAnnotations.Format(r.BitsPerSecond), r.Ips.Count == 0 ? "-" : string.Join(",", r.Ips)]);
         }
         int[] widths = Enumerable.Range(0, 5).Select(c => table.Max(row => row[c].Length)).ToArray();
         var sb = new StringBuilder();
@@ -79,7 +102,14 @@ public static class BandwidthListing
             {
                 w.WriteStartObject();
                 w.WriteString("endpoint", r.Endpoint);
-                w.WriteNumber("identity", r.Identity);
+                if (r.Identity == 0)
+                {
+                    w.WriteNull("identity"); // stored limits listed without an endpoints file
+                }
+                else
+                {
+                    w.WriteNumber("identity", r.Identity);
+                }
                 w.WriteString("direction", r.Direction);
                 w.WriteNumber("bits_per_second", r.BitsPerSecond);
                 w.WriteStartArray("ips");

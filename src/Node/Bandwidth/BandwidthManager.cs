@@ -70,9 +70,11 @@ public sealed class BandwidthManager
 
     /// <summary>
     /// Applies the limits of the pods in <paramref name="endpoints"/> whose addresses
-    /// <paramref name="isLocal"/> says live on this node (the other nodes enforce their own).
+    /// <paramref name="isLocal"/> says live on this node (the other nodes enforce their own). A limit
+    /// in <paramref name="stored"/> (cluster mode: etcd, by <c>namespace/name</c>) overrides the
+    /// endpoint's own annotation of the same direction.
     /// </summary>
-    public void Apply(IEnumerable<Endpoint> endpoints, Func<IpAddress, bool> isLocal)
+    public void Apply(IEnumerable<Endpoint> endpoints, Func<IpAddress, bool> isLocal, IReadOnlyDictionary<string, BandwidthLimits>? stored = null)
     {
         lock (_byName)
         {
@@ -81,7 +83,8 @@ public sealed class BandwidthManager
             var seen = new HashSet<string>(StringComparer.Ordinal);
             foreach (var endpoint in endpoints)
             {
-                if (!endpoint.IsWorkload || !endpoint.Bandwidth.Any)
+                var limits = LimitsOf(endpoint, stored);
+                if (!endpoint.IsWorkload || !limits.Any)
                 {
                     continue;
                 }
@@ -98,7 +101,7 @@ public sealed class BandwidthManager
                 }
                 shaping.Identity = endpoint.Identity.Id;
                 shaping.Ips = ips;
-                shaping.SetLimits(endpoint.Bandwidth.EgressBitsPerSecond, endpoint.Bandwidth.IngressBitsPerSecond, QueueBytesFor(endpoint.Bandwidth.EgressBitsPerSecond));
+                shaping.SetLimits(limits.EgressBitsPerSecond, limits.IngressBitsPerSecond, QueueBytesFor(limits.EgressBitsPerSecond));
                 seen.Add(name);
                 all.Add(shaping);
                 foreach (var ip in ips)
@@ -120,6 +123,19 @@ public sealed class BandwidthManager
             Volatile.Write(ref _all, all.ToArray());
         }
         Waiter?.Wake();
+    }
+
+    /// <summary>An endpoint's limits: its annotations, each direction overridden by a stored limit.</summary>
+    public static BandwidthLimits LimitsOf(Endpoint endpoint, IReadOnlyDictionary<string, BandwidthLimits>? stored)
+    {
+        ArgumentNullException.ThrowIfNull(endpoint);
+        var own = endpoint.Bandwidth;
+        if (stored is null || !stored.TryGetValue(endpoint.QualifiedName, out var set))
+        {
+            return own;
+        }
+        return new BandwidthLimits(set.EgressBitsPerSecond > 0 ? set.EgressBitsPerSecond : own.EgressBitsPerSecond,
+            set.IngressBitsPerSecond > 0 ? set.IngressBitsPerSecond : own.IngressBitsPerSecond);
     }
 
     /// <summary>Queue memory for a rate: the horizon's worth of bytes plus record overhead, bounded.</summary>

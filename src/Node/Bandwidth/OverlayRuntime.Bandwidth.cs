@@ -1,5 +1,6 @@
 using Gateway.Datapath;
 using Gateway.Node.Bandwidth;
+using Gateway.Policy;
 
 namespace Gateway.Node.Overlay;
 
@@ -20,14 +21,35 @@ public sealed partial class OverlayRuntime
         return Bandwidth;
     }
 
+    /// <summary>
+    /// Pods' limits stored in etcd (cluster mode, by <c>namespace/name</c>), set by the cluster agent
+    /// when its bandwidth store changes: on every apply a stored limit overrides the endpoints file's
+    /// annotation of the same direction. Null: none.
+    /// </summary>
+    public IReadOnlyDictionary<string, BandwidthLimits>? StoredBandwidth { get; private set; }
+
+    /// <summary>Takes the stored limits and applies them with the endpoints in force, at once.</summary>
+    public void ApplyStoredBandwidth(IReadOnlyDictionary<string, BandwidthLimits> stored)
+    {
+        ArgumentNullException.ThrowIfNull(stored);
+        lock (_reloadLock)
+        {
+            StoredBandwidth = stored;
+            ApplyBandwidth(logWarnings: false);
+        }
+    }
+
     /// <summary>Applies the bandwidth annotations of the endpoints in force to the local pods and logs
     /// the annotations that were ignored.</summary>
-    private void ApplyBandwidth()
+    private void ApplyBandwidth(bool logWarnings = true)
     {
         var endpoints = Policy.Current.Endpoints;
-        foreach (string warning in endpoints.Warnings)
+        if (logWarnings)
         {
-            _log.Warn(warning);
+            foreach (string warning in endpoints.Warnings)
+            {
+                _log.Warn(warning);
+            }
         }
         if (Bandwidth is not { } bandwidth)
         {
@@ -39,6 +61,6 @@ public sealed partial class OverlayRuntime
         {
             local.Set(prefix, true);
         }
-        bandwidth.Apply(endpoints.All, ip => local.TryLookup(ip, out _));
+        bandwidth.Apply(endpoints.All, ip => local.TryLookup(ip, out _), StoredBandwidth);
     }
 }

@@ -46,6 +46,7 @@ public sealed class ClusterAgent : IAsyncDisposable
     private bool _publishPending;
     private Task? _loop;
     private ClusterServices? _services;
+    private ClusterBandwidth? _bandwidth;
     private bool _lastUp = true;
     private DateTime _selfMissingSince = DateTime.MaxValue;
 
@@ -200,6 +201,7 @@ public sealed class ClusterAgent : IAsyncDisposable
         _loop = Task.Run(() => LoopAsync(_stop.Token));
         _wake.Writer.TryWrite(true);
         _services = ClusterServices.Start(Client.Options, node, Log);
+        _bandwidth = ClusterBandwidth.Start(Client.Options, node, Log);
     }
 
     private NodeRecord SelfRecord(ushort port) => new()
@@ -615,6 +617,8 @@ public sealed class ClusterAgent : IAsyncDisposable
             () => [meters.Sample((double)_refused.Count)]);
         meters.Gauge(area, "gateway_cluster_ipcache_ignored", "Other nodes' ipcache entries the last load did not use (each logged once).",
             () => [meters.Sample((double)_source.IgnoredIpCacheEntries)]);
+        meters.Gauge(area, "gateway_cluster_bandwidth_ignored", "Stored bandwidth records or annotation values the last look at the store ignored (each logged once).",
+            () => [meters.Sample((double)(_bandwidth?.Refused ?? 0))]);
         meters.Counter(area, "gateway_cluster_identity_gc_runs_total", "Identity garbage collections this node ran (every 15 minutes).",
             () => [meters.Sample(Client.IdentityGcRuns)]);
         meters.Counter(area, "gateway_cluster_identities_collected_total", "Identity numbers this node's garbage collections freed (no node referenced them).",
@@ -651,6 +655,10 @@ public sealed class ClusterAgent : IAsyncDisposable
         if (_services is not null)
         {
             await _services.DisposeAsync().ConfigureAwait(false);
+        }
+        if (_bandwidth is not null)
+        {
+            await _bandwidth.DisposeAsync().ConfigureAwait(false);
         }
         await Client.DisposeAsync().ConfigureAwait(false);
         _stop.Dispose();

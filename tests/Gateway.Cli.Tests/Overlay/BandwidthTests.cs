@@ -103,7 +103,7 @@ public class BandwidthTests(ITestOutputHelper output)
     /// <summary>Runs an iperf3 client in <paramref name="from"/> against a one-off server in
     /// <paramref name="to"/>; returns the receiver's bits per second (the server's count) and the
     /// seconds it measured.</summary>
-    private static (double BitsPerSecond, double Seconds, long Retransmits) Iperf(DemoCluster cluster, DemoCluster.Pod from, DemoCluster.Pod to, string options, int port)
+    internal static (double BitsPerSecond, double Seconds, long Retransmits) Iperf(DemoCluster cluster, DemoCluster.Pod from, DemoCluster.Pod to, string options, int port)
     {
         var server = cluster.StartProcess(to.Ns, $"iperf3 -s -1 -B {to.Ip} -p {port}");
         string json = "";

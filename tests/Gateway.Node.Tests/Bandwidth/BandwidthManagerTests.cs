@@ -159,6 +159,41 @@ public class BandwidthManagerTests
     }
 
     [Fact]
+    public void StoredLimitsOverrideTheAnnotationOfTheirDirectionAndKeepTheQueue()
+    {
+        var clock = new TestClock();
+        var (table, policy) = Load();
+        var manager = new BandwidthManager(clock, policy);
+        manager.Apply(table.All, Local.Contains);
+        var slow = Udp("10.11.1.10", "10.11.2.10", 1000);
+        for (int i = 0; i < 5; i++)
+        {
+            manager.Egress(slow);
+        }
+        var before = manager.Endpoints[0];
+        // etcd (cluster mode) sets slow's egress and limits free, which the file leaves unlimited;
+        // a stored limit for a pod of another node changes nothing here.
+        var stored = new Dictionary<string, BandwidthLimits>
+        {
+            ["default/slow"] = new(20_000_000, 0),
+            ["default/free"] = new(0, 5_000_000),
+            ["default/remote"] = new(3_000_000, 0),
+        };
+        manager.Apply(table.All, Local.Contains, stored);
+        Assert.Equal(["default/slow", "default/free"], manager.Endpoints.Select(e => e.Name));
+        Assert.Same(before, manager.Endpoints[0]);
+        Assert.Equal(20_000_000, before.EgressBitsPerSecond);
+        Assert.Equal(8_000_000, before.IngressBitsPerSecond); // the file's, not overridden
+        Assert.Equal(5, before.QueueDepth);
+        Assert.Equal(0, manager.Endpoints[1].EgressBitsPerSecond);
+        Assert.Equal(5_000_000, manager.Endpoints[1].IngressBitsPerSecond);
+        // The stored records go: the file's annotations count again.
+        manager.Apply(table.All, Local.Contains, new Dictionary<string, BandwidthLimits>());
+        Assert.Equal(["default/slow"], manager.Endpoints.Select(e => e.Name));
+        Assert.Equal(8_000_000, before.EgressBitsPerSecond);
+    }
+
+    [Fact]
     public void EgressIngressAndReleaseAllocateNothingPerPacket()
     {
         var clock = new TestClock();
