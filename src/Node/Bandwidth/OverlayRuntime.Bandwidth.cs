@@ -16,9 +16,13 @@ public sealed partial class OverlayRuntime
     /// </summary>
     public BandwidthManager EnableBandwidth(TimeProvider clock)
     {
-        Bandwidth ??= new BandwidthManager(clock, Policy);
-        ApplyBandwidth();
-        return Bandwidth;
+        lock (_reloadLock)
+        {
+            // Under the reload lock: stored limits (cluster mode) may arrive at the same moment.
+            Bandwidth ??= new BandwidthManager(clock, Policy);
+            ApplyBandwidth();
+            return Bandwidth;
+        }
     }
 
     /// <summary>

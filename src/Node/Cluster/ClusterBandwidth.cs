@@ -19,7 +19,7 @@ internal sealed class ClusterBandwidth : IAsyncDisposable
     public static ClusterBandwidth Start(KvStoreOptions options, WireGuardNode node, NodeLog log)
     {
         var store = BandwidthStore.Open(options, message => log.Warn(message));
-        int? said = null;
+        int said = 0; // an empty store at start is not worth a line
         store.Changed += limits =>
         {
             if (node.Overlay is not { } overlay)
@@ -30,7 +30,7 @@ internal sealed class ClusterBandwidth : IAsyncDisposable
             if (said != limits.Count)
             {
                 said = limits.Count;
-                log.Info($"cluster: stored bandwidth limits of {limits.Count} pod(s) in force");
+                log.Info($"cluster: bandwidth limits stored for {limits.Count} pod(s)");
             }
         };
         store.StartWatching();

@@ -44,7 +44,7 @@ public class ClusterBandwidthTests(ITestOutputHelper output)
         string applied = cluster.Gateway($"bandwidth apply {file} --kvstore {cluster.EtcdUrl}", out int code);
         Assert.True(code == 0, applied);
         Assert.Contains("stored bandwidth default/slow: egress 10M, ingress -", applied);
-        KvCluster.WaitForLog(a, "cluster: stored bandwidth limits of 1 pod(s) in force");
+        KvCluster.WaitForLog(a, "cluster: bandwidth limits stored for 1 pod(s)");
         string listed = cluster.Gateway($"bandwidth list --kvstore {cluster.EtcdUrl}", out code);
         Assert.Matches(@"default/slow +- +EGRESS +10M", listed);
 
@@ -59,7 +59,7 @@ public class ClusterBandwidthTests(ITestOutputHelper output)
 
         string deleted = cluster.Gateway($"bandwidth delete default/slow --kvstore {cluster.EtcdUrl}", out code);
         Assert.True(code == 0, deleted);
-        KvCluster.WaitForLog(a, "cluster: stored bandwidth limits of 0 pod(s) in force");
+        KvCluster.WaitForLog(a, "cluster: bandwidth limits stored for 0 pod(s)");
         var (free, _, _) = BandwidthTests.Iperf(cluster.Lab, slow, sink, "-t 2", 5202);
         output.WriteLine($"after delete: {free / 1e6:F2} Mbit/s goodput");
         Assert.True(free > 30e6, $"{free / 1e6:F2} Mbit/s after the limit was deleted");
