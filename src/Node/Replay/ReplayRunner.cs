@@ -109,7 +109,7 @@ public static class ReplayRunner
     internal const int JitQuietMs = 500;
 
     /// <summary>...or after this many milliseconds in any case.</summary>
-    internal const int JitSettleMaxMs = 20_000;
+    internal const int JitSettleMaxMs = 5_000;
 
     public static ReplayReport Run(ReplayCapture capture, ReplayOptions options, Action<long, long>? progress = null)
     {
