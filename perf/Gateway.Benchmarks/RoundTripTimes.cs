@@ -213,6 +213,7 @@ internal static class RoundTripTimes
             ("bare seal+open of the same packets' lengths", () => CaptureBare(hotCopy: false)),
             ("overlay round trips of the capture's first 64 packets, from a copy that stays in cache", () => CaptureRoundTrips(hotCopy: true)),
             ("bare seal+open of those packets' lengths", () => CaptureBare(hotCopy: true)),
+            ("bare seal+open, 1408 B (22 ChaCha20 blocks: the largest multiple of 64 within the default MTU)", () => Bare(1408)),
         ];
         var ns = new double[stages.Length][];
         long[] allocated = new long[stages.Length];
