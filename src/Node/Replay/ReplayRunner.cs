@@ -338,6 +338,7 @@ public static class ReplayRunner
             for (int loops = 1; clock.ElapsedMilliseconds < JitSettleMaxMs; loops++)
             {
                 loop();
+                Volatile.Write(ref Progress, progress); // the passes advance it; the warm-up is not counted
                 long now = System.Runtime.JitInfo.GetCompiledMethodCount();
                 if (now != compiled)
                 {
@@ -349,7 +350,6 @@ public static class ReplayRunner
                     break;
                 }
             }
-            Volatile.Write(ref Progress, progress);
         }
 
         /// <summary>
