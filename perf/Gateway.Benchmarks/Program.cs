@@ -7,6 +7,7 @@ using BenchmarkDotNet.Running;
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --paired-aead [ROUNDS]
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --overlay-stages [ROUNDS]
 //   dotnet run -c Release --project perf/Gateway.Benchmarks -- --conntrack-contention [BURSTS]
+//   dotnet run -c Release --project perf/Gateway.Benchmarks -- --round-trip [ROUNDS]
 if (args.Length > 0 && args[0] == "--paired-transport")
 {
     return Gateway.Benchmarks.PairedTransport.Run(args);
@@ -18,6 +19,10 @@ if (args.Length > 0 && args[0] == "--overlay-stages")
 if (args.Length > 0 && args[0] == "--conntrack-contention")
 {
     return Gateway.Benchmarks.ConntrackContention.Run(args);
+}
+if (args.Length > 0 && args[0] == "--round-trip")
+{
+    return Gateway.Benchmarks.RoundTripTimes.Run(args);
 }
 if (args.Length > 0 && args[0] == "--paired-aead")
 {

@@ -86,17 +86,24 @@ public sealed class PolicyEngine
     /// (e.g. the identity carried in the VXLAN VNI); 0 means look it up. For a packet a service
     /// translated, <paramref name="destinationService"/> ("namespace/name") goes into the flow
     /// event, as Hubble's destination_service. Allocation-free (the name is the service table's string).
+    /// With <paramref name="destinationIdentityOnHit"/> false, a packet of a tracked flow (Established
+    /// or Reply) skips the ipcache lookup of its destination and its decision carries
+    /// <see cref="FlowDecision.DestinationIdentity"/> 0: for callers that read no identity of an
+    /// established flow but the source's (the overlay, for the VNI). New flows and drops are decided
+    /// and reported the same either way.
     /// </summary>
-    public FlowDecision Process(in FlowKey key, long nowNs, PolicyChecks checks = PolicyChecks.Both, uint sourceIdentity = 0, string? destinationService = null)
+    public FlowDecision Process(in FlowKey key, long nowNs, PolicyChecks checks = PolicyChecks.Both, uint sourceIdentity = 0, string? destinationService = null,
+        bool destinationIdentityOnHit = true)
     {
         var snapshot = Current;
         var ct = Conntrack.Lookup(key, nowNs);
         uint src = sourceIdentity != 0 ? sourceIdentity : snapshot.IpCache.Lookup(key.Source);
-        uint dst = snapshot.IpCache.Lookup(key.Destination);
         if (ct is CtResult.Established or CtResult.Reply)
         {
-            return new FlowDecision(true, ct, Verdict.Unrestricted, Verdict.Unrestricted, DropReason.None, src, dst);
+            uint hitDestination = destinationIdentityOnHit ? snapshot.IpCache.Lookup(key.Destination) : 0;
+            return new FlowDecision(true, ct, Verdict.Unrestricted, Verdict.Unrestricted, DropReason.None, src, hitDestination);
         }
+        uint dst = snapshot.IpCache.Lookup(key.Destination);
         return Decide(snapshot, key, nowNs, checks, src, dst, ct, destinationService: destinationService);
     }
 

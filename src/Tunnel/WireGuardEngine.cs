@@ -111,6 +111,11 @@ public sealed class WireGuardEngine : IDisposable
     /// </summary>
     public long ReadClock() => Now;
 
+    /// <summary>How many plaintext bytes this engine seals for an IP packet of <paramref name="packetLength"/>
+    /// bytes: padded to a multiple of 16, but never beyond the MTU (a packet already larger than
+    /// the MTU is not padded).</summary>
+    public int PaddedLength(int packetLength) => Messages.PaddedLength(packetLength, _mtu == 0 ? int.MaxValue : _mtu);
+
     /// <summary>The random source handshakes draw their ephemeral keys from.</summary>
     internal IRandomSource RandomSource => _random;
 
@@ -440,7 +445,7 @@ public sealed class WireGuardEngine : IDisposable
     {
         ticket = default;
         var packet = buffer.Slice(Messages.TransportHeaderSize, packetLength);
-        int padded = Messages.PaddedLength(packetLength, _mtu == 0 ? int.MaxValue : _mtu);
+        int padded = PaddedLength(packetLength);
         int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
         IpEndpoint endpoint;
         lock (peer.Sync)
@@ -509,7 +514,7 @@ public sealed class WireGuardEngine : IDisposable
         while (peer.Staged.Count > 0 && keypair.CanSend(now))
         {
             var (buffer, length) = peer.Staged.Dequeue();
-            int padded = Messages.PaddedLength(length, _mtu == 0 ? int.MaxValue : _mtu);
+            int padded = PaddedLength(length);
             int total = Messages.TransportHeaderSize + padded + Messages.TagSize;
             if (total > scratch.Length)
             {

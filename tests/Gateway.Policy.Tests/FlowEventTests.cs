@@ -117,6 +117,45 @@ public class FlowEventTests
     }
 
     [Fact]
+    public void WithoutDestinationIdentityOnHitOnlyTrackedFlowsSkipTheLookup()
+    {
+        var identities = new IdentityAllocator();
+        var engine = new PolicyEngine(identities, new Conntrack(1024), new FlowEventRing(64), new ManualClock(DateTimeOffset.UnixEpoch));
+        engine.Apply(
+            new PolicySet(PolicyLoader.Parse("""
+                apiVersion: cilium.io/v2
+                kind: CiliumNetworkPolicy
+                metadata: {name: web}
+                spec:
+                  endpointSelector: {matchLabels: {app: b}}
+                  ingress:
+                  - fromEndpoints: [{matchLabels: {app: a}}]
+                    toPorts: [{ports: [{port: "80", protocol: TCP}]}]
+                """, "web.yaml"), ["web.yaml"]),
+            EndpointFile.Parse(Helpers.Endpoints, "endpoints.yaml", identities));
+        uint a = engine.Current.Id("a"), b = engine.Current.Id("b");
+        var syn = new FlowKey { Source = IpAddress.Parse("10.0.0.1"), Destination = IpAddress.Parse("10.0.0.2"), Protocol = IpProtocol.Tcp, SourcePort = 40000, DestinationPort = 80, TcpFlags = TcpFlag.Syn };
+
+        // A new flow is decided (and reported) with both identities either way.
+        var first = engine.Process(syn, 0, destinationIdentityOnHit: false);
+        Assert.True(first.Allowed);
+        Assert.Equal(CtResult.New, first.Conntrack);
+        Assert.Equal((a, b), (first.SourceIdentity, first.DestinationIdentity));
+        var denied = engine.Process(syn with { DestinationPort = 81 }, 0, destinationIdentityOnHit: false);
+        Assert.False(denied.Allowed);
+        Assert.Equal((a, b), (denied.SourceIdentity, denied.DestinationIdentity));
+
+        // A tracked flow: the source's identity as always, the destination's not looked up.
+        var ack = syn with { TcpFlags = TcpFlag.Ack };
+        var hit = engine.Process(ack, 1, destinationIdentityOnHit: false);
+        Assert.Equal((true, CtResult.Established, a, 0u), (hit.Allowed, hit.Conntrack, hit.SourceIdentity, hit.DestinationIdentity));
+        var reply = engine.Process(ack.Reversed(), 2, PolicyChecks.Ingress, sourceIdentity: b, destinationIdentityOnHit: false);
+        Assert.Equal((true, CtResult.Reply, b, 0u), (reply.Allowed, reply.Conntrack, reply.SourceIdentity, reply.DestinationIdentity));
+        // The default keeps the lookup.
+        Assert.Equal(b, engine.Process(ack, 3).DestinationIdentity);
+    }
+
+    [Fact]
     public void TimeHasNanosecondsAndIcmpHasTypeAndCode()
     {
         var e = new FlowEvent

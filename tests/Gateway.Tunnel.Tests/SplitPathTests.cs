@@ -16,6 +16,24 @@ public class SplitPathTests
         return buffer;
     }
 
+    [Theory]
+    [InlineData(100, 112)]   // padded to 16
+    [InlineData(1410, 1420)] // padded only up to the MTU (1420)
+    [InlineData(1420, 1420)]
+    [InlineData(1470, 1470)] // larger than the MTU (an overlay datagram in the replay): not padded
+    public void PaddedLength_is_what_the_engine_seals(int packetLength, int padded)
+    {
+        using var p = new EnginePair();
+        p.Handshake();
+        Assert.Equal(padded, p.A.Engine.PaddedLength(packetLength));
+        var packet = Packets.Icmp4(p.A.TunnelAddress, p.B.TunnelAddress, 1, packetLength - 28);
+        Assert.Equal(packetLength, packet.Length);
+        var buffer = InPlace(packet);
+        var r = p.A.Engine.EncapsulateInPlace(buffer, packet.Length);
+        Assert.Equal(TunnelAction.SendToNetwork, r.Action);
+        Assert.Equal(Messages.TransportHeaderSize + padded + Messages.TagSize, r.Length);
+    }
+
     [Fact]
     public void Counters_follow_the_order_of_the_first_half_whatever_order_the_AEAD_runs_in()
     {

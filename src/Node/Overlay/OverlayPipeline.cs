@@ -654,7 +654,9 @@ public sealed partial class OverlayPipeline
         {
             return _policy.ProcessIcmpError(key, quoted, now, checks, sourceIdentity);
         }
-        return _policy.Process(key, now, checks, sourceIdentity, destinationService);
+        // The overlay reads no identity of an established flow but the source's (the VNI on egress;
+        // on ingress the VNI is given): the destination's ipcache lookup is skipped for those.
+        return _policy.Process(key, now, checks, sourceIdentity, destinationService, destinationIdentityOnHit: false);
     }
 
     /// <summary>

@@ -93,6 +93,7 @@ public sealed class ReplayReport
 /// <summary>
 /// Replays a loaded capture through the daemon's pipeline code: per worker, a <see cref="ReplayPair"/>
 /// completes its handshake, runs one warm-up pass (checked and, if asked, recorded), then the measured
+/// loop's body unmeasured until the JIT has settled (tiered compilation done), then the measured
 /// loops interleaved with a sampled stage breakdown and the bare AEAD baselines (allocation measured
 /// around the pipeline passes only). Workers start their measured loops together (a barrier).
 /// </summary>
@@ -103,6 +104,12 @@ public static class ReplayRunner
     /// <summary>Packets per clock reading: the daemon reads the clock once per batch of its default
     /// size (a TUN read or a bind receive of up to 64 packets), and so does the replay.</summary>
     public const int ClockBatch = 64;
+
+    /// <summary>The warm-up ends once the JIT has compiled nothing for this many milliseconds of it...</summary>
+    internal const int JitQuietMs = 500;
+
+    /// <summary>...or after this many milliseconds in any case.</summary>
+    internal const int JitSettleMaxMs = 5_000;
 
     public static ReplayReport Run(ReplayCapture capture, ReplayOptions options, Action<long, long>? progress = null)
     {
@@ -267,19 +274,27 @@ public static class ReplayRunner
             _bare = GC.AllocateUninitializedArray<byte>(OverlayPipeline.Headroom + capture.MaxLength + Slack, pinned: true);
             pair.Handshake();
 
-            // Warm-up: every path JIT-compiled (tiered up by the time the measured loops run),
-            // conntrack populated, every packet checked; recorded when a sink is attached.
+            // Warm-up: every path JIT-compiled, conntrack populated, every packet checked; recorded
+            // when a sink is attached. Then the measured loop's body, unmeasured, until tiering settles.
             Pass(measure: false, sample: false);
-            Array.Clear(_overlayDrops);
-            Array.Clear(_tunnelDrops);
-            RoundTripped = Mismatched = NotSent = 0;
-            _outTicks = _inTicks = _sampled = 0;
             pair.Sink = null;
             var keyBytes = GC.AllocateArray<byte>(32, pinned: true);
             System.Security.Cryptography.RandomNumberGenerator.Fill(keyBytes);
             using var bareKey = new ChaCha20Poly1305Key(keyBytes);
             System.Security.Cryptography.CryptographicOperations.ZeroMemory(keyBytes);
             BareAead(bareKey, open: true); // warm-up of the baseline too
+            SettleJit(() =>
+            {
+                Pass(measure: false, sample: true);
+                if (options.Mode == ReplayMode.Overlay) Breakdown();
+                BareAead(bareKey, open: false);
+                BareAead(bareKey, open: true);
+            });
+            Array.Clear(_overlayDrops);
+            Array.Clear(_tunnelDrops);
+            RoundTripped = Mismatched = NotSent = 0;
+            _outTicks = _inTicks = _sampled = 0;
+            _parse = _vxlan = _seal = _open = _timestamp = _breakdownCount = 0;
             barrier.SignalAndWait();
 
             MeasuredLoops(() => Pass(measure: true, sample: true), options.Mode == ReplayMode.Overlay ? Breakdown : null,
@@ -301,6 +316,39 @@ public static class ReplayRunner
                 _stages["seal"] = (_seal, _breakdownCount);
                 _stages["open_decap_ingress"] = (_open, _breakdownCount);
                 _stages["timestamp"] = (_timestamp, _breakdownCount);
+            }
+        }
+
+        /// <summary>
+        /// Runs <paramref name="loop"/> (the measured loop's body) unmeasured until the JIT has
+        /// compiled nothing new for <see cref="JitQuietMs"/> ms of it (at least three times, at most
+        /// <see cref="JitSettleMaxMs"/> ms). Tiered compilation replaces a method's first,
+        /// unoptimized code only after it has run a while: counting calls starts once no method
+        /// has been compiled for 100 ms, and the optimized code is compiled in the background. One
+        /// warm-up pass (a few milliseconds) leaves the first measured loops, hundreds of
+        /// milliseconds of them on a loaded machine, on that unoptimized code, which raised the
+        /// mean of a 400-loop run by several hundred ns per packet. Progress is not advanced.
+        /// </summary>
+        private void SettleJit(Action loop)
+        {
+            long progress = Volatile.Read(ref Progress);
+            var clock = Stopwatch.StartNew();
+            long compiled = System.Runtime.JitInfo.GetCompiledMethodCount();
+            long quietSince = 0;
+            for (int loops = 1; clock.ElapsedMilliseconds < JitSettleMaxMs; loops++)
+            {
+                loop();
+                Volatile.Write(ref Progress, progress); // the passes advance it; the warm-up is not counted
+                long now = System.Runtime.JitInfo.GetCompiledMethodCount();
+                if (now != compiled)
+                {
+                    compiled = now;
+                    quietSince = clock.ElapsedMilliseconds;
+                }
+                else if (loops >= 3 && clock.ElapsedMilliseconds - quietSince >= JitQuietMs)
+                {
+                    break;
+                }
             }
         }
 
@@ -348,16 +396,22 @@ public static class ReplayRunner
             _work = GC.AllocateUninitializedArray<byte>(OverlayPipeline.Headroom + capture.MaxLength + Slack, pinned: true);
             _bare = GC.AllocateUninitializedArray<byte>(OverlayPipeline.Headroom + capture.MaxLength + Slack, pinned: true);
             PassIpsec(measure: false, sample: false);
-            Array.Clear(_overlayDrops);
-            Array.Clear(_espDrops);
-            RoundTripped = Mismatched = NotSent = 0;
-            _outTicks = _inTicks = _sampled = 0;
             _espSink = null;
             var keyBytes = GC.AllocateArray<byte>(20, pinned: true);
             System.Security.Cryptography.RandomNumberGenerator.Fill(keyBytes);
             using var bareKey = new AesGcmKey(keyBytes, AesGcmKey.TagSize);
             System.Security.Cryptography.CryptographicOperations.ZeroMemory(keyBytes);
             BareAesGcm(bareKey, open: true);
+            SettleJit(() =>
+            {
+                PassIpsec(measure: false, sample: true);
+                BareAesGcm(bareKey, open: false);
+                BareAesGcm(bareKey, open: true);
+            });
+            Array.Clear(_overlayDrops);
+            Array.Clear(_espDrops);
+            RoundTripped = Mismatched = NotSent = 0;
+            _outTicks = _inTicks = _sampled = 0;
             barrier.SignalAndWait();
             MeasuredLoops(() => PassIpsec(measure: true, sample: true), null, open => BareAesGcm(bareKey, open));
             if (espSaPath is not null) WriteEspSa(espSaPath, pair);
@@ -629,16 +683,20 @@ public static class ReplayRunner
 
         /// <summary>
         /// The yardstick: ChaCha20-Poly1305 alone over exactly the plaintext lengths the pipeline seals
-        /// (inner packet, plus the 50-byte VXLAN headers in overlay mode, padded to 16 as WireGuard pads),
-        /// as many packets as the measured loops, in place, on this thread.
+        /// (inner packet, plus the 50-byte VXLAN headers in overlay mode, padded as the sending engine
+        /// pads: to 16, but never beyond its MTU, so a 1,470-byte VXLAN datagram stays 1,470 bytes),
+        /// as many packets as the measured loops, in place, on this thread. The exact length matters:
+        /// OpenSSL seals and opens a message that is not a multiple of 64 bytes markedly slower (it
+        /// finishes the last block on its own), so 1,472 bytes cost less than 1,470.
         /// </summary>
         private void BareAead(ChaCha20Poly1305Key key, bool open)
         {
             var work = _bare;
             int overhead = options.Mode == ReplayMode.Overlay ? VxlanFrame.Overhead : 0;
+            var engine = Pair!.EngineA; // both engines pad alike (same options)
             for (int k = 0; k < indices.Length; k++)
             {
-                int plaintext = (capture.Lengths[indices[k]] + overhead + 15) & ~15;
+                int plaintext = engine.PaddedLength(capture.Lengths[indices[k]] + overhead);
                 var span = work.AsSpan(0, plaintext + ChaCha20Poly1305Key.TagSize);
                 key.Seal(_bareCounter, span[..plaintext], default, span);
                 if (open && !key.Open(_bareCounter, span, default, span[..plaintext]))
