@@ -218,9 +218,15 @@ public class BandwidthManagerTests
             }
         }
         Run();
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        Run();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        // The least of three windows: an allocation per packet shows in every one, while a one-off
+        // of the runtime on this thread (one full Node run saw 2,240 bytes once) shows in one.
+        long allocated = long.MaxValue;
+        for (int window = 0; window < 3 && allocated != 0; window++)
+        {
+            long before = GC.GetAllocatedBytesForCurrentThread();
+            Run();
+            allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
+        }
         if (allocated != 0)
         {
             throw new InvalidOperationException($"the bandwidth manager allocated {allocated} bytes for 2000 packets ({sum})");
