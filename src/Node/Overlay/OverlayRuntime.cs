@@ -200,10 +200,17 @@ public sealed partial class OverlayRuntime : IDisposable
         }
     }
 
-    /// <summary>Hands a packet the egress stage built for a local workload (the ICMP unreachable
-    /// for a VIP without backends) to the kernel. Allocation-free.</summary>
+    /// <summary>Hands a packet for a local workload to the kernel: a packet between two pods of this
+    /// node (a local service backend, or any pod-to-pod packet while the node has services), or one
+    /// the egress stage built (the ICMP unreachable for a VIP without backends). The destination
+    /// pod's ingress bandwidth limit applies first, as to a packet that came through the tunnel.
+    /// Allocation-free.</summary>
     internal void Inject(ReadOnlySpan<byte> packet)
     {
+        if (Bandwidth is { Active: true } bandwidth && !bandwidth.AdmitIngress(packet))
+        {
+            return; // over the pod's ingress limit: counted and reported as a flow event
+        }
         if (Injector is not { } injector || !injector.Inject(packet))
         {
             Interlocked.Increment(ref _injectFailures);

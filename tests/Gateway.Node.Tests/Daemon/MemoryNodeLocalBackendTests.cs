@@ -140,6 +140,39 @@ public class MemoryNodeLocalBackendTests
     }
 
     [Fact]
+    public async Task A_local_delivery_takes_from_the_destination_pods_ingress_bucket()
+    {
+        var injector = new RecordingInjector { Record = false };
+        await using var nodes = new MemoryNodes(overlay: true, services: Services, injector: injector, workers: 0);
+        nodes.Network.Tap = null;
+        // frontend-1 gets an ingress limit of 8 kbit/s: a bucket of 1,000 bytes, full at the start.
+        string endpoints = Path.Combine(nodes.Folder, "endpoints.yaml");
+        File.WriteAllText(endpoints, string.Join('\n', File.ReadAllLines(endpoints).Select(l => l.Contains("10.11.1.11]", StringComparison.Ordinal)
+            ? l.Replace("labels: {app: frontend}}", "labels: {app: frontend}, annotations: {kubernetes.io/ingress-bandwidth: 8k}}") : l)));
+        Assert.True(nodes.A.Overlay!.ReloadPolicy());
+        var shaping = Assert.Single(nodes.A.Overlay.Bandwidth!.Endpoints);
+        Assert.Equal("default/frontend-1", shaping.Name);
+
+        // intruder -> frontend-1 directly (pods of one node while the node has services: delivered
+        // to the kernel by Gateway). The clock stands still, so the bucket does not refill.
+        var packet = MemoryNodes.Tcp4("10.11.1.20", "10.11.1.11", 40000, 80, 1, 0, TcpFlag.Syn);
+        const int sent = 100;
+        for (int i = 0; i < sent; i++)
+        {
+            nodes.TunA.Inject(packet);
+        }
+        var deadline = DateTime.UtcNow.AddSeconds(30);
+        while (Volatile.Read(ref injector.Count) + shaping.IngressDropCount < sent)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"{injector.Count} delivered, {shaping.IngressDropCount} dropped of {sent}");
+            Thread.Sleep(1);
+        }
+        Assert.Equal(1000 / packet.Length, injector.Count);
+        Assert.Equal(sent - 1000 / packet.Length, shaping.IngressDropCount);
+        Assert.Equal(1000 / packet.Length * packet.Length, shaping.IngressPassedByteCount);
+    }
+
+    [Fact]
     public async Task In_ipsec_mode_local_backends_and_the_unreachable_of_an_empty_vip_reach_the_kernel_too()
     {
         var injector = new RecordingInjector();
