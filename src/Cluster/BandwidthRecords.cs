@@ -96,6 +96,29 @@ public static class BandwidthRecords
         return new BandwidthLimits(egress, ingress);
     }
 
+    /// <summary>The limits of <paramref name="records"/> by pod name, judged per annotation as
+    /// <see cref="Read"/> does: each value that is not a rate is handed to <paramref name="problem"/>
+    /// (the record and the description) and left out; a pod with no valid rate is absent.</summary>
+    public static Dictionary<string, BandwidthLimits> Limits(IEnumerable<BandwidthRecord> records, Action<BandwidthRecord, string> problem)
+    {
+        ArgumentNullException.ThrowIfNull(records);
+        ArgumentNullException.ThrowIfNull(problem);
+        var limits = new Dictionary<string, BandwidthLimits>(StringComparer.Ordinal);
+        foreach (var record in records)
+        {
+            var read = Read(record, out var problems);
+            if (problems.Count > 0)
+            {
+                problem(record, string.Join("; ", problems) + "; the annotation is ignored");
+            }
+            if (read.Any)
+            {
+                limits[record.Name] = read;
+            }
+        }
+        return limits;
+    }
+
     private static long Rate(string annotation, string? text, List<string> problems)
     {
         if (text is null)

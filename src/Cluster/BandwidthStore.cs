@@ -137,28 +137,20 @@ public sealed class BandwidthStore : IAsyncDisposable
 
     private void Publish(IReadOnlyDictionary<string, byte[]> values)
     {
-        var limits = new Dictionary<string, BandwidthLimits>(StringComparer.Ordinal);
         var problemsByKey = new Dictionary<string, string>(StringComparer.Ordinal);
+        var records = new List<BandwidthRecord>(values.Count);
         foreach (var (key, value) in values)
         {
             try
             {
-                var record = DecodeAt(key, value);
-                var read = BandwidthRecords.Read(record, out var problems);
-                if (problems.Count > 0)
-                {
-                    problemsByKey[key] = string.Join("; ", problems) + "; the annotation is ignored";
-                }
-                if (read.Any)
-                {
-                    limits[record.Name] = read;
-                }
+                records.Add(DecodeAt(key, value));
             }
             catch (FormatException e)
             {
                 problemsByKey[key] = e.Message + "; the record is ignored";
             }
         }
+        var limits = BandwidthRecords.Limits(records, (record, problem) => problemsByKey[Prefix + record.Name] = problem);
         foreach (var (key, problem) in problemsByKey)
         {
             if (!_reported.TryGetValue(key, out string? said) || said != problem)

@@ -169,16 +169,7 @@ internal static class BandwidthCommand
                     stored = await store.ReadAsync(problems, ct);
                     return 0;
                 });
-                var limits = new Dictionary<string, BandwidthLimits>(StringComparer.Ordinal);
-                foreach (var record in stored)
-                {
-                    var read = BandwidthRecords.Read(record, out var bad);
-                    problems.AddRange(bad.Select(p => $"{record.Name}: {p}; the annotation is ignored"));
-                    if (read.Any)
-                    {
-                        limits[record.Name] = read;
-                    }
-                }
+                var limits = BandwidthRecords.Limits(stored, (record, problem) => problems.Add($"{record.Name}: {problem}"));
                 foreach (string problem in problems)
                 {
                     error.WriteLine($"warning: stored {problem}");

@@ -50,8 +50,8 @@ public sealed unsafe class PreciseWaiter : IDisposable
     }
 
     /// <summary>
-    /// Sleeps until <paramref name="deadlineNs"/> on <paramref name="clock"/> (nanoseconds from
-    /// <paramref name="nowNs"/>), long.MaxValue for no deadline, or until <see cref="Wake"/>.
+    /// Sleeps until <paramref name="deadlineNs"/> on the clock <paramref name="nowNs"/> reads (nanoseconds;
+    /// long.MaxValue for no deadline), or until <see cref="Wake"/>.
     /// The caller re-checks its queues after every return.
     /// </summary>
     public void WaitUntil(Func<long> nowNs, long deadlineNs)

@@ -290,11 +290,7 @@ public static class ReplayRunner
                 BareAead(bareKey, open: false);
                 BareAead(bareKey, open: true);
             });
-            Array.Clear(_overlayDrops);
-            Array.Clear(_tunnelDrops);
-            RoundTripped = Mismatched = NotSent = 0;
-            _outTicks = _inTicks = _sampled = 0;
-            _parse = _vxlan = _seal = _open = _timestamp = _breakdownCount = 0;
+            ResetCounts(_tunnelDrops);
             barrier.SignalAndWait();
 
             MeasuredLoops(() => Pass(measure: true, sample: true), options.Mode == ReplayMode.Overlay ? Breakdown : null,
@@ -317,6 +313,17 @@ public static class ReplayRunner
                 _stages["open_decap_ingress"] = (_open, _breakdownCount);
                 _stages["timestamp"] = (_timestamp, _breakdownCount);
             }
+        }
+
+        /// <summary>Forgets what the warm-up counted (verdicts, drops of the overlay and of
+        /// <paramref name="encryptionDrops"/>, the sampled stage times) before the measured loops.</summary>
+        private void ResetCounts(Array encryptionDrops)
+        {
+            Array.Clear(_overlayDrops);
+            Array.Clear(encryptionDrops);
+            RoundTripped = Mismatched = NotSent = 0;
+            _outTicks = _inTicks = _sampled = 0;
+            _parse = _vxlan = _seal = _open = _timestamp = _breakdownCount = 0;
         }
 
         /// <summary>
@@ -408,10 +415,7 @@ public static class ReplayRunner
                 BareAesGcm(bareKey, open: false);
                 BareAesGcm(bareKey, open: true);
             });
-            Array.Clear(_overlayDrops);
-            Array.Clear(_espDrops);
-            RoundTripped = Mismatched = NotSent = 0;
-            _outTicks = _inTicks = _sampled = 0;
+            ResetCounts(_espDrops);
             barrier.SignalAndWait();
             MeasuredLoops(() => PassIpsec(measure: true, sample: true), null, open => BareAesGcm(bareKey, open));
             if (espSaPath is not null) WriteEspSa(espSaPath, pair);
