@@ -317,6 +317,9 @@ public class ClusterNodeTests
         WaitFor(() => cluster.Etcdctl("get --prefix --keys-only cilium/state/ip/v1/default/").Contains($"/{added.Ip}", StringComparison.Ordinal),
             "the new pod in the ipcache", 5);
         Assert.Contains("k8s:app=new-label", cluster.Etcdctl("get --prefix --keys-only cilium/state/identities/v1/value/"));
+        // The key in etcd is not yet node-2's view: its watch and reload come after (one fresh-clone
+        // CI run lost the first of three pings to that gap). Once one ping passes, all three must.
+        WaitFor(() => DemoCluster.Ping(pb, added, 1) == 1, "the new pod reachable from node-2", 5);
         Assert.Equal(3, DemoCluster.Ping(pb, added));
 
         // A clean stop (SIGTERM) deregisters: node-1 drops node-2 at once, not after the 60 s lease.
